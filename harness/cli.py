@@ -1,0 +1,55 @@
+"""`harness` command line: one subcommand family per stage, errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from harness.errors import HarnessError
+
+# Each module exposes register(subparsers); a subcommand sets `func(args) -> int`.
+STAGE_MODULES = (
+    "harness.kbuild.cli",
+    "harness.btf.cli",
+    "harness.btfids.cli",
+    "harness.progs.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Build kernels whose kfunc BTF went through a Python resolve_btfids, "
+        "boot them and judge selftest-style BPF programs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

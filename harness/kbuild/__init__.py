@@ -1,0 +1,1 @@
+"""kbuild stage."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for the kfunc BTF harness on Debian 12+.
+# Installs the system packages the harness drives (kernel build deps, arm64
+# cross gcc, QEMU, clang, mmdebstrap, udev, openssh-server) and the Python
+# package itself. Safe to run again: it skips what is already there.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+stamp_dir=${HARNESS_CACHE:-$HOME/.cache/kfunc-harness}
+mkdir -p "$stamp_dir"
+
+APT_PACKAGES=(
+  build-essential flex bison bc cpio kmod rsync xz-utils zstd git patch
+  libelf-dev libssl-dev libdw-dev zlib1g-dev libcap-dev pkg-config
+  dwarves ccache
+  gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
+  qemu-system-x86 qemu-system-arm qemu-utils
+  clang llvm lld
+  mmdebstrap debootstrap busybox-static
+  udev openssh-server openssh-client
+  python3-venv
+)
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# virtme-ng needs a running udev on the host, else guest output is lost.
+if ! pgrep -x systemd-udevd >/dev/null 2>&1 && [ -x /lib/systemd/systemd-udevd ]; then
+  sudo_ /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1 || true
+fi
+
+py=${PYTHON:-python3}
+if ! "$py" -c 'import harness, virtme_ng, pexpect, paramiko, elftools, xdist' >/dev/null 2>&1 \
+   || [ "$here/pyproject.toml" -nt "$stamp_dir/.pip-stamp" ]; then
+  echo "setup: installing the harness and its Python dependencies"
+  "$py" -m pip install -q -e "$here[test]"
+  touch "$stamp_dir/.pip-stamp"
+fi
