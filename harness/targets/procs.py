@@ -1,0 +1,95 @@
+"""Process bookkeeping for guests: tag, find, count and kill everything a target started.
+
+QEMU is a great-grandchild of the `vng` we spawn (vng -> virtme-run -> qemu, plus a
+virtiofsd started through os.system), so killing one pid is not enough. Every target's
+processes are started in a new session and carry an environment marker; cleanup kills the
+process group and then anything still carrying the marker (a child that left the group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+MARKER_ENV = "HARNESS_TARGET_ID"
+GUEST_PROCESS_NAMES = ("qemu-system-", "virtiofsd")
+
+
+def _comm_and_cmdline(pid: int) -> tuple[str, str] | None:
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmdline = (
+            Path(f"/proc/{pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode("utf-8", "replace")
+        )
+    except OSError:
+        return None
+    return comm, cmdline
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _has_marker(pid: int, marker: str) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER_ENV}={marker}".encode() in env.split(b"\0")
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Live (non-zombie) processes carrying this target's marker."""
+    return [p for p in _pids() if _has_marker(p, marker) and not _is_zombie(p)]
+
+
+def guest_processes(marker: str | None = None) -> list[tuple[int, str]]:
+    """(pid, comm) of live qemu-system-* and virtiofsd processes, optionally one target's."""
+    found = []
+    for pid in _pids():
+        names = _comm_and_cmdline(pid)
+        if names is None or _is_zombie(pid):
+            continue
+        comm, cmdline = names
+        argv0 = os.path.basename(cmdline.split(" ", 1)[0])
+        if not any(comm.startswith(n) or argv0.startswith(n) for n in GUEST_PROCESS_NAMES):
+            continue
+        if marker is not None and not _has_marker(pid, marker):
+            continue
+        found.append((pid, comm))
+    return found
+
+
+def kill_tree(pgid: int | None, marker: str, grace: float = 0.0) -> None:
+    """Kill the process group and every marked process; wait until none is left alive."""
+    if grace > 0 and pgid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and marked_pids(marker):
+            time.sleep(0.05)
+    for _ in range(50):
+        if pgid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        left = marked_pids(marker)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not left:
+            return
+        time.sleep(0.05)

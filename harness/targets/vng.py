@@ -1,0 +1,121 @@
+"""virtme-ng command lines per architecture, and the host preconditions vng needs.
+
+One class per architecture (after virtme-ng's own architectures.py): x86_64 boots on
+the host's root, arm64 on a cached Debian tree with `-cpu max` (vng's default
+cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some programs).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.targets.errors import TargetSetupError
+
+UDEVD = "/lib/systemd/systemd-udevd"
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """Everything that decides how one guest boots (hashable, printable, reusable)."""
+
+    arch: str
+    kernel: Path
+    root: Path | None = None  # None: the host's root (x86_64 on an x86_64 host only)
+    memory: str = "1G"
+    cpus: int = 1
+    kvm_cpu: str | None = None  # None: TCG (--disable-kvm); else the -cpu model KVM booted
+    append: tuple[str, ...] = ()
+    rwdirs: tuple[str, ...] = ()  # vng --rwdir values (guestpath=hostpath)
+    extra_qemu_opts: tuple[str, ...] = field(default_factory=tuple)
+
+
+_ARCH_NAMES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+
+
+def normalize_arch(arch: str) -> str:
+    try:
+        return _ARCH_NAMES[arch]
+    except KeyError:
+        raise TargetSetupError(f"unsupported target arch {arch!r} (x86_64, arm64)") from None
+
+
+def host_arch() -> str:
+    return normalize_arch(platform.machine())
+
+
+def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
+    """argv for booting `spec` and running `script`, kernel console on stderr."""
+    arch = normalize_arch(spec.arch)
+    argv = [
+        vng,
+        "--run",
+        str(spec.kernel),
+        "--force-9p",
+        "--verbose",
+        "--memory",
+        spec.memory,
+        "--cpus",
+        str(spec.cpus),
+    ]
+    qemu_opts: list[str] = list(spec.extra_qemu_opts)
+    if arch != host_arch():
+        argv += ["--arch", arch]
+    if spec.root is not None:
+        if not Path(spec.root).is_dir():  # vng would otherwise download an Ubuntu chroot
+            raise TargetSetupError(f"guest root {spec.root} is not a directory")
+        argv += ["--root", str(spec.root)]
+    elif arch != host_arch():
+        raise TargetSetupError(f"an {arch} guest needs a root filesystem (--root)")
+    if spec.kvm_cpu is None or arch != host_arch():
+        argv.append("--disable-kvm")
+        if arch == "arm64":
+            qemu_opts = ["-cpu", "max", *qemu_opts]
+    elif spec.kvm_cpu != "host":
+        qemu_opts = ["-cpu", spec.kvm_cpu, *qemu_opts]
+    for item in spec.rwdirs:
+        argv += ["--rwdir", item]
+    for item in spec.append:
+        argv += ["--append", item]
+    argv += ["--exec", script]
+    if qemu_opts:  # greedy option: must come last
+        argv += ["--qemu-opts", *qemu_opts]
+    return argv
+
+
+def udev_running() -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd-udevd":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def ensure_udev() -> None:
+    """Start systemd-udevd if it is not running: without it vng loses output and exits 255."""
+    if udev_running():
+        return
+    if os.geteuid() != 0 or not os.access(UDEVD, os.X_OK):
+        raise TargetSetupError(
+            "systemd-udevd is not running (virtme-ng needs it); run scripts/setup.sh"
+        )
+    subprocess.run([UDEVD, "--daemon"], capture_output=True, timeout=30, check=False)
+    for _ in range(50):
+        if udev_running():
+            return
+        time.sleep(0.1)
+    raise TargetSetupError(f"could not start {UDEVD} --daemon (virtme-ng needs udev)")
+
+
+def ensure_vng(vng: str = "vng") -> str:
+    path = shutil.which(vng)
+    if path is None:
+        raise TargetSetupError(f"{vng} not found (pip install virtme-ng==1.42)")
+    return path
