@@ -1,0 +1,129 @@
+"""What a compiled BPF object holds that the host needs before loading it.
+
+The programs (libbpf's notion: every non-static function in an executable
+section other than ``.text``, ordered by section index then offset, as
+``bpf_object__elf_collect`` sorts them), their section names, the undefined
+symbols (kfunc externs), and each function's decl tags (the expectations).
+ELF layout comes from pyelftools; BTF comes from our own ``harness.btf``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from harness.errors import UsageError
+
+
+class ObjectError(UsageError):
+    """The file is not a BPF ELF object we can read (missing, not ELF, no BTF)."""
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """One program libbpf would create from the object."""
+
+    name: str
+    section: str  # SEC() name, e.g. "tc", "?tc", "struct_ops/hid_device_event"
+    section_index: int
+    offset: int  # byte offset inside the section
+    size: int
+    static: bool  # libbpf refuses static programs outside .text ("is static and not supported")
+
+
+@dataclass
+class ObjectInfo:
+    """Programs, externs and per-function decl tags of one object."""
+
+    path: Path
+    sha256: str
+    machine: str
+    programs: list[ProgramInfo]
+    externs: list[str]  # undefined global/weak symbols: kfuncs and ksyms
+    func_tags: dict[str, list[str]] = field(default_factory=dict)  # FUNC name -> tags (BTF order)
+    has_btf: bool = False
+
+    def program(self, name: str) -> ProgramInfo:
+        for prog in self.programs:
+            if prog.name == name:
+                return prog
+        raise KeyError(name)
+
+
+def read_object(path: str | Path) -> ObjectInfo:
+    """Read programs (pyelftools) and function decl tags (harness.btf) of a BPF object."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ObjectError(f"cannot read BPF object {path}: {exc.strerror}") from None
+    if not data.startswith(b"\x7fELF"):
+        raise ObjectError(f"{path} is not an ELF file")
+    with path.open("rb") as fh:
+        elf = ELFFile(fh)
+        machine = elf["e_machine"]
+        programs: list[ProgramInfo] = []
+        externs: list[str] = []
+        exec_sections: dict[int, str] = {}
+        btf_bytes: bytes | None = None
+        for idx, sec in enumerate(elf.iter_sections()):
+            if sec.name == ".BTF":
+                btf_bytes = sec.data()
+            if (
+                sec["sh_type"] == "SHT_PROGBITS"
+                and sec["sh_size"] > 0
+                and sec["sh_flags"] & SH_FLAGS.SHF_EXECINSTR
+                and sec.name != ".text"
+            ):
+                exec_sections[idx] = sec.name
+        symtab = elf.get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
+            for sym in symtab.iter_symbols():
+                shndx = sym["st_shndx"]
+                bind = sym["st_info"]["bind"]
+                kind = sym["st_info"]["type"]
+                if shndx == "SHN_UNDEF":
+                    if bind in ("STB_GLOBAL", "STB_WEAK") and sym.name:
+                        externs.append(sym.name)
+                    continue
+                if kind != "STT_FUNC" or not isinstance(shndx, int) or shndx not in exec_sections:
+                    continue
+                programs.append(
+                    ProgramInfo(
+                        name=sym.name,
+                        section=exec_sections[shndx],
+                        section_index=shndx,
+                        offset=sym["st_value"],
+                        size=sym["st_size"],
+                        static=bind == "STB_LOCAL",
+                    )
+                )
+    programs.sort(key=lambda p: (p.section_index, p.offset))
+    info = ObjectInfo(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        machine=str(machine),
+        programs=programs,
+        externs=sorted(set(externs)),
+    )
+    if btf_bytes is not None:
+        info.func_tags = func_decl_tags(btf_bytes)
+        info.has_btf = True
+    return info
+
+
+def func_decl_tags(btf_bytes: bytes) -> dict[str, list[str]]:
+    """Map each FUNC name to the names of its whole-function decl tags, in BTF order.
+
+    Mirrors test_loader's ``collect_decl_tags``: DECL_TAG types pointing at the
+    FUNC with ``component_idx == -1``. When several FUNCs share a name the first
+    one wins, as ``btf__find_by_name_kind`` returns the first.
+    """
+    from harness.btf import load_btf_tags  # noqa: PLC0415 - see _btf_adapter below
+
+    return load_btf_tags(btf_bytes)
