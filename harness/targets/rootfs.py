@@ -1,0 +1,147 @@
+"""Guest root filesystems built once per arch into the cache from Debian packages.
+
+x86_64 guests boot on the host's own root (virtme-ng's default, shared read-only over
+9p): it already has python3, coreutils and udev, costs nothing to build and the guest
+sees host paths unchanged. An arm64 guest needs an arm64 tree: mmdebstrap's `extract`
+variant unpacks the packages on this x86_64 host without running any arm64 binary (no
+binfmt/qemu-user), and the few things maintainer scripts would have made are added by
+hand. The tree holds what virtme-ng's bash init needs (bash, udev for the virtio-serial
+port names, mount, busybox for poweroff) and what the guest agent needs (python3 with
+its stdlib, kmod for bpf_testmod). A build runs in a temp dir renamed into place under
+a lock, so parallel workers build once and a failed build is never taken as cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from harness.cache import cache_root, locked, staging_dir
+from harness.targets.errors import RootfsBuildError, TargetSetupError
+
+RECIPE = 1  # bump when the package list or the fix-ups change
+PACKAGES = (
+    "bash", "dash", "coreutils", "util-linux", "mount", "grep", "sed", "findutils",
+    "procps", "kmod", "udev", "busybox", "python3", "libc-bin", "base-files", "base-passwd",
+)
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+BUILD_TIMEOUT = 1800.0
+
+
+def debian_mirror(sources: Path = SOURCES) -> tuple[str, str]:
+    """(mirror URI, suite) of the system's main Debian stanza (not -security/-updates)."""
+    if not sources.is_file():
+        raise TargetSetupError(f"{sources} not found: cannot tell which Debian mirror to use")
+    for stanza in re.split(r"\n\s*\n", sources.read_text()):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if ":" in line and not line.startswith(("#", " ")):
+                key, value = line.split(":", 1)
+                fields[key.strip().lower()] = value.strip()
+        uris = fields.get("uris", "").split()
+        suites = [s for s in fields.get("suites", "").split() if "-" not in s]
+        if uris and suites and not uris[0].rstrip("/").endswith("-security"):
+            return uris[0], suites[0]
+    raise TargetSetupError(f"no Debian main-suite stanza in {sources}")
+
+
+def rootfs_path(arch: str) -> Path:
+    """Where the tree for `arch` lives (or will live) in the cache."""
+    uri, suite = debian_mirror()
+    digest = hashlib.sha256(f"{RECIPE} {suite} {' '.join(PACKAGES)}".encode()).hexdigest()
+    return cache_root() / "rootfs" / f"{arch}-{suite}-{digest[:12]}"
+
+
+def _complete(tree: Path) -> bool:
+    return (tree / ".harness-rootfs-ok").is_file()
+
+
+def ensure_rootfs(arch: str) -> Path:
+    """The cached root tree for `arch`, building it first if needed."""
+    if arch not in DEBIAN_ARCH:
+        raise TargetSetupError(f"no root filesystem recipe for arch {arch!r}")
+    final = rootfs_path(arch)
+    if _complete(final):
+        return final
+    with locked(final):
+        if _complete(final):  # another worker built it while we waited
+            return final
+        with staging_dir(final) as tmp:
+            _build(arch, tmp)
+            _fix_up(tmp)
+            (tmp / ".harness-rootfs-ok").write_text(f"recipe {RECIPE}\n")
+    return final
+
+
+def _build(arch: str, tree: Path) -> None:
+    uri, suite = debian_mirror()
+    if shutil.which("mmdebstrap") is None:
+        raise TargetSetupError("mmdebstrap not found (apt-get install mmdebstrap)")
+    argv = [
+        "mmdebstrap", "--variant=extract", f"--architectures={DEBIAN_ARCH[arch]}",
+        f"--include={','.join(PACKAGES)}", "--quiet", suite, str(tree),
+        f"deb {uri} {suite} main",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=BUILD_TIMEOUT)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise RootfsBuildError(
+            f"mmdebstrap for {arch} did not finish within {BUILD_TIMEOUT:.0f} s"
+        ) from None
+    if proc.returncode != 0:
+        last = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()]
+        raise RootfsBuildError(
+            f"mmdebstrap for {arch} failed (rc={proc.returncode}): {last[-1] if last else ''}"
+        )
+
+
+def _link(tree: Path, rel: str, target: str) -> None:
+    path = tree / rel
+    if not path.exists() and not path.is_symlink():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target)
+
+
+def _fix_up(tree: Path) -> None:
+    """Make by hand what unrun maintainer scripts would have made."""
+    for name in ("bin", "sbin", "lib"):  # merged /usr, in case the tree lacks it
+        if not (tree / name).exists() and (tree / "usr" / name).is_dir():
+            (tree / name).symlink_to(f"usr/{name}")
+    for name in ("opt", "srv", "tmp", "run", "proc", "sys", "dev", "root", "home", "mnt"):
+        (tree / name).mkdir(exist_ok=True)
+    os.chmod(tree / "tmp", 0o1777)
+    # virtme-init powers off with `poweroff -f`; systemd's poweroff is absent here.
+    if not any(os.path.lexists(tree / d / "poweroff") for d in ("sbin", "usr/sbin")):
+        _link(tree, "sbin/poweroff", "/bin/busybox")
+    if not (tree / "bin/sh").exists():
+        _link(tree, "bin/sh", "dash")
+    etc = tree / "etc"
+    for name, text in (
+        ("passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+        ("group", "root:x:0:\n"),
+        ("shadow", "root:*:19000:0:99999:7:::\n"),
+        ("hostname", "harness-guest\n"),
+    ):
+        if not (etc / name).exists():
+            (etc / name).write_text(text)
+    os.chmod(etc / "shadow", 0o640)
+    _check(tree)
+
+
+def _check(tree: Path) -> None:
+    """Refuse to cache a tree that lacks what the guest loop and the agent need."""
+    needed = ("python3", "bash", "sh", "head", "base64", "busybox", "udevadm", "poweroff")
+    dirs = ("bin", "usr/bin", "sbin", "usr/sbin")
+    missing = [n for n in needed if not any(os.path.lexists(tree / d / n) for d in dirs)]
+    if missing:
+        raise RootfsBuildError(f"root tree lacks {', '.join(missing)}")
