@@ -1,0 +1,382 @@
+"""Raw BTF bytes <-> header, type objects, layout and string bytes.
+
+Marshalling is kept apart from the model (types.py) and the container
+(btf.py). The type section is handled as a flat array of u32 words (every
+BTF record field is a 32-bit word), swapped once when the blob's byte order
+is not the host's; that keeps the hot loops in `array`/`struct` C code.
+
+Structural problems (bad header, truncated record, unknown kind, bits a kind
+cannot carry) raise BTFError naming the type id and byte offset. Semantic
+checks (dangling ids, string offsets, sizes) live in validate.py.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain
+
+from harness.btf.errors import BTFError
+from harness.btf.kinds import HEADER_LEN, HEADER_LEN_V1, INT_DATA_MASK, MAGIC, VERSION, Kind
+from harness.btf.types import (
+    Array,
+    BtfType,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Enum64,
+    EnumValue,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Member,
+    Param,
+    Ptr,
+    Restrict,
+    Struct,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    VarSecinfo,
+    Volatile,
+)
+
+if array("I").itemsize != 4:  # pragma: no cover - every Linux ABI has 4-byte unsigned int
+    raise ImportError("harness.btf needs array('I') to be 32 bits")
+
+LITTLE = "little"
+BIG = "big"
+_HOST = sys.byteorder
+_FMT = {LITTLE: "<", BIG: ">"}
+
+
+@dataclass(slots=True)
+class Header:
+    """struct btf_header as read (fields past hdr_len read as 0)."""
+
+    endian: str
+    version: int
+    flags: int
+    hdr_len: int
+    type_off: int
+    type_len: int
+    str_off: int
+    str_len: int
+    layout_off: int = 0
+    layout_len: int = 0
+
+
+def parse_header(data: bytes | memoryview) -> Header:
+    """Read and check the header and section placement the way the kernel does.
+
+    Sections must be types, then the optional layout, then strings, with no
+    gap, overlap or trailing bytes (the kernel's btf_check_sec_info), so the
+    writer's canonical layout reproduces any accepted blob.
+    """
+    size = len(data)
+    if size < HEADER_LEN_V1:
+        raise BTFError(f"BTF header truncated: {size} bytes, need {HEADER_LEN_V1}", offset=0)
+    if data[0] == 0x9F and data[1] == 0xEB:
+        endian = LITTLE
+    elif data[0] == 0xEB and data[1] == 0x9F:
+        endian = BIG
+    else:
+        raise BTFError(f"bad BTF magic {bytes(data[:2]).hex()} (want {MAGIC:#x})", offset=0)
+    e = _FMT[endian]
+    _, version, flags, hdr_len = struct.unpack_from(e + "HBBI", data, 0)
+    if hdr_len < HEADER_LEN_V1:
+        raise BTFError(f"header length {hdr_len} shorter than {HEADER_LEN_V1}", offset=4)
+    if hdr_len > size:
+        raise BTFError(f"header length {hdr_len} exceeds data size {size}", offset=4)
+    if version != VERSION:
+        raise BTFError(f"unsupported BTF version {version}", offset=2)
+    if flags:
+        raise BTFError(f"unsupported BTF header flags {flags:#x}", offset=3)
+    words = struct.unpack_from(e + "4I", data, 8)
+    raw_hdr = bytes(data[:hdr_len]) + b"\0" * max(0, HEADER_LEN - hdr_len)
+    layout_off, layout_len = struct.unpack_from(e + "2I", raw_hdr, 24)
+    if hdr_len < HEADER_LEN and any(raw_hdr[HEADER_LEN_V1:hdr_len]):
+        raise BTFError(f"partial layout fields in a {hdr_len}-byte header", offset=HEADER_LEN_V1)
+    if hdr_len > HEADER_LEN and any(raw_hdr[HEADER_LEN:hdr_len]):
+        raise BTFError("unknown non-zero data in the BTF header", offset=HEADER_LEN)
+    hdr = Header(endian, version, flags, hdr_len, *words, layout_off, layout_len)
+    body = size - hdr_len
+    if hdr.type_off != 0:
+        raise BTFError(f"type section at {hdr.type_off}, expected 0 (gap after header)", offset=8)
+    if hdr.type_len % 4:
+        raise BTFError(f"type section length {hdr.type_len} not a multiple of 4", offset=12)
+    pos = hdr.type_len
+    if hdr.layout_len:
+        if hdr.layout_off != pos:
+            raise BTFError(
+                f"layout section at {hdr.layout_off}, expected {pos} (right after types)",
+                offset=24,
+            )
+        if hdr.layout_len % 4:
+            raise BTFError(f"layout section length {hdr.layout_len} not a multiple of 4", offset=28)
+        pos += hdr.layout_len
+    if hdr.str_off != pos:
+        raise BTFError(f"string section at {hdr.str_off}, expected {pos}", offset=16)
+    end = pos + hdr.str_len
+    if end != body:
+        what = "truncated" if end > body else "has trailing bytes"
+        raise BTFError(f"BTF data {what}: sections end at {end}, data has {body}", offset=0)
+    return hdr
+
+
+def decode_layout(raw: bytes | memoryview, endian: str) -> list[tuple[int, int, int]]:
+    """The layout section as (info_sz, elem_sz, flags) triples."""
+    return list(struct.iter_unpack(_FMT[endian] + "BBH", raw))
+
+
+def encode_layout(layout: list[tuple[int, int, int]], endian: str) -> bytes:
+    fmt = _FMT[endian] + "BBH"
+    return b"".join(struct.pack(fmt, *entry) for entry in layout)
+
+
+def _words(raw: bytes | memoryview, endian: str) -> list[int]:
+    w = array("I")
+    w.frombytes(raw)
+    if endian != _HOST:
+        w.byteswap()
+    return w.tolist()
+
+
+_member = partial(tuple.__new__, Member)
+_param = partial(tuple.__new__, Param)
+_enumval = partial(tuple.__new__, EnumValue)
+_secinfo = partial(tuple.__new__, VarSecinfo)
+
+_NO_VLEN = frozenset(
+    {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.FWD, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST,
+     Kind.RESTRICT, Kind.VAR, Kind.FLOAT, Kind.DECL_TAG, Kind.TYPE_TAG}
+)
+_NO_KFLAG = frozenset(
+    {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
+     Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DATASEC, Kind.FLOAT}
+)
+_SIMPLE_REF = {
+    Kind.PTR: Ptr, Kind.TYPEDEF: Typedef, Kind.VOLATILE: Volatile, Kind.CONST: Const,
+    Kind.RESTRICT: Restrict,
+}
+
+
+def decode_types(
+    raw: bytes | memoryview, endian: str, start_id: int = 1, file_off: int = 0
+) -> list[BtfType]:
+    """Decode a whole type section. `file_off` is its byte offset, for messages."""
+    w = _words(raw, endian)
+    n = len(w)
+    out: list[BtfType] = []
+    append = out.append
+    i = 0
+    tid = start_id
+    while i < n:
+        if i + 3 > n:
+            raise BTFError("truncated type record", type_id=tid, offset=file_off + 4 * i)
+        name_off = w[i]
+        info = w[i + 1]
+        st = w[i + 2]
+        kind = (info >> 24) & 0x7F
+        vlen = info & 0xFFFFFF
+        kflag = info >> 31
+        p = i + 3
+        if kind == 12:  # FUNC
+            if kflag:
+                _junk(tid, file_off + 4 * i, "FUNC with kind_flag set")
+            append(Func(name_off, st, vlen))
+        elif kind == 13:  # FUNC_PROTO
+            end = p + 2 * vlen
+            if end > n:
+                _trunc(tid, file_off + 4 * i, "FUNC_PROTO", vlen)
+            if kflag:
+                _junk(tid, file_off + 4 * i, "FUNC_PROTO with kind_flag set")
+            seg = w[p:end]
+            params = list(map(_param, zip(seg[0::2], seg[1::2], strict=True)))
+            append(FuncProto(name_off, st, params))
+            p = end
+        elif kind in _SIMPLE_REF:
+            if vlen or kflag:
+                _junk(tid, file_off + 4 * i, f"{Kind(kind).name} with vlen/kind_flag set")
+            append(_SIMPLE_REF[kind](name_off, st))
+        elif kind == 4 or kind == 5:  # STRUCT, UNION
+            end = p + 3 * vlen
+            if end > n:
+                _trunc(tid, file_off + 4 * i, Kind(kind).name, vlen)
+            seg = w[p:end]
+            members = list(map(_member, zip(seg[0::3], seg[1::3], seg[2::3], strict=True)))
+            append((Struct if kind == 4 else Union)(name_off, st, members, kflag))
+            p = end
+        elif kind == 1:  # INT
+            if p + 1 > n:
+                _trunc(tid, file_off + 4 * i, "INT", 0)
+            if vlen or kflag:
+                _junk(tid, file_off + 4 * i, "INT with vlen/kind_flag set")
+            data = w[p]
+            if data & ~INT_DATA_MASK:
+                _junk(tid, file_off + 4 * i, f"INT data {data:#x} has reserved bits set")
+            append(Int(name_off, st, data >> 24, (data >> 16) & 0xFF, data & 0xFF))
+            p += 1
+        elif kind == 6:  # ENUM
+            end = p + 2 * vlen
+            if end > n:
+                _trunc(tid, file_off + 4 * i, "ENUM", vlen)
+            seg = w[p:end]
+            values = list(map(_enumval, zip(seg[0::2], seg[1::2], strict=True)))
+            append(Enum(name_off, st, values, kflag))
+            p = end
+        elif kind == 19:  # ENUM64
+            end = p + 3 * vlen
+            if end > n:
+                _trunc(tid, file_off + 4 * i, "ENUM64", vlen)
+            seg = w[p:end]
+            values = [
+                EnumValue(no, lo | (hi << 32))
+                for no, lo, hi in zip(seg[0::3], seg[1::3], seg[2::3], strict=True)
+            ]
+            append(Enum64(name_off, st, values, kflag))
+            p = end
+        elif kind == 3:  # ARRAY
+            if p + 3 > n:
+                _trunc(tid, file_off + 4 * i, "ARRAY", 0)
+            if vlen or kflag or st:
+                _junk(tid, file_off + 4 * i, "ARRAY with vlen/kind_flag/size set")
+            append(Array(name_off, w[p], w[p + 1], w[p + 2]))
+            p += 3
+        elif kind == 7:  # FWD
+            if vlen or st:
+                _junk(tid, file_off + 4 * i, "FWD with vlen/type set")
+            append(Fwd(name_off, kflag))
+        elif kind == 14:  # VAR
+            if p + 1 > n:
+                _trunc(tid, file_off + 4 * i, "VAR", 0)
+            if vlen or kflag:
+                _junk(tid, file_off + 4 * i, "VAR with vlen/kind_flag set")
+            append(Var(name_off, st, w[p]))
+            p += 1
+        elif kind == 15:  # DATASEC
+            end = p + 3 * vlen
+            if end > n:
+                _trunc(tid, file_off + 4 * i, "DATASEC", vlen)
+            if kflag:
+                _junk(tid, file_off + 4 * i, "DATASEC with kind_flag set")
+            seg = w[p:end]
+            secinfos = list(map(_secinfo, zip(seg[0::3], seg[1::3], seg[2::3], strict=True)))
+            append(Datasec(name_off, st, secinfos))
+            p = end
+        elif kind == 16:  # FLOAT
+            if vlen or kflag:
+                _junk(tid, file_off + 4 * i, "FLOAT with vlen/kind_flag set")
+            append(Float(name_off, st))
+        elif kind == 17:  # DECL_TAG
+            if p + 1 > n:
+                _trunc(tid, file_off + 4 * i, "DECL_TAG", 0)
+            if vlen:
+                _junk(tid, file_off + 4 * i, "DECL_TAG with vlen set")
+            idx = w[p]
+            append(DeclTag(name_off, st, idx - (1 << 32) if idx & 0x80000000 else idx, kflag))
+            p += 1
+        elif kind == 18:  # TYPE_TAG
+            if vlen:
+                _junk(tid, file_off + 4 * i, "TYPE_TAG with vlen set")
+            append(TypeTag(name_off, st, kflag))
+        else:
+            raise BTFError(f"unknown BTF kind {kind}", type_id=tid, offset=file_off + 4 * i)
+        i = p
+        tid += 1
+    return out
+
+
+def _trunc(tid: int, off: int, what: str, vlen: int) -> None:
+    raise BTFError(f"{what} record with vlen {vlen} runs past the type section",
+                   type_id=tid, offset=off)
+
+
+def _junk(tid: int, off: int, what: str) -> None:
+    raise BTFError(what, type_id=tid, offset=off)
+
+
+def _type_words(t: BtfType, out: list[int]) -> None:
+    """Append the u32 words of one record."""
+    kind = t.kind
+    out += (t.name_off, t.info)
+    if kind == 12 or kind in _SIMPLE_REF or kind == 18:  # FUNC, refs, TYPE_TAG
+        out.append(t.type)  # type: ignore[attr-defined]
+    elif kind == 13:
+        out.append(t.type)  # type: ignore[attr-defined]
+        out += chain.from_iterable(t.params)  # type: ignore[attr-defined]
+    elif kind == 4 or kind == 5:
+        out.append(t.size)  # type: ignore[attr-defined]
+        out += chain.from_iterable(t.members)  # type: ignore[attr-defined]
+    elif kind == 1:
+        out += (t.size, t.data)  # type: ignore[attr-defined]
+    elif kind == 6:
+        out.append(t.size)  # type: ignore[attr-defined]
+        out += chain.from_iterable(t.values)  # type: ignore[attr-defined]
+    elif kind == 19:
+        out.append(t.size)  # type: ignore[attr-defined]
+        for v in t.values:  # type: ignore[attr-defined]
+            out += (v.name_off, v.val & 0xFFFFFFFF, v.val >> 32)
+    elif kind == 3:
+        out += (0, t.type, t.index_type, t.nelems)  # type: ignore[attr-defined]
+    elif kind == 7:
+        out.append(0)
+    elif kind == 14:
+        out += (t.type, t.linkage)  # type: ignore[attr-defined]
+    elif kind == 15:
+        out.append(t.size)  # type: ignore[attr-defined]
+        out += chain.from_iterable(t.vars)  # type: ignore[attr-defined]
+    elif kind == 16:
+        out.append(t.size)  # type: ignore[attr-defined]
+    elif kind == 17:
+        out += (t.type, t.component_idx & 0xFFFFFFFF)  # type: ignore[attr-defined]
+    else:
+        raise BTFError(f"cannot encode kind {kind}")
+
+
+def encode_types(types: list[BtfType], endian: str, start_id: int = 1) -> bytes:
+    """Encode a type section; a field out of u32 range raises BTFError naming the type."""
+    out: list[int] = []
+    for t in types:
+        _type_words(t, out)
+    try:
+        w = array("I", out)
+    except (OverflowError, TypeError):
+        _locate_bad_field(types, start_id)
+        raise
+    if endian != _HOST:
+        w.byteswap()
+    return w.tobytes()
+
+
+def _locate_bad_field(types: list[BtfType], start_id: int) -> None:
+    for tid, t in enumerate(types, start_id):
+        words: list[int] = []
+        try:
+            _type_words(t, words)
+            array("I", words)
+        except (OverflowError, TypeError) as exc:
+            raise BTFError(f"field out of u32 range in {t!r}", type_id=tid) from exc
+    raise BTFError("field out of u32 range")
+
+
+def encode_header(hdr_len: int, endian: str, type_len: int, layout_len: int,
+                  str_len: int, spare_layout_off: int = 0) -> bytes:
+    """Header in the writer's canonical layout: types, then layout, then strings."""
+    e = _FMT[endian]
+    str_off = type_len + layout_len
+    head = struct.pack(e + "HBBIIIII", MAGIC, VERSION, 0, hdr_len, 0, type_len, str_off, str_len)
+    if hdr_len >= HEADER_LEN:
+        layout_off = type_len if layout_len else spare_layout_off
+        head += struct.pack(e + "II", layout_off, layout_len)
+        head += b"\0" * (hdr_len - HEADER_LEN)
+    elif hdr_len > HEADER_LEN_V1:
+        head += b"\0" * (hdr_len - HEADER_LEN_V1)
+    return head

@@ -1,0 +1,104 @@
+"""Shared inputs for BTF tests: real blobs from this machine and the built kernel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import libbpf_oracle  # noqa: E402
+
+SYSFS = Path("/sys/kernel/btf")
+BUILT_X86 = Path(os.environ.get("HARNESS_BUILT_X86", "/root/.cache/kfunc-harness/scratch/x86"))
+
+# A C file exercising every kind clang emits for BPF (bitfields, signed enums,
+# enum64, decl/type tags, datasec, float, fwd, func pointers, arrays).
+SAMPLE_C = r"""
+#define __tag(x) __attribute__((btf_decl_tag(x)))
+#define __ttag(x) __attribute__((btf_type_tag(x)))
+typedef unsigned long long u64;
+struct fwd_only;
+union fwd_union;
+enum small { S_NEG = -3, S_POS = 7 };
+enum big { B_LARGE = 0x123456789ULL, B_ONE = 1 };
+struct bits { unsigned a:3, b:5; int c; long long d:40; } __tag("s_tag");
+union un { int i; float f; double d; char c[3]; };
+struct holder {
+    struct fwd_only *fw;
+    union fwd_union *fu;
+    int __ttag("user") *tagged;
+    const volatile int cv;
+    int *restrict rp;
+    int (*fp)(int, char *);
+    struct bits b[2][3];
+    enum small s;
+    enum big g;
+    union un u;
+    u64 q;
+    char tail[];
+} __tag("holder");
+int glob_var __tag("var_tag") = 3;
+static volatile int static_var;
+float fl;
+__attribute__((section(".maps"))) struct { int x; } map_like;
+__attribute__((noinline)) __tag("fn") int func(struct holder *h __tag("arg"), int x)
+{
+    return h->b[0][1].c + x + h->s + (int)h->g + h->u.i + static_var;
+}
+int entry(void *ctx) { struct holder h = {}; return func(&h, 1) + glob_var + *(int *)&fl; }
+"""
+
+
+def have_cmd(cmd: str) -> bool:
+    from shutil import which
+
+    return which(cmd) is not None
+
+
+@pytest.fixture(scope="session")
+def clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clang -target bpf -g -O2 object with varied BTF."""
+    if not have_cmd("clang"):
+        pytest.skip("clang not installed")
+    d = tmp_path_factory.mktemp("clang")
+    src = d / "sample.c"
+    src.write_text(SAMPLE_C)
+    obj = d / "sample.o"
+    subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    return obj
+
+
+@pytest.fixture(scope="session")
+def oracle() -> libbpf_oracle.Libbpf:
+    lib = libbpf_oracle.libbpf()
+    if lib is None:
+        pytest.skip("libbpf.so could not be built from the kernel tree")
+    return lib
+
+
+@pytest.fixture(scope="session")
+def bpftool_path() -> Path:
+    tool = libbpf_oracle.bpftool()
+    if tool is None:
+        pytest.skip("bpftool could not be built from the kernel tree")
+    return tool
+
+
+def built_kernel_ready() -> bool:
+    log = BUILT_X86 / "build.log"
+    try:
+        return log.read_text(errors="replace").rstrip().endswith("rc=0")
+    except OSError:
+        return False
+
+
+def built_modules() -> list[Path]:
+    if not built_kernel_ready():
+        return []
+    return sorted(p for p in BUILT_X86.rglob("*.ko") if p.is_file())

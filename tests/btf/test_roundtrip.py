@@ -1,0 +1,76 @@
+"""parse -> write must give back the exact bytes, on real BTF from everywhere we can get it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import BUILT_X86, SYSFS, built_kernel_ready, built_modules
+
+from harness.btf import Btf, load
+from harness.btf.load import btf_bytes
+
+SYSFS_MODULES = sorted(p for p in SYSFS.glob("*") if p.name != "vmlinux") if SYSFS.exists() else []
+
+
+@pytest.fixture(scope="module")
+def host_vmlinux() -> Btf:
+    if not (SYSFS / "vmlinux").exists():
+        pytest.skip("no /sys/kernel/btf/vmlinux")
+    return load(SYSFS / "vmlinux")
+
+
+def test_host_vmlinux_identical(host_vmlinux: Btf) -> None:
+    raw = (SYSFS / "vmlinux").read_bytes()
+    assert host_vmlinux.to_bytes() == raw
+    assert len(host_vmlinux) > 1000
+
+
+@pytest.mark.parametrize("path", SYSFS_MODULES, ids=lambda p: p.name)
+def test_host_modules_identical(path: Path, host_vmlinux: Btf) -> None:
+    b = load(path, base=host_vmlinux)
+    assert b.start_id == host_vmlinux.type_count
+    assert b.to_bytes() == path.read_bytes()
+
+
+def test_clang_object_identical(clang_obj: Path) -> None:
+    raw = btf_bytes(clang_obj)
+    b = Btf.from_bytes(raw)
+    assert b.to_bytes() == raw
+    kinds = {t.kind.name for t in b.types}
+    # clang 14 emits no ENUM64 (clang >= 15 does); vmlinux and the edit tests cover it
+    for k in ("INT", "PTR", "ARRAY", "STRUCT", "UNION", "ENUM", "FWD", "TYPEDEF",
+              "VOLATILE", "CONST", "RESTRICT", "FUNC", "FUNC_PROTO", "VAR", "DATASEC",
+              "FLOAT", "DECL_TAG", "TYPE_TAG"):
+        assert k in kinds, k
+
+
+def test_big_endian_identical(clang_obj: Path) -> None:
+    """Swap the blob to the other byte order by hand: parse and write must keep it."""
+    raw = btf_bytes(clang_obj)
+    b = Btf.from_bytes(raw)
+    b.endian = "big"
+    swapped = b.to_bytes()
+    assert swapped[:2] == b"\xeb\x9f"
+    back = Btf.from_bytes(swapped)
+    assert back.endian == "big"
+    assert back.to_bytes() == swapped
+    back.endian = "little"
+    assert back.to_bytes() == raw
+
+
+@pytest.mark.skipif(not built_kernel_ready(), reason="built x86 kernel not (yet) available")
+def test_built_vmlinux_identical() -> None:
+    raw = btf_bytes(BUILT_X86 / "vmlinux")
+    assert Btf.from_bytes(raw).to_bytes() == raw
+
+
+@pytest.mark.skipif(not built_kernel_ready(), reason="built x86 kernel not (yet) available")
+def test_built_modules_identical() -> None:
+    mods = built_modules()
+    if not mods:
+        pytest.skip("the built kernel has no modules")
+    base = load(BUILT_X86 / "vmlinux")
+    for ko in mods:
+        raw = btf_bytes(ko)
+        assert Btf.from_bytes(raw, base).to_bytes() == raw, ko
