@@ -1,0 +1,403 @@
+"""The build pipeline: source → patches → config → kernel → tools → bpf_testmod → artifacts.
+
+Three cache levels keep repeated work away:
+- configs/<config key>: the merged, checked .config (kconfig runs once per input set);
+- builds/<compile key>: the make O= dir, shared by every pahole/btfids choice, so
+  swapping the BTF stage only relinks vmlinux and re-finalises modules;
+- artifacts/<full key>: the finished outputs with artifacts.json written last; its
+  presence is what "cached" means, so a failed or interrupted build never counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.cache import atomic_write, cache_dir, locked, staging_dir, touch_used
+from harness.errors import HarnessError, UsageError
+from harness.kbuild import kconfig, patches, sources, toolchains
+from harness.kbuild.artifacts import BuildArtifacts
+from harness.kbuild.make import Progress, run_make
+
+MIN_FREE_BYTES = 3 * 1024**3
+DEFAULT_EXPECTED_STEPS = {"x86_64": 2000, "arm64": 1700}
+# kbuild output that depends on time/host: pinned so rebuilds and ccache stay stable
+REPRODUCIBLE_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026",
+    "KBUILD_BUILD_USER": "harness",
+    "KBUILD_BUILD_HOST": "kfunc-harness",
+}
+
+
+@dataclass
+class BuildRequest:
+    """What the user asked for, straight from the command line."""
+
+    arch: str = "x86_64"
+    tree: str | None = None
+    kernel: str | None = None
+    patches: str | None = None
+    kconfigs: list[str] = field(default_factory=list)
+    pahole: str = toolchains.DEFAULT_PAHOLE
+    btfids: str = toolchains.DEFAULT_BTFIDS
+    allow_config_drift: bool = False
+    jobs: int = os.cpu_count() or 2
+    use_ccache: bool = True
+    testmod: bool = True
+
+
+@dataclass
+class BuildPlan:
+    """Everything decided before compiling; --dry-run prints it."""
+
+    request: BuildRequest
+    source: sources.KernelSource
+    patch_series: list[patches.Patch]
+    fragments: list[kconfig.Fragment]
+    compiler: toolchains.Tool
+    pahole: toolchains.Tool
+    btfids_path: Path
+    btfids_identity: str
+
+    @property
+    def arch(self) -> str:
+        return self.request.arch
+
+    def make_vars(self) -> list[str]:
+        prefix = toolchains.cross_prefix(self.arch)
+        cc = f"{prefix}gcc"
+        ccache = toolchains.ccache() if self.request.use_ccache else None
+        return [
+            f"ARCH={toolchains.KERNEL_ARCH[self.arch]}",
+            *([f"CROSS_COMPILE={prefix}"] if prefix else []),
+            f"CC={ccache} {cc}" if ccache else f"CC={cc}",
+            f"PAHOLE={self.pahole.path}",
+            f"RESOLVE_BTFIDS={self.btfids_path}",
+        ]
+
+    def kernel_make(self, build_dir: Path) -> list[str]:
+        image = toolchains.BOOT_IMAGE[self.arch].rsplit("/", 1)[1]
+        return ["make", "-C", str(self.source.path), f"O={build_dir}", *self.make_vars(),
+                f"-j{self.request.jobs}", image, "modules"]
+
+    def toolchain_report(self) -> dict[str, str]:
+        return {"cc": self.compiler.label, "pahole": self.pahole.label,
+                "btfids": self.request.btfids, "btfids_identity": self.btfids_identity}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+def make_plan(request: BuildRequest) -> BuildPlan:
+    """Resolve every input (fetching sources and pinned tools) without compiling."""
+    if request.arch not in toolchains.KERNEL_ARCH:
+        raise UsageError(f"unknown arch {request.arch!r}: choose x86_64 or arm64")
+    if request.btfids not in toolchains.BTFIDS_CHOICES and "/" not in request.btfids:
+        raise UsageError(f"unknown --btfids {request.btfids!r}: choose c, python or a path")
+    compiler = toolchains.cross_compiler(request.arch)
+    series = patches.read_series(request.patches) if request.patches else []
+    fragments = kconfig.standard_fragments(request.arch)
+    fragments += [kconfig.user_fragment(spec) for spec in request.kconfigs]
+    for fragment in fragments:
+        kconfig.parse_fragment(fragment)  # syntax errors before any download
+    pahole = toolchains.select_pahole(request.pahole)
+    source = sources.resolve(request.tree, request.kernel)
+    if request.btfids == "python":
+        btfids_path = toolchains.python_btfids_wrapper()
+    elif request.btfids == "c":
+        btfids_path = Path("$(objtree)/tools/bpf/resolve_btfids/resolve_btfids")
+    else:
+        btfids_path = Path(request.btfids).expanduser().resolve()
+    return BuildPlan(request, source, series, fragments, compiler, pahole, btfids_path,
+                     toolchains.btfids_identity(request.btfids))
+
+
+class Builder:
+    """Carries out a plan, reusing every cache level it can."""
+
+    def __init__(self, plan: BuildPlan, quiet: bool = False) -> None:
+        self.plan = plan
+        self.quiet = quiet
+        self.log: Path | None = None
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"harness: {text}", flush=True)
+
+    # ---- keys -------------------------------------------------------------------------
+    def config_key(self, source: sources.KernelSource) -> str:
+        frags = [f"{f.name}\n{f.text}" for f in self.plan.fragments]
+        return _digest("config-v1", source.identity, self.plan.arch, self.plan.compiler.version,
+                       self.plan.pahole.version, *frags)
+
+    @staticmethod
+    def compile_key(source: sources.KernelSource, arch: str, config_text: str,
+                    compiler: toolchains.Tool) -> str:
+        # CONFIG_PAHOLE_VERSION only feeds the BTF stage: a pahole swap must reuse the dir.
+        stable = "\n".join(ln for ln in config_text.splitlines()
+                           if not ln.startswith("CONFIG_PAHOLE_VERSION="))
+        return _digest("compile-v1", source.identity, arch, compiler.label, stable)
+
+    def full_key(self, compile_key: str) -> str:
+        return _digest("full-v1", compile_key, self.plan.pahole.label,
+                       str(self.plan.pahole.path), self.plan.btfids_identity,
+                       str(self.plan.request.testmod))
+
+    # ---- steps ------------------------------------------------------------------------
+    def prepared_source(self) -> sources.KernelSource:
+        return patches.patched_tree(self.plan.source, self.plan.patch_series,
+                                    progress=not self.quiet)
+
+    def merged_config(self, source: sources.KernelSource) -> str:
+        """The checked .config for this source and fragment set (cached)."""
+        key = self.config_key(source)
+        cached = cache_dir("configs") / f"{key}.config"
+        if cached.exists():
+            return cached.read_text()
+        plan = self.plan
+        requests = kconfig.merge(plan.fragments)
+        unknown = kconfig.unknown_symbols(source.path, requests)
+        if unknown:
+            first = unknown[0]
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise kconfig.ConfigError(
+                f"{first.origin}: CONFIG_{first.symbol} is not a Kconfig symbol of this "
+                f"tree{more}")
+        scratch = cache_dir("kconfig") / _digest(source.identity, plan.arch)
+        with locked(scratch):
+            self.say(f"merging {len(plan.fragments)} fragments over tinyconfig")
+            base = ["make", "-C", str(source.path), f"O={scratch}", *plan.make_vars()]
+            self._quiet_make([*base, "tinyconfig"])
+            kconfig.apply_requests(scratch / ".config", requests)
+            self._quiet_make([*base, "olddefconfig"])
+            text = (scratch / ".config").read_text()
+        drifted = kconfig.drift(requests, kconfig.read_config_text(text))
+        if drifted and not plan.request.allow_config_drift:
+            listing = "; ".join(str(d) for d in drifted[:5])
+            more = f" (and {len(drifted) - 5} more)" if len(drifted) > 5 else ""
+            raise kconfig.ConfigError(
+                f"{len(drifted)} requested symbols did not take: {listing}{more} "
+                "(--allow-config-drift to build anyway)")
+        for item in drifted:
+            self.say(f"warning: config drift {item}")
+        atomic_write(cached, text)
+        return text
+
+    def _quiet_make(self, cmd: list[str]) -> None:
+        log = self.log or Path(os.devnull)
+        run_make(cmd, log, None, Path.cwd(), env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(REPRODUCIBLE_ENV)
+        env.setdefault("CCACHE_DIR", str(cache_dir("ccache")))
+        env["CCACHE_NOHASHDIR"] = "1"  # build dirs differ by key; objects do not
+        env.setdefault("CCACHE_MAXSIZE", "5G")
+        return env
+
+    def build(self) -> BuildArtifacts:
+        plan = self.plan
+        logs = cache_dir("logs")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log = logs / f"build-{plan.arch}-{stamp}-{os.getpid()}.log"
+        self.log.write_text(f"# harness build {plan.arch} {plan.source.description}\n")
+        source = self.prepared_source()
+        config_text = self.merged_config(source)
+        compile_key = self.compile_key(source, plan.arch, config_text, plan.compiler)
+        full_key = self.full_key(compile_key)
+        final = cache_dir("artifacts") / full_key
+        record = final / "artifacts.json"
+        if record.exists():
+            touch_used(final)
+            self.say(f"cached build {full_key} ({plan.arch})")
+            return BuildArtifacts.from_json(record.read_text())
+        build_dir = cache_dir("builds") / compile_key
+        # One kernel build at a time on this machine (pytest-xdist workers included):
+        # two concurrent builds on a small box are slower than two in a row.
+        with locked(cache_dir("locks") / "kernel-build"), locked(build_dir):
+            if record.exists():
+                return BuildArtifacts.from_json(record.read_text())
+            self._check_disk(build_dir)
+            self._compile(source, config_text, build_dir)
+            tools = self._build_tools(source, build_dir)
+            testmod = self._build_testmod(source, build_dir) if plan.request.testmod else None
+            artifacts = self._publish(source, build_dir, final, full_key, tools, testmod)
+        self.say(f"build log: {self.log}")
+        return artifacts
+
+    def _check_disk(self, where: Path) -> None:
+        free = shutil.disk_usage(where.parent).free
+        if free < MIN_FREE_BYTES:
+            raise HarnessError(
+                f"only {free // 2**20} MiB free under {where.parent}; a kernel build needs "
+                f"{MIN_FREE_BYTES // 2**30} GiB (harness cache prune frees space)")
+
+    def _compile(self, source: sources.KernelSource, config_text: str, build_dir: Path) -> None:
+        plan = self.plan
+        config = build_dir / ".config"
+        if not config.exists() or config.read_text() != config_text:
+            atomic_write(config, config_text)
+        btf_stage = json.dumps({"pahole": str(plan.pahole.path), "pv": plan.pahole.version,
+                                "btfids": plan.btfids_identity, "path": str(plan.btfids_path)})
+        stage_file = build_dir / ".harness-btf-stage"
+        if stage_file.exists() and stage_file.read_text() != btf_stage:
+            # Another pahole/btfids made this vmlinux: drop it so make relinks and
+            # re-finalises modules (their BTF depends on vmlinux) without recompiling.
+            self.say("BTF stage changed: relinking vmlinux and modules")
+            (build_dir / "vmlinux").unlink(missing_ok=True)
+        stage_file.unlink(missing_ok=True)
+        cmd = plan.kernel_make(build_dir)
+        stats = cache_dir("stats") / f"steps-{plan.arch}.json"
+        expected = DEFAULT_EXPECTED_STEPS[plan.arch]
+        if stats.exists():
+            expected = json.loads(stats.read_text()).get("steps", expected)
+        self.say(f"building {plan.source.kernel_version} {plan.arch} in {build_dir}")
+        started = time.monotonic()
+        progress = None if self.quiet else Progress(f"{plan.arch} kernel", expected)
+        steps = run_make(cmd, self.log, progress, build_dir, env=self._env())
+        if steps > expected * 0.8:
+            atomic_write(stats, json.dumps({"steps": steps}))
+        atomic_write(stage_file, btf_stage)
+        self.say(f"kernel built in {time.monotonic() - started:.0f} s ({steps} steps)")
+
+    def _build_tools(self, source: sources.KernelSource, build_dir: Path) -> dict[str, Path]:
+        """libbpf for the target arch, host bpftool; resolve_btfids came with the kernel."""
+        plan = self.plan
+        tools = build_dir / "harness-tools"
+        env = self._env()
+        libbpf_out = tools / f"libbpf-{plan.arch}"
+        libbpf_so = libbpf_out / "libbpf.so"
+        headers = tools / "include"
+        prefix = toolchains.cross_prefix(plan.arch)
+        if not libbpf_so.exists() or not (headers / "bpf" / "libbpf.h").exists():
+            libbpf_out.mkdir(parents=True, exist_ok=True)
+            lib_make = ["make", "-C", str(source.path / "tools/lib/bpf"),
+                        f"OUTPUT={libbpf_out}/", f"-j{plan.request.jobs}"]
+            if prefix:
+                sysroot = target_sysroot(plan.arch)
+                lib_make += [f"CC={prefix}gcc", f"AR={prefix}ar", f"LD={prefix}ld",
+                             f"EXTRA_CFLAGS=-I{sysroot}/usr/include -O2",
+                             f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
+                             f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
+            self.say(f"building libbpf ({plan.arch})")
+            run_make([*lib_make, "shared"], self.log, None, build_dir, env=env)
+            run_make(["make", "-C", str(source.path / "tools/lib/bpf"),
+                      f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
+                      "INCLUDEDIR=/include", "install_headers"], self.log, None, build_dir,
+                     env=env)
+        bpftool = tools / "bpftool" / "bpftool"
+        if not bpftool.exists():
+            bpftool.parent.mkdir(parents=True, exist_ok=True)
+            self.say("building bpftool (host)")
+            run_make(["make", "-C", str(source.path / "tools/bpf/bpftool"),
+                      f"OUTPUT={bpftool.parent}/", f"-j{plan.request.jobs}"],
+                     self.log, None, build_dir, env=env)
+        resolve_btfids = build_dir / "tools/bpf/resolve_btfids/resolve_btfids"
+        if not resolve_btfids.exists():
+            raise HarnessError(f"kbuild did not build {resolve_btfids} (log: {self.log})")
+        return {"libbpf_so": libbpf_so, "headers": headers, "bpftool": bpftool,
+                "resolve_btfids": resolve_btfids}
+
+    def _build_testmod(self, source: sources.KernelSource, build_dir: Path) -> Path | None:
+        """bpf_testmod.ko, an out-of-tree module: its BTF goes through --distill_base."""
+        src = source.path / "tools/testing/selftests/bpf/test_kmods"
+        if not (src / "bpf_testmod.c").exists():
+            self.say("this tree has no test_kmods/bpf_testmod.c: skipping bpf_testmod")
+            return None
+        work = build_dir / "harness-tools" / "test_kmods"
+        if work.exists():
+            shutil.rmtree(work)  # its .ko BTF depends on vmlinux: always re-finalise
+        shutil.copytree(src, work)
+        makefile = work / "Makefile"
+        kbuild = work / "Kbuild"
+        # Build bpf_testmod only: the other test modules need options we leave out.
+        kbuild.write_text("obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
+        makefile.unlink()
+        self.say("building bpf_testmod.ko")
+        run_make(["make", "-C", str(source.path), f"O={build_dir}", *self.plan.make_vars(),
+                  f"M={work}", f"-j{self.plan.request.jobs}", "modules"],
+                 self.log, None, build_dir, env=self._env())
+        module = work / "bpf_testmod.ko"
+        if not module.exists():
+            raise HarnessError(f"bpf_testmod.ko was not produced (log: {self.log})")
+        return module
+
+    def _publish(self, source: sources.KernelSource, build_dir: Path, final: Path,
+                 full_key: str, tools: dict[str, Path], testmod: Path | None) -> BuildArtifacts:
+        plan = self.plan
+        with staging_dir(final) as tmp:
+            image = build_dir / toolchains.BOOT_IMAGE[plan.arch]
+            shutil.copy2(image, tmp / image.name)
+            shutil.copy2(build_dir / "vmlinux", tmp / "vmlinux")
+            shutil.copy2(build_dir / ".config", tmp / "config")
+            modules = tmp / "modules"
+            modules.mkdir()
+            order = build_dir / "modules.order"
+            if order.exists():
+                for line in order.read_text().splitlines():
+                    ko = build_dir / line.strip().replace(".o", ".ko")
+                    if ko.exists():
+                        shutil.copy2(ko, modules / ko.name)
+            testmod_dest = None
+            if testmod:
+                testmod_dest = tmp / "bpf_testmod.ko"
+                shutil.copy2(testmod, testmod_dest)
+            (tmp / "lib").mkdir()
+            libbpf_real = tools["libbpf_so"].resolve()
+            shutil.copy2(libbpf_real, tmp / "lib" / "libbpf.so")
+            shutil.copytree(tools["headers"], tmp / "include")
+            shutil.copy2(tools["bpftool"], tmp / "bpftool")
+            shutil.copy2(tools["resolve_btfids"], tmp / "resolve_btfids")
+            log_copy = tmp / "build.log"
+            shutil.copy2(self.log, log_copy)
+
+            def at(path: Path) -> Path:
+                return final / path.relative_to(tmp)
+
+            artifacts = BuildArtifacts(
+                arch=plan.arch, kernel_release=source.kernel_version, cache_key=full_key,
+                boot_image=at(tmp / image.name), vmlinux=at(tmp / "vmlinux"),
+                config=at(tmp / "config"), modules_dir=at(modules),
+                bpf_testmod=at(testmod_dest) if testmod_dest else None,
+                libbpf_so=at(tmp / "lib" / "libbpf.so"), libbpf_headers=at(tmp / "include"),
+                bpftool=at(tmp / "bpftool"), resolve_btfids=at(tmp / "resolve_btfids"),
+                source_tree=source.path, log=at(log_copy),
+                toolchain=plan.toolchain_report() | {"build_dir": str(build_dir)},
+            )
+            (tmp / "artifacts.json").write_text(artifacts.to_json())
+        return artifacts
+
+
+def target_sysroot(arch: str) -> Path:
+    """Headers and libraries of libelf/zlib for a cross-built libbpf (Debian arm64 .debs)."""
+    from harness.kbuild.debian import PrivateApt, unpack_deb
+
+    final = cache_dir("sysroots") / arch
+    if (final / ".complete").exists():
+        return final
+    debian_arch = {"arm64": "arm64", "x86_64": "amd64"}[arch]
+    packages = ["libelf-dev", "libelf1", "zlib1g-dev", "zlib1g", "libzstd-dev", "libzstd1"]
+    apt = PrivateApt()
+    debs = [apt.download(f"{name}:{debian_arch}", "bookworm") for name in packages]
+    with locked(final):
+        if (final / ".complete").exists():
+            return final
+        with staging_dir(final) as tmp:
+            for deb in debs:
+                unpack_deb(deb, tmp)
+            lib = tmp / "usr/lib/aarch64-linux-gnu"
+            # -dev symlinks point at /lib/...; make them resolve inside the sysroot
+            for link in lib.glob("*.so"):
+                if link.is_symlink() and Path(os.readlink(link)).is_absolute():
+                    target = tmp / os.readlink(link).lstrip("/")
+                    link.unlink()
+                    link.symlink_to(os.path.relpath(target, lib))
+            (tmp / ".complete").write_text("")
+    return final
+

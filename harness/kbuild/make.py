@@ -1,0 +1,126 @@
+"""Run make with a progress bar and a full log; turn failures into one useful line."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+# kbuild's quiet lines: "  CC      kernel/bpf/core.o"
+_STEP = re.compile(r"^  ([A-Z][A-Z0-9_-]*)\s+(\S.*)$")
+
+
+class MakeError(HarnessError):
+    """make failed; the message carries the first error line and the log path."""
+
+
+class Progress:
+    """objects done / expected on one terminal line (plain lines every 10% otherwise)."""
+
+    def __init__(self, label: str, expected: int, stream=sys.stderr) -> None:
+        self.label = label
+        self.expected = max(expected, 1)
+        self.done = 0
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last_draw >= 0.2:
+                self._last_draw = now
+                self._draw(what)
+        else:
+            decile = min(self.done * 10 // self.expected, 9)
+            if decile > self._last_decile:
+                self._last_decile = decile
+                print(f"harness: {self.label}: {self.done}/{self.expected} objects "
+                      f"({int(now - self.started)} s)", file=self.stream, flush=True)
+
+    def _draw(self, what: str) -> None:
+        shown = min(self.done, self.expected)
+        width = 30
+        filled = width * shown // self.expected
+        bar = "#" * filled + "." * (width - filled)
+        elapsed = int(time.monotonic() - self.started)
+        line = f"\r{self.label} [{bar}] {self.done}/{self.expected} {elapsed:4d}s {what[:40]}"
+        self.stream.write(line.ljust(100)[:120])
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 120 + "\r")
+            self.stream.flush()
+
+
+def _first_error(lines: list[str]) -> str:
+    for pattern in (r"No space left on device", r"error:", r"Error \d+", r"\*\*\*"):
+        for line in lines:
+            if re.search(pattern, line):
+                return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
+             env: dict[str, str] | None = None) -> int:
+    """Run `cmd`, appending all output to `log`; returns the number of kbuild steps seen.
+
+    On failure raises MakeError naming the first error line and the log. Ctrl-C stops
+    make's whole process group before re-raising, so nothing keeps compiling.
+    """
+    steps = 0
+    tail: deque[str] = deque(maxlen=400)
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", env=env, start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                tail.append(line.rstrip("\n"))
+                match = _STEP.match(line)
+                if match:
+                    steps += 1
+                    if progress:
+                        progress.step(match.group(2))
+            rc = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+        finally:
+            if progress:
+                progress.close()
+    if rc != 0:
+        lines = list(tail)
+        reason = _first_error(lines)
+        if "No space left on device" in reason:
+            reason = "disk full (No space left on device)"
+        excerpt = "\n".join("    " + ln for ln in lines[-15:])
+        raise MakeError(f"{cmd[0]} failed: {reason}\n  last lines:\n{excerpt}\n  full log: {log}")
+    return steps
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue

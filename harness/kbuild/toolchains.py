@@ -1,0 +1,190 @@
+"""Pinned toolchains: which pahole, which resolve_btfids, which compilers — and their versions.
+
+A pahole release is fetched from the Debian suite that ships it, unpacked with its own
+libraries into the cache, and run through that folder's own dynamic loader, so bookworm
+can run sid's pahole without touching the system.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cache import cache_dir, locked, staging_dir
+from harness.errors import HarnessError, UsageError
+from harness.kbuild.debian import PrivateApt, unpack_deb
+
+# Debian suite and the packages (pahole and its shared libraries) for each pinned release.
+_COMMON_LIBS = ["libc6", "zlib1g", "liblzma5", "libbz2-1.0", "libzstd1"]
+PAHOLE_RELEASES: dict[str, tuple[str, list[str]]] = {
+    "1.24": ("bookworm", ["pahole", "libdw1", "libelf1", "libbpf1", *_COMMON_LIBS]),
+    "1.30": ("trixie", ["pahole", "libdw1t64", "libelf1t64", "libbpf1", *_COMMON_LIBS]),
+    "1.32": ("sid", ["pahole", "libdwarves1", "libdw1t64", "libelf1t64", "libbpf1",
+                     *_COMMON_LIBS]),
+}
+DEFAULT_PAHOLE = "1.32"
+BTFIDS_CHOICES = ("c", "python")
+DEFAULT_BTFIDS = "c"
+
+CROSS_PREFIX = {"x86_64": "", "arm64": "aarch64-linux-gnu-"}
+KERNEL_ARCH = {"x86_64": "x86", "arm64": "arm64"}
+BOOT_IMAGE = {"x86_64": "arch/x86/boot/bzImage", "arm64": "arch/arm64/boot/Image"}
+HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}
+
+
+class ToolchainError(HarnessError):
+    """A tool the build needs is missing or unusable."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An executable kbuild is handed, with the version string that goes into cache keys."""
+
+    path: Path
+    version: str
+    label: str
+
+
+def _run_version(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(f"cannot run {cmd[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise ToolchainError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[:200]}")
+    return proc.stdout.strip()
+
+
+def _pahole_version(path: Path) -> str:
+    out = _run_version([str(path), "--version"])
+    match = re.match(r"v?(\d+\.\d+)", out)
+    if not match:
+        raise ToolchainError(f"{path} --version printed {out!r}, not a pahole version")
+    return match.group(1)
+
+
+def _write_wrapper(path: Path, body: str) -> None:
+    path.write_text(body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _fetch_pahole(release: str) -> Path:
+    """Unpack pahole <release> and its libraries once; return the wrapper script."""
+    suite, packages = PAHOLE_RELEASES[release]
+    final = cache_dir("toolchains") / f"pahole-{release}"
+    wrapper = final / "pahole"
+    if wrapper.exists():
+        return wrapper
+    apt = PrivateApt()
+    debs = [apt.download(pkg, suite) for pkg in packages]
+    with locked(final):
+        if wrapper.exists():
+            return wrapper
+        with staging_dir(final) as tmp:
+            for deb in debs:
+                unpack_deb(deb, tmp / "root")
+            lib_dirs = [d for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
+                        if (tmp / "root" / d).is_dir()]
+            libpath = ":".join(f"{final}/root/{d}" for d in lib_dirs)
+            loader = f"{final}/root/lib64/ld-linux-x86-64.so.2"
+            if not (tmp / "root/lib64/ld-linux-x86-64.so.2").exists():
+                loader = f"{final}/root/usr/lib64/ld-linux-x86-64.so.2"
+            _write_wrapper(
+                tmp / "pahole",
+                "#!/bin/sh\n"
+                f"# pahole {release} from Debian {suite}, run through its own loader\n"
+                f'exec {loader} --library-path {libpath} {final}/root/usr/bin/pahole "$@"\n',
+            )
+    return wrapper
+
+
+def select_pahole(choice: str) -> Tool:
+    """`system`, a pinned release (1.24, 1.30, 1.32) or a path to a pahole binary."""
+    if choice == "system":
+        found = shutil.which("pahole")
+        if not found:
+            raise ToolchainError("no pahole on PATH (apt install dwarves, or use --pahole 1.32)")
+        path = Path(found)
+        return Tool(path, _pahole_version(path), f"system pahole {_pahole_version(path)}")
+    if choice in PAHOLE_RELEASES:
+        path = _fetch_pahole(choice)
+        version = _pahole_version(path)
+        if version != choice:
+            raise ToolchainError(f"fetched pahole reports {version}, expected {choice}")
+        return Tool(path, version, f"pahole {version} (Debian {PAHOLE_RELEASES[choice][0]})")
+    path = Path(choice).expanduser()
+    if "/" in choice or path.exists():
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise UsageError(f"--pahole {choice}: not an executable file")
+        path = path.resolve()
+        return Tool(path, _pahole_version(path), f"pahole {_pahole_version(path)} ({path})")
+    known = ", ".join(["system", *PAHOLE_RELEASES])
+    raise UsageError(f"unknown pahole {choice!r}: choose {known} or a path")
+
+
+def python_btfids_wrapper() -> Path:
+    """An executable kbuild can call as RESOLVE_BTFIDS that runs our transformer."""
+    wrapper = cache_dir("bin") / "resolve_btfids-python"
+    body = (
+        "#!/bin/sh\n"
+        "# resolve_btfids drop-in: the harness's Python transformer\n"
+        f'exec {sys.executable} -m harness.btfids "$@"\n'
+    )
+    if not wrapper.exists() or wrapper.read_text() != body:
+        tmp = wrapper.with_suffix(".tmp")
+        _write_wrapper(tmp, body)
+        os.replace(tmp, wrapper)
+    return wrapper
+
+
+def btfids_identity(choice: str) -> str:
+    """What the BTF stage's output depends on for this btfids choice (for cache keys)."""
+    if choice == "c":
+        return "c"
+    if choice == "python":
+        import hashlib
+
+        package = Path(__file__).resolve().parent.parent
+        digest = hashlib.sha256()
+        for sub in ("btf", "btfids"):
+            for src in sorted((package / sub).glob("*.py")):
+                digest.update(src.name.encode() + b"\0" + src.read_bytes())
+        return "python-" + digest.hexdigest()[:16]
+    path = Path(choice).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise UsageError(f"--btfids {choice}: choose c, python or an executable path")
+    import hashlib
+
+    return "path-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def cross_compiler(arch: str) -> Tool:
+    """The C compiler for `arch`; a missing cross gcc is a clear error, not a make failure."""
+    if arch not in CROSS_PREFIX:
+        raise UsageError(f"unknown arch {arch!r}: choose {', '.join(CROSS_PREFIX)}")
+    host = HOST_ARCH.get(os.uname().machine, os.uname().machine)
+    prefix = "" if arch == host else CROSS_PREFIX[arch] or f"{arch}-linux-gnu-"
+    gcc = shutil.which(f"{prefix}gcc")
+    if not gcc:
+        raise ToolchainError(
+            f"cross compiler {prefix}gcc not found (run scripts/setup.sh, or "
+            f"apt install gcc-{prefix.rstrip('-').replace('_', '-')})"
+        )
+    version = _run_version([gcc, "-dumpfullversion"])
+    return Tool(Path(gcc), version, f"{prefix}gcc {version}")
+
+
+def cross_prefix(arch: str) -> str:
+    host = HOST_ARCH.get(os.uname().machine, os.uname().machine)
+    return "" if arch == host else CROSS_PREFIX[arch]
+
+
+def ccache() -> Path | None:
+    found = shutil.which("ccache")
+    return Path(found) if found else None
