@@ -122,8 +122,22 @@ def func_decl_tags(btf_bytes: bytes) -> dict[str, list[str]]:
 
     Mirrors test_loader's ``collect_decl_tags``: DECL_TAG types pointing at the
     FUNC with ``component_idx == -1``. When several FUNCs share a name the first
-    one wins, as ``btf__find_by_name_kind`` returns the first.
+    one wins, as ``btf__find_by_name_kind`` returns the first. An object's BTF
+    is not validated: unlinked objects legitimately hold zero-sized DATASECs.
     """
-    from harness.btf import load_btf_tags  # noqa: PLC0415 - see _btf_adapter below
+    from harness.btf import Btf, BTFError, DeclTag, Func  # noqa: PLC0415 - heavy, lazy
 
-    return load_btf_tags(btf_bytes)
+    try:
+        btf = Btf.from_bytes(btf_bytes, validate=False)
+    except BTFError as exc:
+        raise ObjectError(f"unreadable .BTF: {exc}") from None
+    first_func: dict[str, int] = {}
+    for tid, t in btf.items():
+        if isinstance(t, Func):
+            first_func.setdefault(btf.name(t), tid)
+    by_id: dict[int, list[str]] = {tid: [] for tid in first_func.values()}
+    for _tid, t in btf.items():
+        if (isinstance(t, DeclTag) and t.component_idx in (-1, 0xFFFFFFFF)
+                and t.type in by_id):
+            by_id[t.type].append(btf.name(t))
+    return {name: by_id[tid] for name, tid in first_func.items()}

@@ -1,0 +1,187 @@
+"""Compile selftest-style BPF C programs against a built kernel, cached by content.
+
+The flags follow the selftests' ``BPF_CFLAGS`` (tools/testing/selftests/bpf/Makefile)
+so the tree's own programs compile unmodified: ``vmlinux.h`` generated from the
+*built* kernel's BTF with the tree's bpftool (bookworm's bpftool 7.1 drops
+members of 7.x structs), libbpf's headers from the tree, the selftests' own
+directory for ``bpf_misc.h``/``bpf_experimental.h``, and
+``-fms-extensions -Wno-microsoft-anon-tag``, without which clang 14 lays out
+7.x structs with anonymous tagged members wrongly.
+
+Objects are cached under ``<cache>/progs/obj/<key>/`` where the key hashes the
+preprocessed source (so every header's content counts), the flags and the
+compiler version: an edit anywhere recompiles, nothing else does.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from harness.cache import atomic_write, cache_dir, locked, touch_used
+from harness.errors import HarnessError
+
+SELFTESTS = Path("tools/testing/selftests/bpf")
+
+_ARCH_DEFINE = {"x86_64": "x86", "arm64": "arm64", "riscv64": "riscv", "s390x": "s390",
+                "loongarch64": "loongarch"}
+
+
+class CompileError(HarnessError):
+    """clang or bpftool failed on a program or a vmlinux (first error line shown)."""
+
+
+@dataclass(frozen=True)
+class BpfToolchain:
+    """Everything a compile needs besides the source."""
+
+    arch: str
+    vmlinux_h_dir: Path  # holds vmlinux.h
+    libbpf_headers: Path  # holds bpf/bpf_helpers.h ...
+    source_tree: Path  # kernel tree (read-only): selftests headers and tools/include
+    clang: str = "clang"
+
+    def cflags(self) -> list[str]:
+        if self.arch not in _ARCH_DEFINE:
+            raise CompileError(f"no BPF target define for arch {self.arch!r}")
+        st = self.source_tree / SELFTESTS
+        tools = self.source_tree / "tools"
+        return [
+            "-g", "-Wall", f"-D__TARGET_ARCH_{_ARCH_DEFINE[self.arch]}", "-mlittle-endian",
+            f"-I{self.vmlinux_h_dir}", f"-I{self.libbpf_headers}", f"-I{st}",
+            f"-I{tools / 'include' / 'uapi'}", f"-I{tools / 'include'}",
+            f"-I{st / 'libarena' / 'include'}",
+            "-std=gnu11", "-fno-strict-aliasing", "-Wno-microsoft-anon-tag", "-fms-extensions",
+            "-Wno-compare-distinct-pointer-types", "-Wno-initializer-overrides",
+            *sys_includes(self.clang), "-DENABLE_ATOMICS_TESTS",
+            "-O2", "--target=bpfel", "-mcpu=v3",
+        ]
+
+
+@functools.cache
+def sys_includes(clang: str) -> tuple[str, ...]:
+    """``-idirafter`` for the compiler's own search list (the selftests' get_sys_includes)."""
+    try:
+        proc = subprocess.run([clang, "-v", "-E", "-"], input="", capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CompileError(f"cannot run {clang}: {exc}") from None
+    out: list[str] = []
+    inside = False
+    for line in proc.stderr.splitlines():
+        if line.startswith("#include <...> search starts here:"):
+            inside = True
+            continue
+        if line.startswith("End of search list."):
+            break
+        if inside and line.startswith(" /"):
+            out += ["-idirafter", line.strip()]
+    return tuple(out)
+
+
+@functools.cache
+def clang_version(clang: str) -> str:
+    try:
+        proc = subprocess.run([clang, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CompileError(f"cannot run {clang}: {exc}") from None
+    return proc.stdout.splitlines()[0] if proc.stdout else "unknown"
+
+
+def _btf_digest(vmlinux: Path) -> str:
+    """Hash of the BTF alone: a relink that keeps BTF keeps vmlinux.h."""
+    try:
+        if vmlinux.read_bytes()[:4] != b"\x7fELF":
+            return hashlib.sha256(vmlinux.read_bytes()).hexdigest()
+        with vmlinux.open("rb") as fh:
+            sec = ELFFile(fh).get_section_by_name(".BTF")
+            if sec is None:
+                raise CompileError(f"{vmlinux} has no .BTF section (CONFIG_DEBUG_INFO_BTF?)")
+            return hashlib.sha256(sec.data()).hexdigest()
+    except OSError as exc:
+        raise CompileError(f"cannot read {vmlinux}: {exc.strerror}") from None
+
+
+def vmlinux_h(vmlinux: str | Path, bpftool: str | Path) -> Path:
+    """Directory holding ``vmlinux.h`` for this kernel's BTF (ELF vmlinux or raw/sysfs BTF)."""
+    vmlinux = Path(vmlinux)
+    key = hashlib.sha256(f"{_btf_digest(vmlinux)}:{Path(bpftool).resolve()}".encode())
+    entry = cache_dir("progs", "vmlinux-h") / key.hexdigest()[:24]
+    header = entry / "vmlinux.h"
+    with locked(entry):
+        if header.is_file():
+            touch_used(entry)
+            return entry
+        try:
+            proc = subprocess.run([str(bpftool), "btf", "dump", "file", str(vmlinux), "format",
+                                   "c"], capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CompileError(f"bpftool failed: {exc}") from None
+        if proc.returncode != 0 or not proc.stdout:
+            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise CompileError(f"bpftool btf dump {vmlinux}: {msg[-1] if msg else 'failed'}")
+        atomic_write(header, proc.stdout)
+    return entry
+
+
+def compile_prog(src: str | Path, tc: BpfToolchain, extra_cflags: tuple[str, ...] = ()) -> Path:
+    """Compile one ``.c`` to a BPF object; return the cached object's path."""
+    src = Path(src).resolve()
+    if not src.is_file():
+        raise CompileError(f"no such BPF source: {src}")
+    flags = tc.cflags() + list(extra_cflags)
+    pre = subprocess.run([tc.clang, *flags, "-E", "-P", str(src)], capture_output=True,
+                         timeout=300)
+    if pre.returncode != 0:
+        raise CompileError(f"{src.name}: {_first_error(pre.stderr)}")
+    digest = hashlib.sha256()
+    for part in (clang_version(tc.clang), " ".join(flags), src.name):
+        digest.update(part.encode() + b"\0")
+    digest.update(pre.stdout)
+    entry = cache_dir("progs", "obj") / digest.hexdigest()[:24]
+    obj = entry / (src.stem + ".bpf.o")
+    with locked(entry):
+        if obj.is_file():
+            touch_used(entry)
+            return obj
+        entry.mkdir(parents=True, exist_ok=True)
+        tmp = entry / f".{obj.name}.tmp"
+        proc = subprocess.run([tc.clang, *flags, "-c", str(src), "-o", str(tmp)],
+                              capture_output=True, timeout=300)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise CompileError(f"{src.name}: {_first_error(proc.stderr)}")
+        tmp.replace(obj)
+        if proc.stderr:
+            atomic_write(entry / "warnings.txt", proc.stderr)
+    return obj
+
+
+def _first_error(stderr: bytes) -> str:
+    lines = stderr.decode("utf-8", "replace").splitlines()
+    for line in lines:
+        if "error:" in line:
+            return line.strip()
+    return lines[-1].strip() if lines else "compiler failed"
+
+
+def toolchain_for(artifacts: object, clang: str = "clang") -> BpfToolchain:
+    """A toolchain from a ``harness.kbuild.artifacts.BuildArtifacts``."""
+    arch = artifacts.arch  # type: ignore[attr-defined]
+    header_dir = vmlinux_h(artifacts.vmlinux, artifacts.bpftool)  # type: ignore[attr-defined]
+    return BpfToolchain(arch, header_dir, artifacts.libbpf_headers,  # type: ignore[attr-defined]
+                        artifacts.source_tree, clang)  # type: ignore[attr-defined]
+
+
+def find_clang() -> str:
+    """clang-14 is what DESIGN.md measured; any clang that takes the flags works."""
+    for name in ("clang", "clang-14"):
+        if shutil.which(name):
+            return name
+    raise CompileError("clang not found (install clang 14)")
