@@ -1,0 +1,59 @@
+"""`harness boot`: boot a kernel under QEMU and run one command (smoke test, debugging).
+
+A panic or a hang ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import HarnessError
+from harness.targets.qemu import QemuTarget
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("boot", help="boot a kernel under QEMU (virtme-ng) and run a command")
+    parser.add_argument("--kernel", required=True, help="bzImage / Image to boot")
+    parser.add_argument("--arch", default=None, help="x86_64 (default: host) or arm64")
+    parser.add_argument("--root", default=None, help="guest root tree (default: host / cache)")
+    parser.add_argument("--memory", default="1G")
+    parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--no-kvm", action="store_true", help="force TCG")
+    parser.add_argument("--append", action="append", default=[], help="kernel cmdline option")
+    parser.add_argument("--boot-timeout", type=float, default=120.0)
+    parser.add_argument("--timeout", type=float, default=60.0, help="command timeout (s)")
+    parser.add_argument("command", nargs="?", default="uname -a", help="shell command")
+    parser.set_defaults(func=_boot)
+
+
+def _boot(args: argparse.Namespace) -> int:
+    target = QemuTarget(
+        args.kernel, args.arch, root=args.root, memory=args.memory, cpus=args.cpus,
+        kvm=False if args.no_kvm else None, boot_timeout=args.boot_timeout,
+        append=args.append,
+    )
+    with target:
+        result = target.run(args.command, timeout=args.timeout)
+    sys.stdout.buffer.write(result.stdout)
+    sys.stderr.buffer.write(result.stderr)
+    return result.rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m harness.targets.cli`) with the CLI's error rules."""
+    parser = argparse.ArgumentParser(prog="harness")
+    register(parser.add_subparsers(dest="command_name", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""arm64 under TCG with -cpu max on the cached Debian root (skips until an Image exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.targets.errors import KernelPanic
+from harness.targets.qemu import QemuTarget
+from harness.targets.rootfs import ensure_rootfs
+
+pytestmark = pytest.mark.slow
+
+
+def test_arm64_boot_python_and_files(
+    arm64_kernel: Any, tmp_path: Path, no_stray_guests: list
+) -> None:
+    root = ensure_rootfs("arm64")
+    target = QemuTarget(arm64_kernel, "arm64", root=root, memory="1G", boot_timeout=120)
+    with target:
+        no_stray_guests.append(target._marker)
+        assert target.run("uname -m", timeout=30).out.strip() == "aarch64"
+        assert "cpu max" not in target.run("cat /proc/cmdline", timeout=30).out
+        atomics = target.run("grep -m1 -o ' atomics' /proc/cpuinfo", timeout=30)
+        assert atomics.out.strip() == "atomics"  # LSE, from -cpu max
+        py = target.run("python3 -c 'import ctypes, json; print(json.dumps([1]))'", timeout=60)
+        assert (py.rc, py.out) == (0, "[1]\n"), py.err
+        (tmp_path / "f").write_bytes(b"\x00arm64\xff")
+        target.put(tmp_path / "f", "/run/f", timeout=30)
+        target.get("/run/f", tmp_path / "g", timeout=30)
+        assert (tmp_path / "g").read_bytes() == b"\x00arm64\xff"
+    assert target.processes() == []
+
+
+def test_arm64_panic_at_boot(arm64_kernel: Any, no_stray_guests: list) -> None:
+    target = QemuTarget(arm64_kernel, "arm64", root=ensure_rootfs("arm64"), boot_timeout=120,
+                        append=["rootfstype=nope"])
+    with pytest.raises(KernelPanic):
+        try:
+            target.start()
+        finally:
+            no_stray_guests.append(target._marker)
+    assert target.processes() == []
