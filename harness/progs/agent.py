@@ -439,7 +439,7 @@ def _then_run(lb: Libbpf, obj: int, then: dict) -> dict:
     ones correct.
     """
     prog = _find_program(lb, obj, then["program"])
-    out: dict = {"program": then["program"], "attempts": 0}
+    out: dict = {"program": then["program"], "attempts": 0, "want": then.get("retval")}
     if prog is None or lb.lib.bpf_program__fd(prog) < 0:
         out["run_error"] = f"checker {then['program']} is not loaded (mark it __auxiliary)"
         return out

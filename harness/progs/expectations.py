@@ -107,6 +107,9 @@ class Spec:
     btf_custom_path: str | None
     btf_custom_func_path: str | None
     unknown_tags: tuple[str, ...] = ()  # test tags test_loader does not know (ignored there too)
+    # Harness extensions (bpf_progs/harness_misc.h; test_loader ignores them):
+    then_run: tuple[str, int, int] | None = None  # checker program, wanted retval, timeout ms
+    hid: str | None = None  # HID scenario the agent drives through /dev/uhid after loading
 
     @property
     def runs(self) -> list[Run]:
@@ -298,6 +301,8 @@ def parse_spec(prog_name: str, section: str, tags: list[str], arch: str) -> Spec
     btf_path: str | None = None
     btf_func_path: str | None = None
     unknown: list[str] = []
+    then_run: tuple[str, int, int] | None = None
+    hid: str | None = None
 
     def invalid(reason: str) -> Spec:
         return Spec(prog_name, section, arch, tuple(ordered), legacy, False, reason, None, None,
@@ -414,6 +419,14 @@ def parse_spec(prog_name: str, section: str, tags: list[str], arch: str) -> Spec
                 if not section.lstrip("?").startswith(_SKB_SECTIONS):
                     return invalid("__linear_size for unsupported program type")
                 linear_size = parse_int(s[len("test_linear_size="):], "test linear size")
+            elif s.startswith("harness_then_run="):
+                parts = s[len("harness_then_run="):].split(",")
+                if len(parts) not in (2, 3) or not parts[0]:
+                    raise ValueError(f"bad harness_then_run: '{s}'")
+                timeout = parse_int(parts[2], "timeout") if len(parts) == 3 else 2000
+                then_run = (parts[0], _parse_retval(parts[1], "then_run retval"), timeout)
+            elif s.startswith("harness_hid="):
+                hid = s[len("harness_hid="):]
             elif s.startswith("test_") or s.startswith("load_"):
                 unknown.append(s)
         except (ValueError, PatternError) as exc:
@@ -455,6 +468,8 @@ def parse_spec(prog_name: str, section: str, tags: list[str], arch: str) -> Spec
         btf_custom_path=btf_path,
         btf_custom_func_path=btf_func_path,
         unknown_tags=tuple(unknown),
+        then_run=then_run,
+        hid=hid,
     )
 
 
@@ -517,6 +532,8 @@ def spec_to_json(spec: Spec) -> dict[str, object]:
         "btf_custom_path": spec.btf_custom_path,
         "btf_custom_func_path": spec.btf_custom_func_path,
         "unknown_tags": list(spec.unknown_tags),
+        "then_run": list(spec.then_run) if spec.then_run else None,
+        "hid": spec.hid,
         "priv": mode(spec.priv),
         "unpriv": mode(spec.unpriv),
     }

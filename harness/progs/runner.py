@@ -1,0 +1,316 @@
+"""Host side of program runs: plan jobs from expectations, ship them to a target, judge.
+
+Data flow: compiled objects -> :func:`plan` (one job per test_loader sub-test,
+skips decided on the host with their reasons) -> :func:`execute` (the agent on
+a ``harness.targets.base.Target``, or on this host with :class:`LocalHost`) ->
+:func:`harness.progs.judge.judge` -> :class:`~harness.progs.results.ProgResult`.
+
+Beyond test_loader, programs whose object calls a ``KF_IMPLICIT_ARGS`` kfunc
+get a second run with ``BPF_F_TEST_RND_HI32`` forced (``<prog>@rnd_hi32``):
+the verifier's zero-extension rewrite is where implicit-argument calls were
+feared to go wrong. test_loader means to set that flag on every load too, but
+its probe names the probe program ``flag-test``, which the kernel refuses (a
+``-`` in a program name is EINVAL), so upstream never sets it; the agent
+reproduces the probe as written and the explicit variant gives the coverage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.progs.expectations import BPF_F_TEST_RND_HI32, ObjectSpecs, Run, object_specs
+from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
+from harness.progs.results import ProgResult
+
+AGENT = Path(__file__).with_name("agent.py")
+HIDTOOL = Path(__file__).with_name("hidtool.py")
+REMOTE_DIR = "/tmp/kfunc-harness-progs"  # guest tmpfs: keep writes off 9p shares
+
+
+class RunnerError(HarnessError):
+    """The agent could not be run or returned something unreadable."""
+
+
+@dataclass
+class Job:
+    """One sub-test on one arch, ready for the agent (or skipped on the host already)."""
+
+    id: str
+    object: Path
+    object_stem: str
+    run: Run
+    variant: str = ""  # "" or "rnd_hi32"
+    force_flags: int = 0
+    autoload: list[str] = field(default_factory=list)
+    skip: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run.name + (f"@{self.variant}" if self.variant else "")
+
+    def agent_job(self, remote_object: str) -> dict[str, object]:
+        spec, mode = self.run.spec, self.run.mode
+        execute = mode.execute and not mode.expect_failure
+        job: dict[str, object] = {
+            "id": self.id,
+            "object": remote_object,
+            "object_name": self.object_stem,
+            "program": spec.prog_name,
+            "autoload": self.autoload,
+            "log_level": spec.log_level,
+            "flag_ops": [[clear, value] for clear, value in spec.flag_ops],
+            "force_flags": self.force_flags,
+            "execute": execute,
+            "linear_size": spec.linear_size,
+            "read_stderr": execute and bool(mode.stderr),
+            "read_stdout": execute and bool(mode.stdout),
+            "load_modes": sorted(spec.load_modes),
+            "unpriv": self.run.unpriv,
+            "caps": mode.caps,
+        }
+        if spec.then_run and execute:
+            prog, want, timeout = spec.then_run
+            job["then_run"] = {"program": prog, "retval": want, "timeout_ms": timeout}
+        if spec.hid and execute:
+            job["hid"] = spec.hid
+        return job
+
+
+def _scan_dirs(tree: Path) -> Iterable[Path]:
+    for sub in ("kernel", "net", "drivers/hid", "fs", "mm",
+                "tools/testing/selftests/bpf/test_kmods"):
+        base = tree / sub
+        if base.is_dir():
+            yield from base.rglob("*.c")
+
+
+_IMPLICIT_RE = re.compile(r"BTF_ID_FLAGS\(\s*func\s*,\s*(\w+)\s*,[^)]*KF_IMPLICIT_ARGS")
+
+
+@functools.cache
+def implicit_arg_kfuncs(tree: Path) -> frozenset[str]:
+    """Kfuncs the tree declares with ``KF_IMPLICIT_ARGS`` (and their ``_impl`` twins)."""
+    names: set[str] = set()
+    for path in _scan_dirs(tree):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if "KF_IMPLICIT_ARGS" not in text:
+            continue
+        for m in _IMPLICIT_RE.finditer(text):
+            names.add(m.group(1))
+            names.add(m.group(1) + "_impl")
+    return frozenset(names)
+
+
+def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset[str] = frozenset(),
+         only: str | None = None) -> list[Job]:
+    """Jobs for every sub-test of every object, in object and program order.
+
+    Invalid specs become ERROR jobs and host-side skips (arch, unsupported
+    features) SKIP jobs, so no program disappears from the results.
+    ``only`` keeps runs whose name (or object/name) contains it.
+    """
+    jobs: list[Job] = []
+    for obj in objects:
+        specs = object_specs(obj, arch)
+        stem = Path(obj).name.removesuffix(".o").removesuffix(".bpf")
+        calls_implicit = bool(implicit_kfuncs & set(specs.info.externs))
+        for spec in specs.specs:
+            if only and only not in spec.prog_name and only not in f"{stem}/{spec.prog_name}":
+                continue
+            if not spec.valid:
+                from harness.progs.expectations import Mode  # noqa: PLC0415
+
+                dummy = Mode(spec.prog_name, None, False, (), (), (), (), (), 0, False, 0)
+                jobs.append(Job(f"{stem}/{spec.prog_name}", Path(obj), stem,
+                                Run(spec, dummy, False),
+                                skip=f"error: can't parse test spec: {spec.error}"))
+                continue
+            for run in spec.runs:
+                jobs.extend(_jobs_for(specs, stem, Path(obj), run, arch, calls_implicit))
+    return jobs
+
+
+def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
+              implicit: bool) -> list[Job]:
+    base = Job(f"{stem}/{run.name}", obj, stem, run, autoload=specs.auxiliaries(run.unpriv))
+    skip = run.arch_skip(arch)
+    reasons = run.unsupported(arch)
+    if skip is None and reasons:
+        skip = "; ".join(reasons)
+    if run.spec.hid and run.unpriv:
+        skip = skip or "HID scenarios run privileged only"
+    base.skip = skip
+    out = [base]
+    if implicit:
+        out.append(Job(f"{stem}/{run.name}@rnd_hi32", obj, stem, run, "rnd_hi32",
+                       BPF_F_TEST_RND_HI32, list(base.autoload), skip))
+    return out
+
+
+class LocalHost:
+    """Runs the agent on this machine (root needed): the host kernel as a target."""
+
+    arch = os.uname().machine.replace("aarch64", "arm64")
+
+    def agent(self, libbpf_so: Path, jobs: list[dict[str, object]], timeout: float) -> str:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(jobs, fh)
+        try:
+            proc = subprocess.run([sys.executable, str(AGENT), "--libbpf", str(libbpf_so),
+                                   "--timeout", str(timeout), "run", fh.name],
+                                  capture_output=True, text=True,
+                                  timeout=timeout * (len(jobs) + 2))
+        finally:
+            os.unlink(fh.name)
+        if proc.returncode != 0:
+            raise RunnerError(f"agent failed (rc {proc.returncode}): "
+                              f"{proc.stderr.strip().splitlines()[-1:] or ''}")
+        return proc.stdout
+
+
+def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
+                  jobs: list[dict[str, object]], timeout: float) -> str:
+    """Ship agent, libbpf and objects through the Target protocol and run the agent."""
+    run = target.run  # type: ignore[attr-defined]
+    put = target.put  # type: ignore[attr-defined]
+    res = run(f"mkdir -p {REMOTE_DIR}/obj", timeout=30)
+    if res.rc != 0:
+        raise RunnerError(f"cannot create {REMOTE_DIR} on the target: {res.err.strip()}")
+    put(AGENT, f"{REMOTE_DIR}/agent.py", timeout=60)
+    if HIDTOOL.exists():
+        put(HIDTOOL, f"{REMOTE_DIR}/hidtool.py", timeout=60)
+    put(libbpf_so, f"{REMOTE_DIR}/libbpf.so", timeout=120)
+    for local, remote in objects.items():
+        put(local, remote, timeout=60)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(jobs, fh)
+    try:
+        put(fh.name, f"{REMOTE_DIR}/jobs.json", timeout=30)
+    finally:
+        os.unlink(fh.name)
+    cmd = (f"python3 {REMOTE_DIR}/agent.py --libbpf {REMOTE_DIR}/libbpf.so "
+           f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
+    res = run(cmd, timeout=timeout * (len(jobs) + 2) + 30)
+    if res.rc != 0:
+        raise RunnerError(f"agent failed on the target (rc {res.rc}): "
+                          f"{(res.err.strip().splitlines() or [''])[-1]}")
+    return res.out
+
+
+def execute(jobs: list[Job], libbpf_so: str | Path, target: object | None = None, *,
+            timeout: float = 60.0) -> list[ProgResult]:
+    """Run the non-skipped jobs through the agent (on ``target``, else this host); judge all."""
+    libbpf_so = Path(libbpf_so)
+    arch = getattr(target, "arch", None) or LocalHost.arch
+    runnable = [j for j in jobs if j.skip is None]
+    raw_by_id: dict[str, dict] = {}
+    probe: dict = {}
+    if runnable:
+        if target is None:
+            remote = {j.object: str(j.object.resolve()) for j in runnable}
+            payload = [j.agent_job(remote[j.object]) for j in runnable]
+            out = LocalHost().agent(libbpf_so, payload, timeout)
+        else:
+            remote = {}
+            for j in runnable:
+                if j.object not in remote:
+                    remote[j.object] = f"{REMOTE_DIR}/obj/{len(remote)}-{j.object.name}"
+            payload = [j.agent_job(remote[j.object]) for j in runnable]
+            out = _remote_agent(target, libbpf_so, remote, payload, timeout)
+        try:
+            data = json.loads(out)
+        except ValueError:
+            raise RunnerError(f"agent printed no JSON: {out[:200]!r}") from None
+        probe = data.get("probe", {})
+        raw_by_id = {str(r.get("id")): r for r in data.get("results", [])}
+    results = []
+    for job in jobs:
+        results.append(_record(job, arch, raw_by_id.get(job.id), probe))
+    return results
+
+
+def _record(job: Job, arch: str, raw: dict | None, probe: dict) -> ProgResult:
+    mode = job.run.mode
+    if job.skip is not None:
+        verdict = (Verdict(ERROR, job.skip) if job.skip.startswith("error:")
+                   else Verdict(SKIP, job.skip))
+        raw = {}
+    elif raw is None:
+        verdict, raw = Verdict(ERROR, "agent returned no result for this job"), {}
+    else:
+        verdict = judge(job.run, raw)
+    times = [raw.get(k) for k in ("load_ms", "run_ms") if raw.get(k) is not None]
+    return ProgResult(
+        object=job.object_stem,
+        program=job.name,
+        arch=arch,
+        verdict=verdict.verdict,
+        expected=describe(mode) if job.run.spec.valid else "valid spec",
+        reason=verdict.reason,
+        time_ms=round(sum(times), 3) if times else None,
+        retval=raw.get("retval"),
+        prog_flags=raw.get("prog_flags"),
+        verifier_log=str(raw.get("verifier_log", "")),
+        libbpf_log=[str(m) for _lvl, m in raw.get("libbpf_log", [])],
+        details=verdict.details,
+        description=mode.description,
+    )
+
+
+def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path, target: object | None = None,
+                *, arch: str | None = None, source_tree: Path | None = None,
+                only: str | None = None, timeout: float = 60.0) -> list[ProgResult]:
+    """Plan and execute: the one call for already-compiled objects."""
+    arch = arch or getattr(target, "arch", None) or LocalHost.arch
+    implicit = implicit_arg_kfuncs(Path(source_tree)) if source_tree else frozenset()
+    jobs = plan(objects, arch, implicit_kfuncs=implicit, only=only)
+    return execute(jobs, libbpf_so, target, timeout=timeout)
+
+
+def run_suite(artifacts: object, target: object, sources: Iterable[str | Path], *,
+              only: str | None = None, timeout: float = 60.0) -> list[ProgResult]:
+    """Compile ``sources`` for a build (``BuildArtifacts``) and judge them on ``target``.
+
+    Loads the build's bpf_testmod on the target first when the build has one
+    (the implicit-args and wq selftests call its kfuncs).
+    """
+    from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415
+
+    tc = toolchain_for(artifacts)
+    objects = [compile_prog(src, tc) for src in sources]
+    testmod = getattr(artifacts, "bpf_testmod", None)
+    if testmod is not None and Path(testmod).is_file():
+        remote = f"{REMOTE_DIR}/bpf_testmod.ko"
+        target.run(f"mkdir -p {REMOTE_DIR}", timeout=30)  # type: ignore[attr-defined]
+        target.put(testmod, remote, timeout=60)  # type: ignore[attr-defined]
+        res = target.run(f"grep -q '^bpf_testmod ' /proc/modules || insmod {shlex.quote(remote)}",
+                         timeout=60)  # type: ignore[attr-defined]
+        if res.rc != 0:
+            raise RunnerError(f"insmod bpf_testmod failed: {res.err.strip() or res.out.strip()}")
+    return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
+                       arch=artifacts.arch,  # type: ignore[attr-defined]
+                       source_tree=Path(artifacts.source_tree),  # type: ignore[attr-defined]
+                       only=only, timeout=timeout)
+
+
+def default_sources(tree: Path, repo: Path | None = None) -> list[Path]:
+    """Our bpf_progs/*.c plus the tree's kfunc_implicit_args.c, wq.c and wq_failures.c."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    ours = sorted((repo / "bpf_progs").glob("*.c"))
+    st = tree / "tools/testing/selftests/bpf/progs"
+    upstream = [st / f"{n}.c" for n in ("kfunc_implicit_args", "wq", "wq_failures")]
+    return ours + [p for p in upstream if p.is_file()]
