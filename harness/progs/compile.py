@@ -54,7 +54,7 @@ class BpfToolchain:
         tools = self.source_tree / "tools"
         return [
             "-g", "-Wall", f"-D__TARGET_ARCH_{_ARCH_DEFINE[self.arch]}", "-mlittle-endian",
-            f"-I{self.vmlinux_h_dir}", f"-I{self.libbpf_headers}", f"-I{st}",
+            f"-I{self.vmlinux_h_dir}", f"-I{self.libbpf_headers}", f"-I{st}", f"-I{st / 'progs'}",
             f"-I{tools / 'include' / 'uapi'}", f"-I{tools / 'include'}",
             f"-I{st / 'libarena' / 'include'}",
             "-std=gnu11", "-fno-strict-aliasing", "-Wno-microsoft-anon-tag", "-fms-extensions",
