@@ -1,0 +1,80 @@
+"""Boot-to-exit time per arch: boot a kernel, run `true`, stop; several runs, median.
+
+TCG always; KVM too when the (cached) probe says KVM really boots a kernel here.
+Usage: python benchmarks/boot.py [--runs N] [--x86 IMAGE] [--arm64 IMAGE]
+(default images: the scratch builds in the harness cache, skipped if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from harness.cache import cache_root
+from harness.errors import HarnessError
+from harness.targets import procs
+from harness.targets.kvm import probe_kvm
+from harness.targets.qemu import QemuTarget
+
+DEFAULTS = {
+    "x86_64": "scratch/x86/arch/x86/boot/bzImage",
+    "arm64": "scratch/arm64/arch/arm64/boot/Image",
+}
+
+
+def boot_to_exit(image: Path, arch: str, kvm: bool) -> tuple[float, float]:
+    """(boot-to-command-ready, boot-to-exit) seconds for one guest."""
+    start = time.monotonic()
+    target = QemuTarget(image, arch, kvm=None if kvm else False, cpus=1, boot_timeout=180)
+    with target:
+        ready = time.monotonic() - start
+        target.run("true", timeout=60)
+    total = time.monotonic() - start
+    if target.processes():
+        raise SystemExit(f"stray guest processes after a run: {target.processes()}")
+    return ready, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--x86", dest="x86_64", type=Path, default=None)
+    parser.add_argument("--arm64", type=Path, default=None)
+    args = parser.parse_args(argv)
+    rows = []
+    for arch in ("x86_64", "arm64"):
+        image = getattr(args, arch) or cache_root() / DEFAULTS[arch]
+        if not image.is_file():
+            print(f"{arch}: skipped, no image at {image}", file=sys.stderr)
+            continue
+        modes = ["tcg"]
+        if arch == "x86_64":
+            verdict = probe_kvm(image)
+            print(f"KVM probe: usable={verdict.usable} ({verdict.reason}; "
+                  f"{verdict.seconds:.1f} s{', cached' if verdict.cached else ''})")
+            if verdict.usable:
+                modes.append("kvm")
+        for mode in modes:
+            samples = []
+            try:
+                for _ in range(args.runs):
+                    samples.append(boot_to_exit(image, arch, mode == "kvm"))
+            except HarnessError as exc:
+                print(f"{arch}/{mode}: error: {exc}", file=sys.stderr)
+                continue
+            ready = statistics.median(s[0] for s in samples)
+            total = statistics.median(s[1] for s in samples)
+            spread = f"{min(s[1] for s in samples):.2f}-{max(s[1] for s in samples):.2f}"
+            rows.append((arch, mode, len(samples), ready, total, spread))
+    print(f"{'arch':8} {'accel':5} {'runs':>4} {'ready s':>8} {'exit s':>7} {'range':>11}")
+    for arch, mode, n, ready, total, spread in rows:
+        print(f"{arch:8} {mode:5} {n:4d} {ready:8.2f} {total:7.2f} {spread:>11}")
+    print(f"guest processes left: {len(procs.guest_processes())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
