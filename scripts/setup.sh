@@ -44,3 +44,5 @@ if ! "$py" -c 'import harness, virtme_ng, pexpect, paramiko, elftools, xdist' >/
   "$py" -m pip install -q -e "$here[test]"
   touch "$stamp_dir/.pip-stamp"
 fi
+# pyenv only sees new console scripts (harness) after a rehash
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi

@@ -1,0 +1,76 @@
+"""Fragment parsing, merge order and the post-olddefconfig check, on the real 7.3 tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.kbuild import kconfig
+from harness.kbuild.build import Builder, BuildRequest, make_plan
+from harness.kbuild.sources import from_debian
+
+
+def frag(tmp_path: Path, name: str, text: str) -> kconfig.Fragment:
+    path = tmp_path / name
+    path.write_text(text)
+    return kconfig.Fragment(name, path, text)
+
+
+def test_later_fragment_wins_and_keeps_origin(tmp_path: Path) -> None:
+    a = frag(tmp_path, "a.config", "CONFIG_FOO=y\n# CONFIG_BAR is not set\nCONFIG_N=3\n")
+    b = frag(tmp_path, "b.config", "# comment\n# CONFIG_FOO is not set\nCONFIG_BAR=m\n")
+    merged = kconfig.merge([a, b])
+    assert merged["FOO"].value == "n" and merged["FOO"].origin == "b.config:2"
+    assert merged["BAR"].value == "m"
+    assert merged["N"].value == "3" and merged["N"].origin == "a.config:3"
+
+
+def test_malformed_line_names_fragment_and_line(tmp_path: Path) -> None:
+    bad = frag(tmp_path, "bad.config", "CONFIG_OK=y\nCONFIG_BPF_SYSCALL y\n")
+    with pytest.raises(kconfig.ConfigError, match=r"bad.config:2: not a Kconfig assignment"):
+        kconfig.parse_fragment(bad)
+
+
+def test_project_fragments_declare_only_real_symbols() -> None:
+    tree = from_debian("7.3").path
+    for arch in ("x86_64", "arm64"):
+        merged = kconfig.merge(kconfig.standard_fragments(arch))
+        assert "BPF_SYSCALL" in merged and "DEBUG_INFO_BTF" in merged
+        assert kconfig.unknown_symbols(tree, merged) == []
+
+
+def test_typo_is_reported_with_origin(tmp_path: Path) -> None:
+    tree = from_debian("7.3").path
+    typo = frag(tmp_path, "typo.config", "CONFIG_BPF_SYSCAL=y\n")
+    unknown = kconfig.unknown_symbols(tree, kconfig.merge([typo]))
+    assert [(u.symbol, u.origin) for u in unknown] == [("BPF_SYSCAL", "typo.config:1")]
+
+
+def test_drift_lists_name_wanted_and_got() -> None:
+    requests = kconfig.merge([kconfig.Fragment("f", Path("f"), "CONFIG_A=y\nCONFIG_B=m\n"
+                                                                "# CONFIG_C is not set\n")])
+    final = {"A": "y", "B": "y"}
+    assert [str(d) for d in kconfig.drift(requests, final)] == [
+        "CONFIG_B (wanted m, got y; f:2)"]
+
+
+def test_merged_config_checks_every_symbol_after_olddefconfig(tmp_path: Path) -> None:
+    """A request Kconfig cannot honour (HID_BPF without HID) fails, unless drift is allowed."""
+    impossible = tmp_path / "nohid.config"
+    impossible.write_text("# CONFIG_HID is not set\nCONFIG_HID_BPF=y\n")
+    plan = make_plan(BuildRequest(kconfigs=[str(impossible)]))
+    builder = Builder(plan, quiet=True)
+    with pytest.raises(kconfig.ConfigError, match=r"CONFIG_HID_BPF \(wanted y, got"):
+        builder.merged_config(plan.source)
+    lenient = make_plan(BuildRequest(kconfigs=[str(impossible)], allow_config_drift=True))
+    text = Builder(lenient, quiet=True).merged_config(lenient.source)
+    assert "CONFIG_BPF_SYSCALL=y" in text and "CONFIG_HID_BPF=y" not in text
+
+
+def test_default_config_takes_every_request() -> None:
+    plan = make_plan(BuildRequest())
+    text = Builder(plan, quiet=True).merged_config(plan.source)
+    final = kconfig.read_config_text(text)
+    assert kconfig.drift(kconfig.merge(plan.fragments), final) == []
+    assert final["IPV6"] == "n" and final["WIRELESS"] == "n"  # pinned off over tinyconfig
