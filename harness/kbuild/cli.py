@@ -17,7 +17,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--tree", metavar="PATH", help="a kernel tree (git or unpacked); "
                      "never modified")
-    src.add_argument("--kernel", metavar="RELEASE", choices=sorted(DEBIAN_RELEASES),
+    src.add_argument("--kernel", metavar="RELEASE",
                      help="a Debian linux-source release fetched into the cache "
                      f"({', '.join(DEBIAN_RELEASES)}; default 7.3)")
     parser.add_argument("--patches", metavar="DIR|MBOX", help="a patch series to apply first")
