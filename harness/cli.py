@@ -14,6 +14,7 @@ STAGE_MODULES = (
     "harness.kbuild.cli",
     "harness.btf.cli",
     "harness.btfids.cli",
+    "harness.targets.cli",
     "harness.progs.cli",
 )
 
