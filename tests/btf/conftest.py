@@ -54,6 +54,14 @@ int entry(void *ctx) { struct holder h = {}; return func(&h, 1) + glob_var + *(i
 """
 
 
+# A few types of each family only: the fuzz seed (small blobs mutate and parse fast).
+SMALL_C = r"""
+struct s { unsigned a:3; int b; enum { A = -1, B } e; } __attribute__((btf_decl_tag("t")));
+int __attribute__((btf_type_tag("user"))) *gp;
+int f(struct s *p) { return p->b + *gp; }
+"""
+
+
 def have_cmd(cmd: str) -> bool:
     from shutil import which
 
@@ -69,6 +77,19 @@ def clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = d / "sample.c"
     src.write_text(SAMPLE_C)
     obj = d / "sample.o"
+    subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    return obj
+
+
+@pytest.fixture(scope="session")
+def small_clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not have_cmd("clang"):
+        pytest.skip("clang not installed")
+    d = tmp_path_factory.mktemp("clang_small")
+    src = d / "small.c"
+    src.write_text(SMALL_C)
+    obj = d / "small.o"
     subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-c", str(src), "-o", str(obj)],
                    check=True, capture_output=True)
     return obj
