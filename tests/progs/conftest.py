@@ -1,0 +1,75 @@
+"""Fixtures for the progs tests: the 7.3 tree, its libbpf/bpftool builds, compiled objects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.progs.compile import BpfToolchain, compile_prog, vmlinux_h
+
+SOURCES = Path(os.environ.get(
+    "HARNESS_TREE",
+    "/root/.cache/kfunc-harness/sources/linux-source-7.3_7.3.4-1~bpo13+1"))
+ORACLE = Path(os.environ.get("HARNESS_ORACLE", "/root/.cache/kfunc-harness/oracle"))
+LIBBPF_SO = ORACLE / "libbpf" / "libbpf.so"
+LIBBPF_HEADERS = ORACLE / "libbpf" / "root" / "usr" / "include"
+BPFTOOL = ORACLE / "bpftool" / "bpftool"
+# A built 7.3 vmlinux gives the right vmlinux.h for the tree's programs; the
+# host's BTF (6.18) is the fallback and serves the host-only programs.
+VMLINUX_73 = Path(os.environ.get("HARNESS_VMLINUX",
+                                 "/root/.cache/kfunc-harness/scratch/x86/vmlinux"))
+HOST_BTF = Path("/sys/kernel/btf/vmlinux")
+REPO = Path(__file__).resolve().parents[2]
+SELFTEST_PROGS = SOURCES / "tools/testing/selftests/bpf/progs"
+
+
+def _need(*paths: Path) -> None:
+    for p in paths:
+        if not p.exists():
+            pytest.skip(f"{p} is missing (see tests/progs/conftest.py for how to build it)")
+
+
+@pytest.fixture(scope="session")
+def toolchain_73() -> BpfToolchain:
+    _need(SOURCES, BPFTOOL, LIBBPF_HEADERS, VMLINUX_73)
+    return BpfToolchain("x86_64", vmlinux_h(VMLINUX_73, BPFTOOL), LIBBPF_HEADERS, SOURCES)
+
+
+@pytest.fixture(scope="session")
+def toolchain_host() -> BpfToolchain:
+    _need(SOURCES, BPFTOOL, LIBBPF_HEADERS, HOST_BTF)
+    return BpfToolchain("x86_64", vmlinux_h(HOST_BTF, BPFTOOL), LIBBPF_HEADERS, SOURCES)
+
+
+@pytest.fixture(scope="session")
+def compiled_73(toolchain_73: BpfToolchain):
+    """name -> object for the tree's three selftests and our bpf_progs, against 7.3."""
+    out = {}
+    for name in ("kfunc_implicit_args", "wq", "wq_failures"):
+        out[name] = compile_prog(SELFTEST_PROGS / f"{name}.c", toolchain_73)
+    for src in sorted((REPO / "bpf_progs").glob("*.c")):
+        out["ours/" + src.stem] = compile_prog(src, toolchain_73)
+    return out
+
+
+@pytest.fixture(scope="session")
+def host_basic(toolchain_host: BpfToolchain) -> Path:
+    return compile_prog(Path(__file__).with_name("data") / "host_basic.c", toolchain_host)
+
+
+@pytest.fixture(scope="session")
+def libbpf_so() -> Path:
+    _need(LIBBPF_SO)
+    return LIBBPF_SO
+
+
+@pytest.fixture(scope="session")
+def bpftool() -> Path:
+    _need(BPFTOOL)
+    return BPFTOOL
+
+
+def can_load_bpf() -> bool:
+    return os.geteuid() == 0 and HOST_BTF.exists()
