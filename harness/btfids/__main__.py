@@ -1,0 +1,7 @@
+"""`python -m harness.btfids`: what kbuild runs as RESOLVE_BTFIDS (see harness.kbuild.toolchains)."""
+
+import sys
+
+from harness.btfids.cli import main
+
+sys.exit(main())

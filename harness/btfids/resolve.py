@@ -1,0 +1,319 @@
+"""The resolve_btfids pipeline: read, transform, finalize, patch ids, write.
+
+Why one orchestrating module: the order of the C tool's steps is part of its
+output (ids are resolved *after* dedup, distill and sort, kfuncs are found
+*before* them, warnings come out in a fixed order), so the steps are called
+here exactly in main()'s order and nothing else decides it:
+
+1. elf_collect: the ELF, its last `.BTF_ids` section and last symbol table;
+2. symbols_collect (only when both exist);
+3. load the BTF (`--btf FILE` or the ELF's `.BTF`) on `--btf_base`;
+4. btf2btf for the profile (kfunc discovery, tags, implicit args, arena);
+5. finalize: dedup (7.3), distill (`--distill_base` with a base), sort;
+6. symbols_resolve and symbols_patch on the final BTF;
+7. write `<elf>.BTF_ids`, `<elf>.BTF`, `<elf>.BTF.base`.
+
+Nothing is written until every output is computed, and each file appears
+by rename, so a failure never leaves a half-written output (the C tool's
+earlier outputs from a previous run stay as they were, as with the C tool).
+
+Known C-tool quirk kept: `--fatal_warnings` never changes the exit status
+(main() has already set err to 0 when it tests the flag), in 7.2 and 7.3.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from harness.btf import Btf, BTFError, Func, Struct, Typedef, Union
+from harness.btfids import ids as btfids
+from harness.btfids import kfuncs as kf
+from harness.btfids import profiles, transform
+from harness.btfids.elf import BTF_IDS_SECTION, ElfObject
+from harness.btfids.errors import BtfidsError
+
+PATH_MAX = 4096
+_KEY_OF = {Func: "funcs", Struct: "structs", Union: "unions", Typedef: "typedefs"}
+
+
+@dataclass
+class Options:
+    """resolve_btfids' command line, plus the transformer's own switches."""
+
+    elf: str
+    btf: str | None = None
+    base: str | None = None
+    distill_base: bool = False
+    fatal_warnings: bool = False
+    verbose: int = 0
+    profile: str | None = None
+    discover: bool | None = None  # None: on when the BTF has no bpf_kfunc tags (7.2 profile)
+    validate: bool = True
+
+
+@dataclass
+class Log:
+    """Where the C tool's pr_err/pr_info (always) and pr_debug (-v) lines go."""
+
+    verbose: int = 0
+    stream: object = None
+    lines: list[str] = field(default_factory=list)
+    warnings: int = 0
+
+    def _emit(self, msg: str) -> None:
+        self.lines.append(msg)
+        out = self.stream if self.stream is not None else sys.stderr
+        print(msg, file=out)  # type: ignore[arg-type]
+
+    def warn(self, msg: str) -> None:
+        self.warnings += 1
+        self._emit(msg)
+
+    def info(self, msg: str) -> None:
+        self._emit(msg)
+
+    def debug(self, msg: str) -> None:
+        if self.verbose >= 1:
+            self._emit(msg)
+
+    @property
+    def debug_fn(self) -> Callable[[str], None] | None:
+        return self.debug if self.verbose >= 1 else None
+
+
+@dataclass
+class Result:
+    """What a run computed: output files in write order, and what it found."""
+
+    outputs: dict[str, bytes]
+    profile: profiles.Profile
+    profile_reason: str
+    kfuncs: list[kf.Kfunc]
+    discovered: bool
+    btf: Btf
+
+
+# ---- BTF input --------------------------------------------------------------------------
+
+def _strerror(code: int) -> str:
+    return os.strerror(code)
+
+
+def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = True,
+             elf: ElfObject | None = None) -> Btf:
+    """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure."""
+    label = f"FAILED: load {what}BTF from {path}"
+    try:
+        if elf is not None:
+            data = _elf_btf(elf, label)
+        else:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                raise BtfidsError(f"{label}: {exc.strerror}") from None
+            if data[:4] == b"\x7fELF":
+                with ElfObject(path, writable_check=False) as e:
+                    data = _elf_btf(e, label)
+            elif data[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
+                raise BtfidsError(f"{label}: Unknown error 4003 (neither BTF nor ELF)")
+        return Btf.from_bytes(data, base, validate=validate)
+    except BTFError as exc:
+        raise BtfidsError(f"{label}: {_strerror(errno.EINVAL)} ({exc})") from None
+
+
+def _elf_btf(elf: ElfObject, label: str) -> bytes:
+    sec = elf.last_section(".BTF")
+    if sec is None:
+        raise BtfidsError(f"{label}: {_strerror(errno.ENODATA)} (no .BTF section)")
+    return bytes(elf.section_data(sec))
+
+
+# ---- the pipeline -------------------------------------------------------------------------
+
+def _named_types(btf: Btf) -> Callable[[], Iterator[tuple[int, str, str]]]:
+    """(id, table, name) of every FUNC/STRUCT/UNION/TYPEDEF, base first, for symbols_resolve."""
+    def gen() -> Iterator[tuple[int, str, str]]:
+        key_of = _KEY_OF
+        name = btf.name
+        for tid, t in btf.all_items():
+            key = key_of.get(type(t))
+            if key is not None:
+                yield tid, key, name(t)
+    return gen
+
+
+def _sets_have_kfuncs(tables: btfids.BtfIdTables, section: btfids.IdSection | None) -> bool:
+    """Whether some set8 is flagged BTF_SET8_KFUNCS and lists at least one entry."""
+    if section is None or not len(section):
+        return False
+    for entry in tables.sets.values():
+        if entry.kind is not btfids.IdKind.SET8 or len(entry.addrs) != 1 or entry.value <= 0:
+            continue
+        off = section.offset_of(entry.addrs[0])
+        if off + 8 <= len(section) and section.u32(off + 4) & btfids.BTF_SET8_KFUNCS:
+            return True
+    return False
+
+
+def transform_object(opts: Options, log: Log) -> Result:
+    """Everything resolve_btfids computes for one ELF, without writing a byte."""
+    elf = ElfObject(opts.elf)
+    try:
+        return _transform(opts, log, elf)
+    finally:
+        elf.close()
+
+
+def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
+    debug = log.debug_fn
+    idsec = elf.last_section(BTF_IDS_SECTION)
+    symtab = elf.symtab()
+    resolve = idsec is not None and symtab is not None
+    symbols, banner = (elf.symbols_and_banner(symtab, idsec.index if idsec else -1)
+                       if symtab is not None else ([], None))
+    section = None
+    if idsec is not None:
+        data = elf.section_data(idsec)
+        if len(data):
+            section = btfids.IdSection(data, idsec.addr, elf.endian)
+            if debug and elf.endian != sys.byteorder:
+                debug("bswap_32 .BTF_ids data from target to host endianness")
+    if resolve:
+        tables = btfids.collect(symbols, log.verbose, debug)
+    else:
+        tables = btfids.BtfIdTables()
+        if debug:
+            debug("Cannot find .BTF_ids or symbols sections, skip symbols resolution")
+
+    profile, reason = profiles.choose(opts.profile, elf.kernel_version(banner))
+    if debug:
+        debug(f"profile {profile.name} ({reason})")
+
+    base = None
+    if opts.base:
+        base = load_btf(opts.base, None, what="base ", validate=opts.validate)
+    btf = load_btf(opts.btf or opts.elf, base, validate=opts.validate,
+                   elf=None if opts.btf else elf)
+
+    found, discovered = _btf2btf(opts, log, profile, btf, tables, section)
+    btf = _finalize(opts, profile, btf, discovered)
+
+    outputs: dict[str, bytes] = {}
+    if resolve:
+        log.warnings += btfids.resolve(tables, _named_types(btf), log.info)
+        if section is None:
+            # an empty .BTF_ids: every address is out of bounds, as in the C tool
+            section = btfids.IdSection(b"", idsec.addr, elf.endian)  # type: ignore[union-attr]
+        log.warnings += btfids.patch(tables, section, log.info, debug)
+        if len(section):
+            outputs[_out_path(opts.elf, BTF_IDS_SECTION)] = section.to_target()
+        elif debug:
+            debug(f"{opts.elf} has no BTF_ids data to dump")
+    outputs[_out_path(opts.elf, ".BTF")] = btf.to_bytes()
+    if btf.base is not None and opts.distill_base and opts.base:
+        outputs[_out_path(opts.elf, ".BTF.base")] = btf.base.to_bytes()
+    return Result(outputs, profile, reason, found, discovered, btf)
+
+
+def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
+             tables: btfids.BtfIdTables,
+             section: btfids.IdSection | None) -> tuple[list[kf.Kfunc], bool]:
+    """Find the kfuncs the profile's way and apply its edits; (kfuncs, discovered?)."""
+    debug = log.debug_fn
+    tag_ids = kf.decl_tag_ids(btf)
+    if profile.kfuncs_from_sets:
+        own = kf.FuncIndex(btf, own_only=True)
+        found = kf.from_sets(tables, section, own, log.warn, tolerant=bool(opts.discover),
+                             debug=debug)
+        impl = own if profile.impl_lookup_own else kf.FuncIndex(btf, own_only=False)
+        transform.btf2btf_73(btf, found, transform.DeclTags(btf, tag_ids), impl, debug)
+        return found, False
+    discover = opts.discover
+    if discover is None:
+        discover = not kf.has_kfunc_tags(btf) and _sets_have_kfuncs(tables, section)
+        if discover:
+            log.info(f"WARN: resolve_btfids: {opts.btf or opts.elf} has no bpf_kfunc decl tags "
+                     "(pahole < 1.26?): finding kfuncs from BTF_SET8_KFUNCS sets")
+    if discover:
+        own = kf.FuncIndex(btf, own_only=True)
+        found = kf.from_sets(tables, section, own, log.warn, tolerant=True, debug=debug)
+        impl = own if profile.impl_lookup_own else kf.FuncIndex(btf, own_only=False)
+        transform.btf2btf_73(btf, found, transform.DeclTags(btf, tag_ids), impl, debug)
+        return found, True
+    found = kf.from_decl_tags(btf, tag_ids, tables, section)
+    if any(k.flags & kf.KF_IMPLICIT_ARGS for k in found):
+        transform.btf2btf_72(btf, found, transform.DeclTags(btf, tag_ids),
+                             kf.FuncIndex(btf, own_only=False), debug)
+    return found, False
+
+
+def _finalize(opts: Options, profile: profiles.Profile, btf: Btf, discovered: bool) -> Btf:
+    """finalize_btf(): dedup (7.3), distill (--distill_base with a base), sort by name."""
+    from harness.btf.sort import sort_by_name
+
+    if profile.dedup:
+        from harness.btf.dedup import dedup
+
+        try:
+            dedup(btf)
+        except BTFError as exc:
+            raise BtfidsError(f"FAILED to dedup BTF: {exc}") from None
+    if btf.base is not None and opts.distill_base:
+        from harness.btf.distill import distill_base
+
+        try:
+            _, btf = distill_base(btf)
+        except BTFError as exc:
+            raise BtfidsError(f"FAILED to distill base BTF: {exc}") from None
+    try:
+        sort_by_name(btf, profile.name)
+    except BTFError as exc:
+        raise BtfidsError(f"FAILED: btf permute: {exc}") from None
+    return btf
+
+
+def _out_path(elf_path: str, suffix: str) -> str:
+    path = elf_path + suffix
+    if len(path.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise BtfidsError(f"Output path is too long: {elf_path}{suffix}")
+    return path
+
+
+def write_outputs(outputs: dict[str, bytes]) -> None:
+    """Write every output to a temporary name first, then rename them all into place."""
+    staged: list[tuple[str, str]] = []
+    current = ""
+    try:
+        for path, data in outputs.items():
+            current = path
+            tmp = f"{path}.tmp{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for tmp, path in staged:
+            current = path
+            os.replace(tmp, path)
+    except OSError:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise BtfidsError(f"Couldn't open {current} for writing") from None
+
+
+def run(opts: Options, log: Log | None = None) -> Result:
+    """resolve_btfids main(): compute, then write; BtfidsError on failure."""
+    log = log or Log(opts.verbose)
+    result = transform_object(opts, log)
+    write_outputs(result.outputs)
+    if log.verbose:
+        for path, data in result.outputs.items():
+            log.debug(f"Dumped {len(data)} bytes of data to {path}")
+    return result

@@ -1,0 +1,222 @@
+"""BTF-to-BTF edits for kfuncs: decl tags, KF_IMPLICIT_ARGS prototypes, arena attributes.
+
+Why these live apart from the profiles: the edits are the same building
+blocks in every tree; what differs between 7.2 and 7.3 is which kfuncs get
+which edits and in what order (profiles.py). Each edit appends types with
+the library's libbpf-compatible `add_*` calls, in the C tool's order, so the
+ids and string offsets come out as the C tool's do before dedup and sort.
+
+KF_IMPLICIT_ARGS: the kfunc keeps its name and gets a new FUNC_PROTO made of
+the parameters before the first implicit one (a pointer to struct
+bpf_prog_aux or struct btf_struct_meta); a new FUNC `<name>_impl` takes the
+original prototype and every decl tag except `bpf_kfunc`, unless such a
+function exists already (a legacy kernel declaration).
+
+Arena kfuncs (7.3): KF_ARENA_RET / KF_ARENA_ARG1 / KF_ARENA_ARG2, or a
+parameter named `*__arena` / `*__arena__nullable`, get their pointer retyped
+as pointer to `address_space(1)`-attributed target, on a new prototype
+(the old one may be shared).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from harness.btf import Btf, BTFError, Func, FuncProto, Param, Ptr, Struct
+from harness.btf.types import Const, Restrict, TypeTag, Volatile
+from harness.btfids.errors import BtfidsError
+from harness.btfids.kfuncs import (
+    DECL_TAG_FASTCALL,
+    DECL_TAG_KFUNC,
+    KF_ARENA_ARG1,
+    KF_ARENA_ARG2,
+    KF_ARENA_RET,
+    KF_FASTCALL,
+    KF_IMPLICIT_ARGS,
+    FuncIndex,
+    Kfunc,
+)
+
+KSYM_NAME_LEN = 512
+IMPL_SUFFIX = "_impl"
+TYPE_ATTR_ARENA = "address_space(1)"
+ARENA_SUFFIXES = ("__arena", "__arena__nullable")
+IMPLICIT_ARG_STRUCTS = frozenset({"bpf_prog_aux", "btf_struct_meta"})
+_MODIFIERS = (Volatile, Const, Restrict, TypeTag)  # libbpf's btf_is_mod()
+
+Debug = Callable[[str], None]
+
+
+class DeclTags:
+    """The decl tags resolve_btfids knows of, grouped by the type they tag.
+
+    Holds ids in collection order (existing tags by id, then the ones the
+    transformer adds), which is the order `_impl` functions receive copies in.
+    """
+
+    def __init__(self, btf: Btf, tag_ids: list[int]):
+        self.by_target: dict[int, list[int]] = defaultdict(list)
+        for tid in tag_ids:
+            self.by_target[btf[tid].type].append(tid)
+
+    def push(self, target: int, tag_id: int) -> None:
+        self.by_target[target].append(tag_id)
+
+
+def _skip_mods(btf: Btf, type_id: int):  # noqa: ANN202 - a BtfType
+    t = btf[type_id]
+    while isinstance(t, _MODIFIERS):
+        t = btf[t.type]
+    return t
+
+
+def is_implicit_arg(btf: Btf, param: Param) -> bool:
+    """A pointer (through modifiers) to struct bpf_prog_aux or struct btf_struct_meta."""
+    t = _skip_mods(btf, param.type)
+    if type(t) is not Ptr:
+        return False
+    t = _skip_mods(btf, t.type)
+    return type(t) is Struct and btf.name(t) in IMPLICIT_ARG_STRUCTS
+
+
+def add_kfunc_tags(btf: Btf, kfunc: Kfunc, tags: DeclTags) -> None:
+    """`bpf_kfunc` on every kfunc, `bpf_fastcall` on KF_FASTCALL ones (7.3)."""
+    names = [DECL_TAG_KFUNC]
+    if kfunc.flags & KF_FASTCALL:
+        names.append(DECL_TAG_FASTCALL)
+    for name in names:
+        try:
+            tid = btf.add_decl_tag(name, kfunc.btf_id, -1)
+        except BTFError as exc:
+            raise BtfidsError(f"ERROR: resolve_btfids: failed to add '{name}' decl tag for "
+                              f"BTF id {kfunc.btf_id}: {exc}") from None
+        tags.push(kfunc.btf_id, tid)
+
+
+def rewrite_implicit_args(btf: Btf, kfunc: Kfunc, tags: DeclTags, funcs: FuncIndex,
+                          debug: Debug | None = None) -> None:
+    """process_kfunc_with_implicit_args(): `_impl` twin plus the shortened prototype."""
+    func = btf[kfunc.btf_id]
+    if type(func) is not Func:
+        raise BtfidsError(f"ERROR: resolve_btfids: btf id {kfunc.btf_id} is not a function")
+    proto_id = func.type
+    proto = btf[proto_id]
+    if type(proto) is not FuncProto:
+        raise BtfidsError(f"ERROR: resolve_btfids: btf id {proto_id} is not a function prototype")
+    impl_name = kfunc.name + IMPL_SUFFIX
+    if len(impl_name.encode("utf-8", "surrogateescape")) >= KSYM_NAME_LEN:
+        raise BtfidsError(f"ERROR: function name is too long: {impl_name}")
+    if funcs.find(impl_name) > 0:
+        if debug:
+            debug(f"resolve_btfids: function {impl_name} already exists in BTF")
+    else:
+        try:
+            impl_id = btf.add_func(impl_name, func.linkage, proto_id)
+        except BTFError:
+            raise BtfidsError(
+                f"ERROR: resolve_btfids: failed to add func {impl_name} to BTF") from None
+        funcs.added(impl_name, impl_id)
+        for tag_id in list(tags.by_target.get(kfunc.btf_id, ())):
+            tag = btf[tag_id]
+            tag_name = btf.name(tag)
+            if tag_name == DECL_TAG_KFUNC:
+                continue
+            try:
+                if tag.attr:
+                    btf.add_decl_attr(tag_name, impl_id, tag.component_idx)
+                else:
+                    btf.add_decl_tag(tag_name, impl_id, tag.component_idx)
+            except BTFError:
+                raise BtfidsError(f"ERROR: resolve_btfids: failed to add decl tag {tag_name} "
+                                  f"for {impl_name}") from None
+    try:
+        new_proto = btf.add_func_proto(proto.type)
+        for p in list(proto.params):
+            if is_implicit_arg(btf, p):
+                break
+            btf.add_func_param(btf.str(p.name_off) if p.name_off else None, p.type)
+    except BTFError as exc:
+        raise BtfidsError(f"ERROR: resolve_btfids: failed to add func proto for {kfunc.name}: "
+                          f"{exc}") from None
+    func.type = new_proto
+    if debug:
+        debug(f"resolve_btfids: updated BTF for kfunc with implicit args {kfunc.name}")
+
+
+def _is_arena_arg(btf: Btf, kfunc: Kfunc, param: Param, idx: int) -> bool:
+    name = btf.str(param.name_off) if param.name_off else ""
+    if name.endswith(ARENA_SUFFIXES):
+        return True
+    if idx == 0:
+        return bool(kfunc.flags & KF_ARENA_ARG1)
+    if idx == 1:
+        return bool(kfunc.flags & KF_ARENA_ARG2)
+    return False
+
+
+def _arena_ptr(btf: Btf, ptr_id: int, kfunc: Kfunc) -> int:
+    ptr = btf[ptr_id]
+    if type(ptr) is not Ptr:
+        raise BtfidsError(
+            f"ERROR: resolve_btfids: kfunc {kfunc.name}: arena type is not a pointer")
+    try:
+        attr = btf.add_type_attr(TYPE_ATTR_ARENA, ptr.type)
+        return btf.add_ptr(attr)
+    except BTFError as exc:
+        raise BtfidsError(f"ERROR: resolve_btfids: kfunc {kfunc.name}: failed to add a type "
+                          f"attr to BTF: {exc}") from None
+
+
+def tag_arena(btf: Btf, kfunc: Kfunc, debug: Debug | None = None) -> None:
+    """process_kfunc_with_arena_attrs(): a new prototype with arena pointers attributed."""
+    func = btf[kfunc.btf_id]
+    proto_id = func.type
+    proto = btf[proto_id]
+    params = list(proto.params)
+    has_arena_arg = any(_is_arena_arg(btf, kfunc, p, i) for i, p in enumerate(params))
+    if not kfunc.flags & KF_ARENA_RET and not has_arena_arg:
+        return
+    ret = proto.type
+    if kfunc.flags & KF_ARENA_RET:
+        ret = _arena_ptr(btf, ret, kfunc)
+    try:
+        new_id = btf.add_func_proto(ret)
+        for p in params:
+            btf.add_func_param(btf.str(p.name_off) if p.name_off else None, p.type)
+    except BTFError as exc:
+        raise BtfidsError(f"ERROR: resolve_btfids: kfunc {kfunc.name}: failed to add a func "
+                          f"proto to BTF: {exc}") from None
+    new_proto = btf[new_id]
+    for i in range(len(params)):
+        p = new_proto.params[i]
+        if not _is_arena_arg(btf, kfunc, p, i):
+            continue
+        new_proto.params[i] = Param(p.name_off, _arena_ptr(btf, p.type, kfunc))
+    if debug:
+        debug(f"added arena-tagged proto for kfunc {kfunc.name}: {new_id}")
+    func.type = new_id
+
+
+def btf2btf_73(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
+               debug: Debug | None = None) -> None:
+    """7.3's btf2btf(): tags, then implicit args, then arena attributes, kfunc by kfunc."""
+    for kfunc in kfuncs:
+        add_kfunc_tags(btf, kfunc, tags)
+        if kfunc.flags & KF_IMPLICIT_ARGS:
+            rewrite_implicit_args(btf, kfunc, tags, funcs, debug)
+        tag_arena(btf, kfunc, debug)
+
+
+def btf2btf_72(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
+               debug: Debug | None = None) -> None:
+    """7.2's btf2btf(): only the KF_IMPLICIT_ARGS rewrite, on pahole-tagged kfuncs."""
+    for kfunc in kfuncs:
+        if kfunc.flags & KF_IMPLICIT_ARGS:
+            rewrite_implicit_args(btf, kfunc, tags, funcs, debug)
+
+
+__all__ = [
+    "DeclTags", "add_kfunc_tags", "btf2btf_72", "btf2btf_73", "is_implicit_arg",
+    "rewrite_implicit_args", "tag_arena",
+]
