@@ -7,8 +7,9 @@ variant unpacks the packages on this x86_64 host without running any arm64 binar
 binfmt/qemu-user), and the few things maintainer scripts would have made are added by
 hand. The tree holds what virtme-ng's bash init needs (bash, udev for the virtio-serial
 port names, mount, busybox for poweroff) and what the guest agent needs (python3 with
-its stdlib, kmod for bpf_testmod). A build runs in a temp dir renamed into place under
-a lock, so parallel workers build once and a failed build is never taken as cached.
+its stdlib, libelf1 and zlib1g for the libbpf.so it loads, kmod for bpf_testmod). A
+build runs in a temp dir renamed into place under a lock, so parallel workers build
+once and a failed build is never taken as cached.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ RECIPE = 1  # bump when the package list or the fix-ups change
 PACKAGES = (
     "bash", "dash", "coreutils", "util-linux", "mount", "grep", "sed", "findutils",
     "procps", "kmod", "udev", "busybox", "python3", "libc-bin", "base-files", "base-passwd",
+    # libbpf.so (built from the tree, loaded by the agent through ctypes) links these.
+    "libelf1", "zlib1g",
 )
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
