@@ -1,9 +1,10 @@
-"""`harness btf ...`: copy (round trip) and dump; `kfuncs`/`diff` register alongside."""
+"""`harness btf ...`: copy (round trip), dump, kfuncs and diff."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from harness.btf.dump import dump
@@ -31,6 +32,38 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kfuncs(args: argparse.Namespace) -> int:
+    """Every kfunc with its BPF-visible and kernel (_impl) prototypes, flags, tags, arena."""
+    import fnmatch
+
+    from harness.btf.kfuncs import format_kfunc, kfuncs_of
+
+    kfuncs = kfuncs_of(args.file, args.base)
+    if args.names:
+        kfuncs = [k for k in kfuncs if any(fnmatch.fnmatchcase(k.name, p) for p in args.names)]
+    if args.json:
+        json.dump([k.to_json() for k in kfuncs], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for k in kfuncs:
+            print(format_kfunc(k))
+        print(f"{len(kfuncs)} kfunc(s)")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when A and B are semantically equal, 1 when not (2 on bad input)."""
+    from harness.btf.diff import diff_files
+
+    result = diff_files(args.a, args.b, args.base_a or args.base, args.base_b or args.base)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(result.format())
+    return 0 if result.equal else 1
+
+
 def _add_base(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", "-B", metavar="BASE",
                    help="base BTF (vmlinux) for split BTF such as a module; "
@@ -54,6 +87,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     _add_base(p)
     p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("kfuncs", help="list kfuncs: prototypes, _impl, flags, tags, arena",
+                       description="List every kfunc: FUNCs tagged bpf_kfunc and, for an ELF, "
+                       "members of its BTF_SET8_KFUNCS sets in .BTF_ids (which also give the "
+                       "KF_* flags). Shows the BPF-visible prototype as C, the kernel "
+                       "prototype of <name>_impl where there is one, decl tags and "
+                       "address_space(1) arena attributes. A module ELF with a .BTF.base "
+                       "section is read on it.")
+    p.add_argument("file", help="ELF (vmlinux, .ko), raw BTF or /sys/kernel/btf/*")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only kfuncs matching these globs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_base(p)
+    p.set_defaults(func=cmd_kfuncs)
+
+    p = sub.add_parser("diff", help="semantic differences of two BTFs (exit 1 if different)",
+                       description="Compare named types (by kind and name, described "
+                       "without type ids) and kfunc prototypes, _impl, flags, tags and "
+                       "arena attributes. Exit 0 when equal, 1 when different, 2 on bad input.")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_base(p)
+    p.add_argument("--base-a", metavar="BASE", help="base BTF for A only")
+    p.add_argument("--base-b", metavar="BASE", help="base BTF for B only")
+    p.set_defaults(func=cmd_diff)
 
     for name in BTF_COMMAND_MODULES:
         try:

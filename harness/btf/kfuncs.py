@@ -1,0 +1,454 @@
+"""Kfuncs of a BTF blob or kernel ELF: prototypes as C, `_impl`, flags, tags, arena attributes.
+
+Why: a kfunc's BTF is what the verifier and libbpf check a BPF program's
+extern declaration against, and what the transformer rewrites (KF_IMPLICIT_ARGS
+drops parameters and adds `<name>_impl`; KF_ARENA_* add `address_space(1)`;
+bpf_kfunc/bpf_fastcall decl tags). Humans reading a failed load, and bisect
+predicates, need exactly that view, for both raw BTF (/sys/kernel/btf/vmlinux)
+and a built ELF, whose `.BTF_ids` section also carries each kfunc's flags.
+
+Kfuncs are the FUNCs tagged `bpf_kfunc` plus, for an ELF, the members of every
+BTF_SET8 set flagged BTF_SET8_KFUNCS (`__BTF_ID__set8__<name>` symbols; set
+layout `{u32 cnt; u32 flags; {u32 id; u32 flags} pairs[]}`). A resolved ELF
+(vmlinux, a built .ko) holds BTF ids in the pairs; an unresolved one (zeros)
+is matched through the `__BTF_ID__func__<name>__<n>` symbols at the pairs'
+addresses, which is where the C resolve_btfids finds them.
+
+The ELF reader is small on purpose: pyelftools for the section headers, plain
+`struct` over .symtab (pyelftools' symbol iterator is ~70x slower on vmlinux).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+
+from harness.btf.btf import Btf
+from harness.btf.errors import BTFError
+from harness.btf.kinds import Kind
+from harness.btf.load import ELF_MAGIC, load
+from harness.btf.types import BtfType, DeclTag, Func, FuncProto, TypeTag
+
+DECL_TAG_KFUNC = "bpf_kfunc"
+DECL_TAG_FASTCALL = "bpf_fastcall"
+ARENA_ATTR = "address_space(1)"
+BTF_SET8_KFUNCS = 1 << 0
+SET8_PREFIX = b"__BTF_ID__set8__"
+FUNC_PREFIX = b"__BTF_ID__func__"
+
+# include/linux/btf.h of the 7.3 tree; bits 3 and 4 are the pre-7.x KF_KPTR_GET and
+# KF_TRUSTED_ARGS, still found in older kernels' .BTF_ids.
+KF_FLAGS: dict[int, str] = {
+    1 << 0: "KF_ACQUIRE",
+    1 << 1: "KF_RELEASE",
+    1 << 2: "KF_RET_NULL",
+    1 << 3: "KF_KPTR_GET",
+    1 << 4: "KF_TRUSTED_ARGS",
+    1 << 5: "KF_SLEEPABLE",
+    1 << 6: "KF_DESTRUCTIVE",
+    1 << 7: "KF_RCU",
+    1 << 8: "KF_ITER_NEW",
+    1 << 9: "KF_ITER_NEXT",
+    1 << 10: "KF_ITER_DESTROY",
+    1 << 11: "KF_RCU_PROTECTED",
+    1 << 12: "KF_FASTCALL",
+    1 << 13: "KF_ARENA_RET",
+    1 << 14: "KF_ARENA_ARG1",
+    1 << 15: "KF_ARENA_ARG2",
+    1 << 16: "KF_IMPLICIT_ARGS",
+    1 << 17: "KF_SPINLOCK_SAFE",
+    1 << 18: "KF_PERFMON",
+}
+
+
+def flag_names(flags: int) -> list[str]:
+    """KF_* names of the bits set in `flags`; unknown bits as hex."""
+    out = [name for bit, name in KF_FLAGS.items() if flags & bit]
+    rest = flags & ~sum(KF_FLAGS)
+    if rest:
+        out.append(f"{rest:#x}")
+    return out
+
+
+# ---- C declarations ---------------------------------------------------------------------
+
+
+def c_decl(btf: Btf, type_id: int, declarator: str = "") -> str:
+    """`type_id` declared as `declarator` in C ("int *p", "void (*cb)(int)").
+
+    Type tags print as attributes in front of what they qualify:
+    ``__attribute__((address_space(1)))`` for an attribute tag (kind_flag=1),
+    ``__attribute__((btf_type_tag("x")))`` otherwise, which C compilers accept.
+    """
+    inner = declarator
+    prefix = ""
+    seen = 0
+    while True:
+        seen += 1
+        if seen > 4096:
+            raise BTFError(f"type [{type_id}]: reference loop")
+        t = btf[type_id]
+        kind = t.kind
+        if kind == Kind.PTR:
+            target = btf[t.type]
+            inner = f"(*{inner})" if target.kind in (Kind.ARRAY, Kind.FUNC_PROTO) else f"*{inner}"
+            type_id = t.type
+        elif kind in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+            q = kind.name.lower()
+            if btf[t.type].kind == Kind.PTR:
+                inner = f"{q} {inner}" if inner else q
+            else:
+                prefix += f"{q} "
+            type_id = t.type
+        elif kind == Kind.TYPE_TAG:
+            prefix += f"{_type_tag_text(btf, t)} "
+            type_id = t.type
+        elif kind == Kind.ARRAY:
+            inner = f"{inner}[{t.nelems}]"
+            type_id = t.type
+        elif kind == Kind.FUNC_PROTO:
+            inner = f"{inner}({_params(btf, t, named=False)})"
+            type_id = t.type
+        else:
+            base = _base_name(btf, t)
+            return f"{prefix}{base} {inner}".rstrip() if inner else f"{prefix}{base}"
+
+
+def func_decl(btf: Btf, func_id: int) -> str:
+    """A FUNC's prototype as a C declaration, parameter names included."""
+    f = btf[func_id]
+    if not isinstance(f, Func):
+        raise BTFError(f"type [{func_id}] is a {f.kind.name}, not a FUNC")
+    proto = btf[f.type]
+    if not isinstance(proto, FuncProto):
+        raise BTFError(f"FUNC [{func_id}] {btf.name(f)} has no FUNC_PROTO")
+    return c_decl(btf, proto.type, f"{btf.name(f)}({_params(btf, proto, named=True)})")
+
+
+def _params(btf: Btf, proto: FuncProto, named: bool) -> str:
+    if not proto.params:
+        return "void"
+    parts = []
+    for p in proto.params:
+        if p.type == 0:
+            parts.append("...")
+        else:
+            parts.append(c_decl(btf, p.type, btf.str(p.name_off) if named and p.name_off else ""))
+    return ", ".join(parts)
+
+
+def _type_tag_text(btf: Btf, t: TypeTag) -> str:
+    value = btf.name(t)
+    return f"__attribute__(({value}))" if t.attr else f'__attribute__((btf_type_tag("{value}")))'
+
+
+def _base_name(btf: Btf, t: BtfType) -> str:
+    kind = t.kind
+    name = btf.name(t)
+    if kind == Kind.UNKN:
+        return "void"
+    if kind in (Kind.STRUCT, Kind.UNION):
+        word = kind.name.lower()
+        return f"{word} {name}" if name else f"{word} {{...}}"
+    if kind == Kind.FWD:
+        return f"{'union' if t.is_union else 'struct'} {name}"
+    if kind in (Kind.ENUM, Kind.ENUM64):
+        return f"enum {name}" if name else "enum {...}"
+    return name or f"<anon {kind.name}>"
+
+
+# ---- .BTF_ids sets from an ELF ------------------------------------------------------------
+
+
+@dataclass
+class SetEntry:
+    """One pair of a set8: the BTF id (0 if unresolved), its flags, the symbol's func name."""
+
+    btf_id: int
+    flags: int
+    name: str | None
+
+
+@dataclass
+class Set8:
+    name: str
+    flags: int
+    entries: list[SetEntry]
+
+    @property
+    def is_kfuncs(self) -> bool:
+        return bool(self.flags & BTF_SET8_KFUNCS)
+
+
+def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
+    """Every `__BTF_ID__set8__*` set of an ELF's .BTF_ids, in address order.
+
+    Raises BTFError for a file that is not ELF, a set running past the section
+    or a set symbol of an impossible size; an ELF without .BTF_ids gives [].
+    """
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            if mm[:4] != ELF_MAGIC:
+                raise BTFError(f"{path}: not an ELF file")
+            try:
+                elf = ELFFile(f)
+                secs = {s.name: (i, s) for i, s in enumerate(elf.iter_sections())}
+                if ".BTF_ids" not in secs or ".symtab" not in secs:
+                    return []
+                idx, ids_sec = secs[".BTF_ids"]
+                _, symtab = secs[".symtab"]
+                strtab = elf.get_section(symtab["sh_link"])
+                little = elf.little_endian
+                is64 = elf.elfclass == 64
+                ids_off, ids_size, ids_addr = (
+                    ids_sec["sh_offset"], ids_sec["sh_size"], ids_sec["sh_addr"])
+                sym_off, sym_size = symtab["sh_offset"], symtab["sh_size"]
+                str_off, str_size = strtab["sh_offset"], strtab["sh_size"]
+            except ELFError as exc:
+                raise BTFError(f"{path}: bad ELF file: {exc}") from exc
+            if max(ids_off + ids_size, sym_off + sym_size, str_off + str_size) > len(mm):
+                raise BTFError(f"{path}: section runs past the end of the file")
+            data = mm[ids_off:ids_off + ids_size]
+            syms = _btf_id_symbols(mm[sym_off:sym_off + sym_size],
+                                   mm[str_off:str_off + str_size], idx, little, is64)
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return _decode_sets(data, ids_addr, syms, "<" if little else ">", path)
+
+
+def _btf_id_symbols(symtab: bytes, strtab: bytes, shndx: int, little: bool,
+                    is64: bool) -> list[tuple[int, int, bytes]]:
+    """(value, size, name) of symbols in .BTF_ids named __BTF_ID__*."""
+    e = "<" if little else ">"
+    out = []
+    if is64:
+        fmt, name_i, shndx_i, value_i, size_i = e + "IBBHQQ", 0, 3, 4, 5
+    else:
+        fmt, name_i, shndx_i, value_i, size_i = e + "IIIBBH", 0, 5, 1, 2
+    entsize = struct.calcsize(fmt)
+    find = strtab.find
+    usable = len(symtab) - len(symtab) % entsize
+    for sym in struct.iter_unpack(fmt, symtab[:usable]):
+        if sym[shndx_i] != shndx:
+            continue
+        start = sym[name_i]
+        if not strtab.startswith(b"__BTF_ID__", start):
+            continue
+        end = find(b"\0", start)
+        out.append((sym[value_i], sym[size_i], strtab[start:end if end >= 0 else None]))
+    return out
+
+
+def _decode_sets(data: bytes, base_addr: int, syms: list[tuple[int, int, bytes]],
+                 e: str, path: str | os.PathLike[str]) -> list[Set8]:
+    funcs: dict[int, str] = {}
+    for value, _size, name in syms:
+        if name.startswith(FUNC_PREFIX):
+            # __BTF_ID__func__<name>__<counter><line>: strip the last "__" suffix
+            funcs[value] = name[len(FUNC_PREFIX):].rsplit(b"__", 1)[0].decode(
+                "utf-8", "surrogateescape")
+    sets = []
+    for value, size, name in sorted(syms):
+        if not name.startswith(SET8_PREFIX):
+            continue
+        set_name = name[len(SET8_PREFIX):].decode("utf-8", "surrogateescape")
+        off = value - base_addr
+        if size < 8 or (size - 8) % 8 or off < 0 or off + size > len(data):
+            raise BTFError(f"{path}: set8 {set_name}: symbol of size {size} at offset "
+                           f"{off} does not fit .BTF_ids ({len(data)} bytes)")
+        _cnt, flags = struct.unpack_from(e + "II", data, off)
+        entries = []
+        for k in range((size - 8) // 8):
+            btf_id, eflags = struct.unpack_from(e + "II", data, off + 8 + 8 * k)
+            entries.append(SetEntry(btf_id, eflags, funcs.get(value + 8 + 8 * k)))
+        sets.append(Set8(set_name, flags, entries))
+    return sets
+
+
+# ---- kfunc discovery ----------------------------------------------------------------------
+
+
+@dataclass
+class Kfunc:
+    """One kfunc as a human and a bisect predicate want to see it."""
+
+    name: str
+    btf_id: int
+    proto: str                       # BPF-visible prototype
+    impl: str | None = None          # kernel prototype, from <name>_impl
+    impl_id: int | None = None
+    flags: int | None = None         # None: no .BTF_ids to read them from
+    flag_names: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    set_flags: dict[str, int] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)       # decl tags on the FUNC
+    arg_tags: list[str] = field(default_factory=list)   # "<param>: <tag>"
+    impl_tags: list[str] = field(default_factory=list)
+    arena: list[str] = field(default_factory=list)      # "return" / param names
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def load_for_kfuncs(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+                    ) -> Btf:
+    """BTF of `path`; a module ELF with a .BTF.base section (distilled) uses it as base."""
+    if base is None and is_elf(path):
+        from harness.btf.load import btf_bytes
+
+        try:
+            base_raw = btf_bytes(path, ".BTF.base")
+        except BTFError:
+            base_raw = None
+        if base_raw is not None:
+            return Btf.from_bytes(btf_bytes(path), Btf.from_bytes(base_raw))
+    return load(path, base=base)
+
+
+def is_elf(path: str | os.PathLike[str]) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == ELF_MAGIC
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[Kfunc]:
+    """Every kfunc of `btf` (own and base types), sorted by name.
+
+    `sets` (from read_set8s) adds flags and set names, and kfuncs that carry no
+    bpf_kfunc tag (BTF from a tree whose pahole or resolve_btfids added none).
+    """
+    funcs_by_name: dict[str, int] = {}
+    tags_by_target: dict[int, list[DeclTag]] = {}
+    for tid, t in btf.all_items():
+        if isinstance(t, Func):
+            funcs_by_name.setdefault(btf.name(t), tid)
+        elif isinstance(t, DeclTag):
+            tags_by_target.setdefault(t.type, []).append(t)
+
+    kfunc_ids: dict[int, Kfunc] = {}
+
+    def get(tid: int) -> Kfunc:
+        k = kfunc_ids.get(tid)
+        if k is None:
+            k = kfunc_ids[tid] = _describe(btf, tid, funcs_by_name, tags_by_target)
+        return k
+
+    for target, tags in tags_by_target.items():
+        if any(not tg.attr and tg.component_idx == -1 and btf.name(tg) == DECL_TAG_KFUNC
+               for tg in tags) and isinstance(btf[target], Func):
+            get(target)
+    for s in sets or []:
+        if not s.is_kfuncs:
+            continue
+        for entry in s.entries:
+            tid = entry.btf_id
+            if (not tid or not btf.has_id(tid) or not isinstance(btf[tid], Func)) and entry.name:
+                tid = funcs_by_name.get(entry.name, 0)
+            if not tid or not isinstance(btf[tid], Func):
+                continue
+            k = get(tid)
+            k.flags = (k.flags or 0) | entry.flags
+            if s.name not in k.set_flags:
+                k.sets.append(s.name)
+            k.set_flags[s.name] = entry.flags
+    for k in kfunc_ids.values():
+        if k.flags is not None:
+            k.flag_names = flag_names(k.flags)
+    return sorted(kfunc_ids.values(), key=lambda k: (k.name.encode(), k.btf_id))
+
+
+def _describe(btf: Btf, tid: int, funcs_by_name: dict[str, int],
+              tags_by_target: dict[int, list[DeclTag]]) -> Kfunc:
+    f = btf[tid]
+    name = btf.name(f)
+    k = Kfunc(name=name, btf_id=tid, proto=func_decl(btf, tid))
+    k.tags, k.arg_tags = _tags(btf, tid, tags_by_target)
+    impl_id = funcs_by_name.get(f"{name}_impl")
+    if impl_id is not None and impl_id != tid:
+        k.impl_id = impl_id
+        k.impl = func_decl(btf, impl_id)
+        tags, arg_tags = _tags(btf, impl_id, tags_by_target)
+        k.impl_tags = tags + arg_tags
+    k.arena = _arena_positions(btf, btf[f.type])
+    return k
+
+
+def _tags(btf: Btf, tid: int, tags_by_target: dict[int, list[DeclTag]]
+          ) -> tuple[list[str], list[str]]:
+    func_tags, arg_tags = [], []
+    proto = btf[btf[tid].type]
+    for tg in tags_by_target.get(tid, []):
+        text = btf.name(tg) if not tg.attr else f"__attribute__(({btf.name(tg)}))"
+        if tg.component_idx == -1:
+            func_tags.append(text)
+        else:
+            idx = tg.component_idx
+            pname = (btf.str(proto.params[idx].name_off) or f"arg{idx}"
+                     if isinstance(proto, FuncProto) and idx < len(proto.params) else f"arg{idx}")
+            arg_tags.append(f"{pname}: {text}")
+    return func_tags, arg_tags
+
+
+def _arena_positions(btf: Btf, proto: BtfType) -> list[str]:
+    """Where the prototype has pointers to address_space(1) (KF_ARENA_* in BTF)."""
+    if not isinstance(proto, FuncProto):
+        return []
+    out = []
+    if _is_arena_ptr(btf, proto.type):
+        out.append("return")
+    for i, p in enumerate(proto.params):
+        if p.type and _is_arena_ptr(btf, p.type):
+            out.append(btf.str(p.name_off) if p.name_off else f"arg{i}")
+    return out
+
+
+def _is_arena_ptr(btf: Btf, tid: int) -> bool:
+    t = btf[tid]
+    if t.kind != Kind.PTR:
+        return False
+    t = btf[t.type]
+    while t.kind in (Kind.TYPE_TAG, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+        if isinstance(t, TypeTag) and t.attr and btf.name(t) == ARENA_ATTR:
+            return True
+        t = btf[t.type]
+    return False
+
+
+def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+              ) -> list[Kfunc]:
+    """Kfuncs of a raw BTF file, /sys/kernel/btf/* or an ELF (with its .BTF_ids flags)."""
+    btf = load_for_kfuncs(path, base)
+    sets = read_set8s(path) if is_elf(path) else None
+    return find_kfuncs(btf, sets)
+
+
+def format_kfunc(k: Kfunc) -> str:
+    """A few lines per kfunc for `harness btf kfuncs`."""
+    if k.flags is None:
+        flags = "flags ?"
+    else:
+        flags = "flags " + ("|".join(k.flag_names) if k.flag_names else "0")
+    head = [f"{k.name} [{k.btf_id}]", flags]
+    if k.sets:
+        head.append("sets " + ",".join(k.sets))
+    if len(set(k.set_flags.values())) > 1:
+        head.append("INCONSISTENT " + " ".join(f"{s}={v:#x}" for s, v in k.set_flags.items()))
+    lines = ["  ".join(head), f"    bpf:    {k.proto};"]
+    if k.impl is not None:
+        lines.append(f"    kernel: {k.impl};  [{k.impl_id}]")
+    if k.tags:
+        lines.append(f"    tags:   {', '.join(k.tags)}")
+    if k.arg_tags:
+        lines.append(f"    args:   {', '.join(k.arg_tags)}")
+    if k.impl_tags:
+        lines.append(f"    impl tags: {', '.join(k.impl_tags)}")
+    if k.arena:
+        lines.append(f"    arena:  {', '.join(k.arena)} ({ARENA_ATTR})")
+    return "\n".join(lines)
