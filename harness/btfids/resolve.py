@@ -200,8 +200,12 @@ def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
     btf = load_btf(opts.btf or opts.elf, base, validate=opts.validate,
                    elf=None if opts.btf else elf)
 
+    before = len(btf.types)
     found, discovered = _btf2btf(opts, log, profile, btf, tables, section)
-    btf = _finalize(opts, profile, btf, discovered)
+    finalized = len(btf.types) == before and is_name_sorted(btf)
+    if finalized and debug:
+        debug("input BTF is already resolve_btfids output (sorted, nothing to add): no dedup")
+    btf = _finalize(opts, profile, btf, skip_dedup=finalized)
 
     outputs: dict[str, bytes] = {}
     if resolve:
@@ -252,11 +256,36 @@ def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
     return found, False
 
 
-def _finalize(opts: Options, profile: profiles.Profile, btf: Btf, discovered: bool) -> Btf:
+def is_name_sorted(btf: Btf) -> bool:
+    """Own types already in resolve_btfids' name order (what its sort leaves behind).
+
+    pahole's output never is (it lists types in DWARF order), so together with
+    "btf2btf added nothing" this recognises our own output, on which dedup
+    would only reorder strings: skipping it makes a re-run byte-identical.
+    """
+    prev = b""
+    name_off = 0
+    get = btf.strings.get_bytes
+    start = btf.strings.start_off
+    for t in btf.types:
+        off = t.name_off
+        if off == name_off:
+            continue
+        name_off = off
+        cur = (get(off) if off >= start else btf.str(off).encode("utf-8", "surrogateescape")
+               ) if off else b""
+        if cur < prev:
+            return False
+        prev = cur
+    return True
+
+
+def _finalize(opts: Options, profile: profiles.Profile, btf: Btf, *,
+              skip_dedup: bool = False) -> Btf:
     """finalize_btf(): dedup (7.3), distill (--distill_base with a base), sort by name."""
     from harness.btf.sort import sort_by_name
 
-    if profile.dedup:
+    if profile.dedup and not skip_dedup:
         from harness.btf.dedup import dedup
 
         try:

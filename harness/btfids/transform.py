@@ -80,12 +80,27 @@ def is_implicit_arg(btf: Btf, param: Param) -> bool:
     return type(t) is Struct and btf.name(t) in IMPLICIT_ARG_STRUCTS
 
 
+def _has_tag(btf: Btf, tags: DeclTags, target: int, name: str) -> bool:
+    for tid in tags.by_target.get(target, ()):
+        t = btf[tid]
+        if not t.attr and t.component_idx == -1 and btf.name(t) == name:
+            return True
+    return False
+
+
 def add_kfunc_tags(btf: Btf, kfunc: Kfunc, tags: DeclTags) -> None:
-    """`bpf_kfunc` on every kfunc, `bpf_fastcall` on KF_FASTCALL ones (7.3)."""
+    """`bpf_kfunc` on every kfunc, `bpf_fastcall` on KF_FASTCALL ones (7.3).
+
+    A tag the function already carries is not added again: the C tool adds it
+    and btf__dedup folds the copy into the existing one, so the output is the
+    same, and on our own output nothing changes at all.
+    """
     names = [DECL_TAG_KFUNC]
     if kfunc.flags & KF_FASTCALL:
         names.append(DECL_TAG_FASTCALL)
     for name in names:
+        if _has_tag(btf, tags, kfunc.btf_id, name):
+            continue
         try:
             tid = btf.add_decl_tag(name, kfunc.btf_id, -1)
         except BTFError as exc:
@@ -95,8 +110,15 @@ def add_kfunc_tags(btf: Btf, kfunc: Kfunc, tags: DeclTags) -> None:
 
 
 def rewrite_implicit_args(btf: Btf, kfunc: Kfunc, tags: DeclTags, funcs: FuncIndex,
-                          debug: Debug | None = None) -> None:
-    """process_kfunc_with_implicit_args(): `_impl` twin plus the shortened prototype."""
+                          debug: Debug | None = None, *, skip_done: bool = False) -> None:
+    """process_kfunc_with_implicit_args(): `_impl` twin plus the shortened prototype.
+
+    `skip_done`: when the `_impl` twin exists and the prototype has no implicit
+    argument left, the kfunc was rewritten already (our own output) and nothing
+    is added. The C tool appends an identical prototype on every run (7.3's
+    dedup folds it into the existing one, so its output is the same; 7.2 keeps
+    the duplicate).
+    """
     func = btf[kfunc.btf_id]
     if type(func) is not Func:
         raise BtfidsError(f"ERROR: resolve_btfids: btf id {kfunc.btf_id} is not a function")
@@ -108,6 +130,8 @@ def rewrite_implicit_args(btf: Btf, kfunc: Kfunc, tags: DeclTags, funcs: FuncInd
     if len(impl_name.encode("utf-8", "surrogateescape")) >= KSYM_NAME_LEN:
         raise BtfidsError(f"ERROR: function name is too long: {impl_name}")
     if funcs.find(impl_name) > 0:
+        if skip_done and not any(is_implicit_arg(btf, p) for p in proto.params):
+            return
         if debug:
             debug(f"resolve_btfids: function {impl_name} already exists in BTF")
     else:
@@ -168,17 +192,34 @@ def _arena_ptr(btf: Btf, ptr_id: int, kfunc: Kfunc) -> int:
                           f"attr to BTF: {exc}") from None
 
 
+def _already_arena(btf: Btf, ptr_id: int) -> bool:
+    """A pointer whose target is already an `address_space(1)` attribute (our own output)."""
+    ptr = btf[ptr_id]
+    if type(ptr) is not Ptr:
+        return False
+    tag = btf[ptr.type]
+    return type(tag) is TypeTag and bool(tag.attr) and btf.name(tag) == TYPE_ATTR_ARENA
+
+
 def tag_arena(btf: Btf, kfunc: Kfunc, debug: Debug | None = None) -> None:
-    """process_kfunc_with_arena_attrs(): a new prototype with arena pointers attributed."""
+    """process_kfunc_with_arena_attrs(): a new prototype with arena pointers attributed.
+
+    One deliberate difference from the C tool: a pointer that already points
+    at an `address_space(1)` attribute is left alone, so running on our own
+    output changes nothing (the C tool wraps it a second time). pahole output
+    for 7.3 never carries the attribute, so kbuild's results are unaffected.
+    """
     func = btf[kfunc.btf_id]
     proto_id = func.type
     proto = btf[proto_id]
     params = list(proto.params)
-    has_arena_arg = any(_is_arena_arg(btf, kfunc, p, i) for i, p in enumerate(params))
-    if not kfunc.flags & KF_ARENA_RET and not has_arena_arg:
+    arena_params = [i for i, p in enumerate(params)
+                    if _is_arena_arg(btf, kfunc, p, i) and not _already_arena(btf, p.type)]
+    tag_ret = bool(kfunc.flags & KF_ARENA_RET) and not _already_arena(btf, proto.type)
+    if not tag_ret and not arena_params:
         return
     ret = proto.type
-    if kfunc.flags & KF_ARENA_RET:
+    if tag_ret:
         ret = _arena_ptr(btf, ret, kfunc)
     try:
         new_id = btf.add_func_proto(ret)
@@ -188,10 +229,8 @@ def tag_arena(btf: Btf, kfunc: Kfunc, debug: Debug | None = None) -> None:
         raise BtfidsError(f"ERROR: resolve_btfids: kfunc {kfunc.name}: failed to add a func "
                           f"proto to BTF: {exc}") from None
     new_proto = btf[new_id]
-    for i in range(len(params)):
+    for i in arena_params:
         p = new_proto.params[i]
-        if not _is_arena_arg(btf, kfunc, p, i):
-            continue
         new_proto.params[i] = Param(p.name_off, _arena_ptr(btf, p.type, kfunc))
     if debug:
         debug(f"added arena-tagged proto for kfunc {kfunc.name}: {new_id}")
@@ -204,7 +243,7 @@ def btf2btf_73(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
     for kfunc in kfuncs:
         add_kfunc_tags(btf, kfunc, tags)
         if kfunc.flags & KF_IMPLICIT_ARGS:
-            rewrite_implicit_args(btf, kfunc, tags, funcs, debug)
+            rewrite_implicit_args(btf, kfunc, tags, funcs, debug, skip_done=True)
         tag_arena(btf, kfunc, debug)
 
 
@@ -213,7 +252,7 @@ def btf2btf_72(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
     """7.2's btf2btf(): only the KF_IMPLICIT_ARGS rewrite, on pahole-tagged kfuncs."""
     for kfunc in kfuncs:
         if kfunc.flags & KF_IMPLICIT_ARGS:
-            rewrite_implicit_args(btf, kfunc, tags, funcs, debug)
+            rewrite_implicit_args(btf, kfunc, tags, funcs, debug, skip_done=True)
 
 
 __all__ = [
