@@ -1,4 +1,4 @@
-"""`python -m harness.btfids`: what kbuild runs as RESOLVE_BTFIDS (see harness.kbuild.toolchains)."""
+"""`python -m harness.btfids`: what kbuild runs as RESOLVE_BTFIDS (harness.kbuild.toolchains)."""
 
 import sys
 

@@ -23,6 +23,7 @@ Known C-tool quirk kept: `--fatal_warnings` never changes the exit status
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -330,10 +331,8 @@ def write_outputs(outputs: dict[str, bytes]) -> None:
             os.replace(tmp, path)
     except OSError:
         for tmp, _ in staged:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
         raise BtfidsError(f"Couldn't open {current} for writing") from None
 
 
