@@ -22,7 +22,11 @@ Usage::
 
     agent.py --libbpf /path/libbpf.so probe
     agent.py --libbpf /path/libbpf.so run JOBS.json      # JSON list of jobs -> JSON results
-    agent.py hid-probe                                     # uhid/hidraw availability
+    agent.py hid probe | hid run SCENARIO                  # uhid/hidraw plumbing (hidtool.py)
+
+A job with ``hid`` (the harness's ``__hid`` tag) makes a /dev/uhid device
+before loading, writes its id into the struct_ops map, and after attaching
+runs the scenario instead of a test run (see hidtool.py).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ STREAM_STDOUT = 1
 STREAM_STDERR = 2
 
 BPF_PROG_TYPE_SOCKET_FILTER = 1
+BPF_PROG_TYPE_STRUCT_OPS = 27
 BPF_PROG_TYPE_SYSCALL = 31
 BPF_MAP_TYPE_STRUCT_OPS = 26
 BPF_F_TEST_RND_HI32 = 1 << 2
@@ -163,6 +168,7 @@ class Libbpf:
             "bpf_map__autocreate": (ctypes.c_bool, [vp]),
             "bpf_map__set_autocreate": (i, [vp, ctypes.c_bool]),
             "bpf_map__attach_struct_ops": (vp, [vp]),
+            "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(sz)]),
             "bpf_link__destroy": (i, [vp]),
             "bpf_prog_test_run_opts": (i, [i, ctypes.POINTER(TestRunOpts)]),
             "bpf_prog_load": (i, [i, cp, cp, vp, sz, ctypes.POINTER(ProgLoadOpts)]),
@@ -325,6 +331,72 @@ def _find_program(lb: Libbpf, obj: int, name: str) -> int | None:
     return None
 
 
+def _struct_ops_programs(lb: Libbpf, m: int, progs: set[int]) -> set[int]:
+    """Programs a struct_ops map refers to.
+
+    libbpf keeps the map's value as a "shadow" struct in which every function
+    pointer member holds the ``struct bpf_program *`` it was set to, and hands
+    it out through ``bpf_map__initial_value`` (documented in libbpf.c); scanning
+    its pointer-sized slots for known program handles needs no BTF walk.
+    """
+    size = ctypes.c_size_t(0)
+    data = lb.lib.bpf_map__initial_value(m, ctypes.byref(size))
+    if not data or size.value < 8:
+        return set()
+    words = (ctypes.c_uint64 * (size.value // 8)).from_address(data)
+    return {w for w in words if w in progs}
+
+
+def _isolate_struct_ops(lb: Libbpf, obj: int, selected: set[int]) -> list[int]:
+    """Create only the struct_ops maps that use a selected program; return those maps.
+
+    Harness deviation from test_loader, for struct_ops programs under test only:
+    test_loader leaves every struct_ops map of the object to be created, and
+    libbpf then loads every program those maps use whatever the autoload
+    selection said, so one program's expected verifier reject would fail its
+    neighbours' loads. Here a map none of whose programs is selected is not
+    created, so each struct_ops program is judged on its own.
+    """
+    progs = set(lb.programs(obj))
+    kept = []
+    for m in lb.maps(obj):
+        if lb.lib.bpf_map__type(m) != BPF_MAP_TYPE_STRUCT_OPS:
+            continue
+        uses = _struct_ops_programs(lb, m, progs)
+        if uses and not uses & selected:
+            lb.lib.bpf_map__set_autocreate(m, False)
+        elif lb.lib.bpf_map__autocreate(m):
+            kept.append(m)
+    return kept
+
+
+def _set_hid_id(lb: Libbpf, maps: list[int], hid_id: int) -> None:
+    """Write the device id into each struct hid_bpf_ops map before it is created.
+
+    ``hid_id`` is the first member of ``struct hid_bpf_ops`` (the kernel keeps
+    it first on purpose), and the kernel binds the program to that device when
+    the map is attached.
+    """
+    for m in maps:
+        size = ctypes.c_size_t(0)
+        data = lb.lib.bpf_map__initial_value(m, ctypes.byref(size))
+        if data and size.value >= 4:
+            ctypes.c_int32.from_address(data).value = hid_id
+
+
+def _load_hidtool():
+    """hidtool.py, shipped next to this file (imported only by HID jobs)."""
+    import importlib.util  # noqa: PLC0415
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("hidtool", os.path.join(here, "hidtool.py"))
+    if spec is None or spec.loader is None or not os.path.exists(spec.origin or ""):
+        raise RuntimeError("hidtool.py must sit next to agent.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
     """One test_loader sub-test: open, select programs, load, run, read streams."""
     res: dict = {"id": job["id"], "program": job["program"], "loaded": False}
@@ -359,6 +431,8 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
         return res
     log_buf = ctypes.create_string_buffer(LOG_BUF_SIZE)
     links: list[int] = []
+    hid_dev = None
+    hidtool = None
     try:
         autoload = set(job.get("autoload", [])) | {job["program"]}
         tprog = None
@@ -381,6 +455,23 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
         res["prog_flags"] = lb.lib.bpf_program__flags(tprog)
         for m in lb.maps(obj):
             lb.lib.bpf_map__set_autocreate(m, not unpriv or _unpriv_capable_map(lb, m))
+        st_maps: list[int] = []
+        if lb.lib.bpf_program__type(tprog) == BPF_PROG_TYPE_STRUCT_OPS:
+            selected = {p for p in lb.programs(obj)
+                        if lb.lib.bpf_program__name(p).decode() in autoload}
+            st_maps = _isolate_struct_ops(lb, obj, selected)
+        if job.get("hid"):
+            hidtool = _load_hidtool()
+            try:
+                hid_dev = hidtool.create_device()
+            except hidtool.HidUnavailable as exc:
+                res["skip"] = f"HID: {exc}"
+                return res
+            except hidtool.HidError as exc:
+                res["hid"] = {"ok": False, "error": f"device setup: {exc}"}
+                return res
+            res["hid_id"] = hid_dev.hid_id
+            _set_hid_id(lb, st_maps, hid_dev.hid_id)
 
         start = time.monotonic()
         err = lb.lib.bpf_object__load(obj)
@@ -410,6 +501,12 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
                 return res
             links.append(link)
 
+        if hid_dev is not None and hidtool is not None:
+            # The scenario is this run's execution: struct_ops programs have no test run.
+            res["hid"] = hidtool.run_scenario(hid_dev, job["hid"])
+            res["libbpf_log"] = list(lb.messages)
+            return res
+
         fd = lb.lib.bpf_program__fd(tprog)
         is_syscall = lb.lib.bpf_program__type(tprog) == BPF_PROG_TYPE_SYSCALL
         res.update(_test_run(lb, fd, is_syscall, int(job.get("linear_size", 0))))
@@ -425,6 +522,8 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
     finally:
         while links:
             lb.lib.bpf_link__destroy(links.pop())
+        if hid_dev is not None:
+            hid_dev.close()
         lb.lib.bpf_object__close(obj)
         if saved_caps is not None and caps is not None:
             caps.set_effective(saved_caps)
@@ -554,15 +653,11 @@ def main(argv: list[str]) -> int:
         return 2
     cmd = args.pop(0)
     if cmd == "hid":
-        import importlib.util  # noqa: PLC0415 - only the HID mode needs it
-
-        here = os.path.dirname(os.path.abspath(__file__))
-        spec = importlib.util.spec_from_file_location("hidtool", os.path.join(here, "hidtool.py"))
-        if spec is None or spec.loader is None:
-            print("agent: hidtool.py must sit next to agent.py", file=sys.stderr)
+        try:
+            mod = _load_hidtool()
+        except RuntimeError as exc:
+            print(f"agent: {exc}", file=sys.stderr)
             return 2
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
         return int(mod.main(args))
     if libbpf is None:
         print("agent: --libbpf PATH is required", file=sys.stderr)

@@ -6,7 +6,9 @@ match ``__msg``/``__not_msg``, and only for an expected success with
 ``__retval`` is the program run, its return value compared (``POINTER_VALUE``
 accepts anything) and its streams matched. The first failing check is the
 reason; libbpf's own warnings go with it because for a kfunc with broken BTF
-the interesting line is libbpf's, not the verifier's.
+the interesting line is libbpf's, not the verifier's. A program with the
+harness's ``__hid`` scenario is judged on that scenario where test_loader
+would judge a test run.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def judge(run: Run, raw: dict) -> Verdict:
     report = validate(log, list(mode.msgs))
     if not report.ok:
         return Verdict(FAIL, f"expect_msg: {report.summary()}", report.details)
+    if run.spec.hid and not mode.expect_failure:
+        verdict = _judge_hid(raw)
+        if verdict is not None:
+            return verdict
     if not (mode.execute and not mode.expect_failure):
         return Verdict(PASS)
     if raw.get("run_error"):
@@ -95,7 +101,22 @@ def judge(run: Run, raw: dict) -> Verdict:
         if then.get("retval") != then.get("want"):
             return Verdict(FAIL, f"checker {then.get('program')} returned {then.get('retval')} "
                                  f"!= {then.get('want')} after {then.get('attempts')} runs")
-    hid = raw.get("hid")
-    if hid is not None and not hid.get("ok"):
-        return Verdict(FAIL, f"hid: {hid.get('error', 'report mismatch')}")
     return Verdict(PASS)
+
+
+def _judge_hid(raw: dict) -> Verdict | None:
+    """The ``__hid`` scenario's outcome (harness extension); None when it passed.
+
+    The steps seen so far go into the details, so a mismatch shows which
+    report came back instead of which one was wanted.
+    """
+    if raw.get("run_error"):
+        return Verdict(FAIL, str(raw["run_error"]))
+    hid = raw.get("hid")
+    if hid is None:
+        return Verdict(ERROR, "hid: the agent ran no HID scenario")
+    if not hid.get("ok"):
+        details = [f"hid_id={hid.get('hid_id')} hidraw={hid.get('hidraw')}"]
+        details += [f"  {step}" for step in hid.get("steps", [])]
+        return Verdict(FAIL, f"hid: {hid.get('error', 'report mismatch')}", details)
+    return None

@@ -61,7 +61,9 @@ class Job:
 
     def agent_job(self, remote_object: str) -> dict[str, object]:
         spec, mode = self.run.spec, self.run.mode
-        execute = mode.execute and not mode.expect_failure
+        hid = bool(spec.hid) and not mode.expect_failure
+        # A HID scenario is the execution step of a struct_ops program (no test run).
+        execute = (mode.execute or hid) and not mode.expect_failure
         job: dict[str, object] = {
             "id": self.id,
             "object": remote_object,
@@ -82,7 +84,7 @@ class Job:
         if spec.then_run and execute:
             prog, want, timeout = spec.then_run
             job["then_run"] = {"program": prog, "retval": want, "timeout_ms": timeout}
-        if spec.hid and execute:
+        if hid:
             job["hid"] = spec.hid
         return job
 
@@ -259,7 +261,8 @@ def _record(job: Job, arch: str, raw: dict | None, probe: dict) -> ProgResult:
         program=job.name,
         arch=arch,
         verdict=verdict.verdict,
-        expected=describe(mode) if job.run.spec.valid else "valid spec",
+        expected=(describe(mode) + (" hid" if job.run.spec.hid and not mode.expect_failure
+                                    else "")) if job.run.spec.valid else "valid spec",
         reason=verdict.reason,
         time_ms=round(sum(times), 3) if times else None,
         retval=raw.get("retval"),
