@@ -55,9 +55,10 @@ int stream_stack(void *ctx)
 
 char not_const[8];
 
+/* fmt__str wants a string in a read-only map; .bss is writable. */
 SEC("syscall")
-__description("format string that is not a constant")
-__failure __msg("R2 doesn't point to a const string")
+__description("format string in a writable map")
+__failure __msg("R2 does not point to a readonly map")
 int stream_fmt_not_const(void *ctx)
 {
 	__u64 args[1] = { 1 };
