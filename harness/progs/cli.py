@@ -1,18 +1,26 @@
-"""`harness progs ...`: inspect expectations, compile programs, run them on this host."""
+"""`harness run` (build, boot, judge the suite per arch) and `harness progs ...` (inspect,
+compile, run on this host)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
-from harness.progs.results import table, to_json
+from harness.progs.results import ProgResult, table, to_json
 
 _DEFAULT_ORACLE = Path("/root/.cache/kfunc-harness/oracle")
 
 
+class RunUsageError(UsageError):
+    """A bad `harness run` option (unknown arch, missing source)."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_run(subparsers)
     parser = subparsers.add_parser("progs", help="BPF programs: expectations, compile, run")
     sub = parser.add_subparsers(dest="progs_command", metavar="ACTION", required=True)
 
@@ -87,3 +95,92 @@ def _run_local(args: argparse.Namespace) -> int:
                           source_tree=args.tree if args.tree.is_dir() else None, only=args.only)
     print(to_json(results) if args.json else table(results))
     return 0 if all(r.verdict in ("pass", "skip") for r in results) else 1
+
+
+# ---- harness run --------------------------------------------------------------------
+
+KNOWN_ARCHES = ("x86_64", "arm64")
+
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
+    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
+
+    run = subparsers.add_parser(
+        "run", help="build (cached), boot and judge the BPF program suite per arch",
+        description="Build the kernel for each arch (the artifact cache makes repeats "
+        "cheap), boot it under QEMU, load every program of bpf_progs/ and the tree's "
+        "kfunc_implicit_args.c, wq.c and wq_failures.c, and print program x arch: "
+        "verdict, expected, time. Exit 1 if any program failed.")
+    run.add_argument("--arch", default="x86_64",
+                     help="comma-separated: x86_64,arm64 (default %(default)s)")
+    add_build_options(run)
+    run.add_argument("--prog", action="append", type=Path, default=[], metavar="FILE.c",
+                     help="run only these BPF sources (repeatable; default: the suite)")
+    run.add_argument("--only", help="run only programs whose name contains this")
+    run.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
+    run.add_argument("--memory", default="1G", help="guest memory (default %(default)s)")
+    run.add_argument("--cpus", type=int, default=1, help="guest vCPUs (default %(default)s)")
+    run.add_argument("--no-kvm", action="store_true", help="force TCG")
+    run.add_argument("--json", action="store_true", help="print result records as JSON")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print the verifier log and console excerpt of each failure")
+    run.set_defaults(func=_run)
+
+
+def parse_arches(text: str) -> list[str]:
+    arches = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in arches if a not in KNOWN_ARCHES]
+    if unknown or not arches:
+        raise RunUsageError(f"unknown --arch {','.join(unknown) or text}; "
+                            f"known: {', '.join(KNOWN_ARCHES)}")
+    return list(dict.fromkeys(arches))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
+    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+    from harness.progs.suite import run_arch, suite_sources  # noqa: PLC0415
+
+    arches = parse_arches(args.arch)
+    for src in args.prog:
+        if not src.is_file():
+            raise RunUsageError(f"no such BPF source: {src}")
+    # Every build first (sequential: never two kernel builds at once), then the guests.
+    builds = {}
+    for arch in arches:
+        builds[arch] = Builder(make_plan(request_from_args(args, arch)), quiet=args.json).build()
+    results: list[ProgResult] = []
+    errors: list[str] = []
+    runs = []
+    for arch in arches:
+        artifacts = builds[arch]
+        sources = args.prog or suite_sources(artifacts)
+        if not args.json:
+            print(f"harness: {arch}: booting {artifacts.boot_image} and running "
+                  f"{len(sources)} sources", flush=True)
+        run = run_arch(artifacts, sources, only=args.only, timeout=args.timeout,
+                       memory=args.memory, cpus=args.cpus, kvm=False if args.no_kvm else None)
+        runs.append(run)
+        results += run.results
+        if run.error:
+            errors.append(f"{arch}: {run.error}")
+    if args.json:
+        print(to_json(results))
+    else:
+        print(table(results))
+        for run in runs:
+            timing = f"boot {run.boot_s} s, suite {run.suite_s} s" if run.suite_s else ""
+            if timing:
+                print(f"{run.arch}: {timing}")
+        if args.verbose:
+            for run in runs:
+                for r in run.results:
+                    if r.verdict in ("fail", "error"):
+                        print()
+                        print(r.failure_text())
+                        print(f"--- console ({run.arch}) ---")
+                        print(run.console_excerpt())
+    for line in errors:
+        print(f"harness: error: {line}", file=sys.stderr)
+    failed = errors or any(r.verdict in ("fail", "error") for r in results)
+    return 1 if failed else 0

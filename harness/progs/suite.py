@@ -1,0 +1,123 @@
+"""The whole program suite on one built kernel: plan, boot, run, keep what a report needs.
+
+`harness run` and the pytest suite (tests/progs/test_suite_guest.py) both go
+through here, so they judge the same jobs the same way: :func:`suite_jobs`
+compiles the sources for a build and plans the sub-tests (what pytest turns
+into test ids at collection), :func:`run_arch` boots one guest, runs them all
+in it, and returns the results with the guest's console. A boot failure, a
+kernel splat or a hang does not raise out of :func:`run_arch`: it becomes the
+run's ``error`` and every program without a verdict gets an ERROR result with
+that reason, so one arch's crash never hides another arch's table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.progs.compile import CompileError
+from harness.progs.judge import ERROR, describe
+from harness.progs.results import ProgResult
+from harness.progs.runner import Job, default_sources, implicit_arg_kfuncs, plan, run_suite
+
+# Console lines worth showing next to a failing program, newest last.
+CONSOLE_EXCERPT_LINES = 40
+
+
+@dataclass
+class ArchRun:
+    """One arch's suite run: its results, the guest console, and what went wrong if anything."""
+
+    arch: str
+    results: list[ProgResult] = field(default_factory=list)
+    console: str = ""
+    error: str | None = None  # boot failure, splat, hang: the run did not finish
+    boot_s: float | None = None
+    suite_s: float | None = None
+
+    def by_id(self) -> dict[str, ProgResult]:
+        return {r.test_id: r for r in self.results}
+
+    def console_excerpt(self, lines: int = CONSOLE_EXCERPT_LINES) -> str:
+        return console_excerpt(self.console, lines)
+
+
+def console_excerpt(console: str, lines: int = CONSOLE_EXCERPT_LINES) -> str:
+    """The console's last lines, without the overlayfs chatter every 9p boot prints."""
+    kept = [ln for ln in console.splitlines() if ln.strip() and not ln.startswith("overlayfs:")]
+    return "\n".join(kept[-lines:])
+
+
+def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path]:
+    """Our bpf_progs plus the tree's three selftests, plus any extra sources."""
+    return default_sources(Path(artifacts.source_tree)) + [Path(p) for p in extra]
+
+
+def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
+               only: str | None = None) -> list[Job]:
+    """Compile (cached) and plan: the sub-tests a run on ``artifacts`` will report."""
+    from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415 - clang paths
+
+    sources = list(sources) if sources is not None else suite_sources(artifacts)
+    tc = toolchain_for(artifacts)
+    objects = [compile_prog(src, tc) for src in sources]
+    implicit = implicit_arg_kfuncs(Path(artifacts.source_tree))
+    return plan(objects, artifacts.arch, implicit_kfuncs=implicit, only=only)
+
+
+def job_test_id(job: Job, arch: str) -> str:
+    """The id a job's result will carry (ProgResult.test_id), known before any boot."""
+    return f"{job.object_stem}/{job.name}[{arch}]"
+
+
+def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
+             only: str | None = None, timeout: float = 60.0, memory: str = "1G",
+             cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
+             target: Any = None) -> ArchRun:
+    """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
+
+    Compile errors and bad expectations raise (they are the user's to fix);
+    what happens inside the guest is reported in the returned run.
+    """
+    from harness.targets.qemu import QemuTarget  # noqa: PLC0415
+
+    arch = artifacts.arch
+    sources = list(sources) if sources is not None else suite_sources(artifacts)
+    jobs = suite_jobs(artifacts, sources, only=only)  # compile before booting: fail fast
+    out = ArchRun(arch)
+    start = time.monotonic()
+    own = target is None
+    try:
+        if own:
+            target = QemuTarget(artifacts, arch, memory=memory, cpus=cpus, kvm=kvm,
+                                boot_timeout=boot_timeout)
+            target.start()
+        out.boot_s = round(time.monotonic() - start, 2)
+        t1 = time.monotonic()
+        out.results = run_suite(artifacts, target, sources, only=only, timeout=timeout)
+        out.suite_s = round(time.monotonic() - t1, 2)
+    except CompileError:
+        raise
+    except HarnessError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if target is not None:
+            try:
+                out.console = target.console()
+            except Exception:  # noqa: BLE001 - a dead guest still gets its report
+                out.console = ""
+            if own:
+                target.close()
+    if out.error is not None:
+        seen = {r.test_id for r in out.results}
+        for job in jobs:
+            if job_test_id(job, arch) not in seen:
+                out.results.append(ProgResult(
+                    object=job.object_stem, program=job.name, arch=arch, verdict=ERROR,
+                    expected=describe(job.run.mode) if job.run.spec.valid else "valid spec",
+                    reason=f"no verdict: {out.error}"))
+    return out
