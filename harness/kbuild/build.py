@@ -286,7 +286,7 @@ class Builder:
                              f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
                              f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
             self.say(f"building libbpf ({plan.arch})")
-            run_make([*lib_make, "shared"], self.log, None, build_dir, env=env)
+            run_make(lib_make, self.log, None, build_dir, env=env)
             run_make(["make", "-C", str(source.path / "tools/lib/bpf"),
                       f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
                       "INCLUDEDIR=/include", "install_headers"], self.log, None, build_dir,
