@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -72,6 +76,30 @@ def _first_error(lines: list[str]) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the harness dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`timeout`, CI runners and xdist stop us with SIGTERM: unwind like Ctrl-C so make's
+    process group is stopped and the build lock released only after it is gone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
              env: dict[str, str] | None = None) -> int:
     """Run `cmd`, appending all output to `log`; returns the number of kbuild steps seen.
@@ -81,11 +109,12 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
     """
     steps = 0
     tail: deque[str] = deque(maxlen=400)
-    with open(log, "a") as out:
+    with open(log, "a") as out, _sigterm_as_interrupt():
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", env=env, start_new_session=True)
+                                text=True, errors="replace", env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
