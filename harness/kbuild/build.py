@@ -163,6 +163,11 @@ class Builder:
         plan = self.plan
         requests = kconfig.merge(plan.fragments)
         unknown = kconfig.unknown_symbols(source.path, requests)
+        # Pinning off a symbol this tree lacks (an older or newer release) is already true;
+        # only a symbol we want on must exist, or it is a typo.
+        for request in [r for r in unknown if r.value == "n"]:
+            requests.pop(request.symbol)
+        unknown = [r for r in unknown if r.value != "n"]
         if unknown:
             first = unknown[0]
             more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""

@@ -74,3 +74,12 @@ def test_default_config_takes_every_request() -> None:
     final = kconfig.read_config_text(text)
     assert kconfig.drift(kconfig.merge(plan.fragments), final) == []
     assert final["IPV6"] == "n" and final["WIRELESS"] == "n"  # pinned off over tinyconfig
+
+
+def test_pinning_off_a_symbol_the_tree_lacks_is_not_a_typo(tmp_path: Path) -> None:
+    """7.2 has no SERIAL_8250_MOXA_PCIE; `is not set` for it must not fail the build."""
+    absent = tmp_path / "absent.config"
+    absent.write_text("# CONFIG_NO_SUCH_SYMBOL_XYZ is not set\n")
+    plan = make_plan(BuildRequest(kconfigs=[str(absent)]))
+    text = Builder(plan, quiet=True).merged_config(plan.source)
+    assert "NO_SUCH_SYMBOL_XYZ" not in text
