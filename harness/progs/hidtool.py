@@ -67,8 +67,10 @@ _INPUT2 = struct.Struct(f"=IH{UHID_DATA_MAX}s")
 _GET_REPORT = struct.Struct("=IIBB")
 _REPORT_REPLY = struct.Struct(f"=IIHH{UHID_DATA_MAX}s")
 _SET_REPORT_REPLY = struct.Struct("=IIH")
-# sizeof(struct uhid_event): the u32 type plus its largest member, uhid_create2_req.
-UHID_EVENT_SIZE = 4 + (_CREATE2.size - 4)
+# sizeof(struct uhid_event): the u32 type, then the union, whose largest member is
+# uhid_create2_req (4372 bytes) but which the legacy create's rd_data pointer aligns
+# to 8, so 4376: 4380 in all (the struct is packed, the union is not).
+UHID_EVENT_SIZE = 4 + ((_CREATE2.size - 4) + 7) // 8 * 8
 
 BUS_VIRTUAL = 0x06
 VENDOR, PRODUCT = 0x4B46, 0x4842  # "KF", "HB": no quirk table knows them

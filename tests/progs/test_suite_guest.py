@@ -1,0 +1,94 @@
+"""The program suite in real guests: one pytest test per program (sub-test) per arch.
+
+Collection builds (or takes from the artifact cache) the kernel of every
+``--arch`` through the suite-wide ``build_kernel`` and compiles the sources
+against it, because the test ids are the programs test_loader would run, and
+only the compiled objects' BTF says which those are. Then one guest per arch
+per worker (session fixture) runs the whole suite once; each test reads its
+own verdict. A failure shows the judge's reason, libbpf's lines, the verifier
+log and an excerpt of the guest console; a guest that panics or hangs fails
+every program of that arch with the reason.
+
+With pytest-xdist, ``--dist loadgroup`` keeps each arch on one worker (one
+VM per arch); plain ``-n N`` works too, every worker booting its own guests.
+``--junitxml`` carries the same failure text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.kbuild.artifacts import BuildArtifacts
+from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs
+from tests.conftest import build_kernel
+
+pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: str
+    test_id: str  # ProgResult.test_id, e.g. "wq/wq_tc_plain@rnd_hi32[x86_64]"
+    setup_error: str | None = None
+
+
+def _arches(config: pytest.Config) -> list[str]:
+    value = config.getoption("--arch")
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    params = []
+    for arch in _arches(metafunc.config):
+        group = pytest.mark.xdist_group(f"guest-{arch}")
+        try:
+            jobs = suite_jobs(build_kernel(arch))
+        except HarnessError as exc:
+            # Reported as a failing test, not a collection error: other arches still run.
+            params.append(pytest.param(Case(arch, f"setup[{arch}]", str(exc)),
+                                       id=f"setup[{arch}]", marks=group))
+            continue
+        for job in jobs:
+            tid = job_test_id(job, arch)
+            params.append(pytest.param(Case(arch, tid), id=tid, marks=group))
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture(scope="session")
+def arch_run() -> Callable[[str], ArchRun]:
+    """arch -> the suite's run in one guest booted for this worker (at most once per arch)."""
+    runs: dict[str, ArchRun] = {}
+
+    def get(arch: str) -> ArchRun:
+        if arch not in runs:
+            artifacts: BuildArtifacts = build_kernel(arch)
+            runs[arch] = run_arch(artifacts)
+        return runs[arch]
+
+    return get
+
+
+def test_program(case: Case, arch_run: Callable[[str], ArchRun],
+                 record_property: Callable[[str, object], None]) -> None:
+    if case.setup_error:
+        pytest.fail(f"{case.arch}: build or compile failed: {case.setup_error}", pytrace=False)
+    run = arch_run(case.arch)
+    result = run.by_id().get(case.test_id)
+    if result is None:
+        pytest.fail(f"{case.test_id}: no result (run error: {run.error})\n"
+                    f"--- console ---\n{run.console_excerpt()}", pytrace=False)
+    record_property("verdict", result.verdict)
+    record_property("expected", result.expected)
+    if result.time_ms is not None:
+        record_property("time_ms", result.time_ms)
+    if result.verdict == "skip":
+        pytest.skip(result.reason)
+    if result.verdict != "pass":
+        pytest.fail(f"{result.failure_text()}\n--- console ({case.arch}) ---\n"
+                    f"{run.console_excerpt()}", pytrace=False)
