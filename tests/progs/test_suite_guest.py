@@ -1,7 +1,8 @@
 """The program suite in real guests: one pytest test per program (sub-test) per arch.
 
-Collection builds (or takes from the artifact cache) the kernel of every
-``--arch`` through the suite-wide ``build_kernel`` and compiles the sources
+Collection takes the kernel of every ``--arch`` that tests/conftest.py built
+and exported (``HARNESS_TEST_KERNEL[_ARM64]``), or builds it (a cache hit
+after the first time) through the suite-wide ``build_kernel``, and compiles the sources
 against it, because the test ids are the programs test_loader would run, and
 only the compiled objects' BTF says which those are. Then one guest per arch
 per worker (session fixture) runs the whole suite once; each test reads its
@@ -16,8 +17,10 @@ VM per arch); plain ``-n N`` works too, every worker booting its own guests.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -36,9 +39,25 @@ class Case:
     setup_error: str | None = None
 
 
+_ENV = {"x86_64": "HARNESS_TEST_KERNEL", "arm64": "HARNESS_TEST_KERNEL_ARM64"}
+
+
 def _arches(config: pytest.Config) -> list[str]:
     value = config.getoption("--arch")
     return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def artifacts_for(arch: str, config: pytest.Config) -> BuildArtifacts | None:
+    """The kernel tests/conftest.py built and exported for ``arch``, else build_kernel's.
+
+    None when the session said --no-kernel-build and nothing was exported.
+    """
+    record = os.environ.get(_ENV[arch], "")
+    if record.endswith(".json") and Path(record).is_file():
+        return BuildArtifacts.from_json(Path(record).read_text())
+    if config.getoption("--no-kernel-build", default=False):
+        return None
+    return build_kernel(arch)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -48,7 +67,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for arch in _arches(metafunc.config):
         group = pytest.mark.xdist_group(f"guest-{arch}")
         try:
-            jobs = suite_jobs(build_kernel(arch))
+            artifacts = artifacts_for(arch, metafunc.config)
+            if artifacts is None:
+                params.append(pytest.param(
+                    Case(arch, f"setup[{arch}]"), id=f"setup[{arch}]",
+                    marks=pytest.mark.skip(reason=f"--no-kernel-build and no {_ENV[arch]}")))
+                continue
+            jobs = suite_jobs(artifacts)
         except HarnessError as exc:
             # Reported as a failing test, not a collection error: other arches still run.
             params.append(pytest.param(Case(arch, f"setup[{arch}]", str(exc)),
@@ -61,13 +86,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def arch_run() -> Callable[[str], ArchRun]:
+def arch_run(pytestconfig: pytest.Config) -> Callable[[str], ArchRun]:
     """arch -> the suite's run in one guest booted for this worker (at most once per arch)."""
     runs: dict[str, ArchRun] = {}
 
     def get(arch: str) -> ArchRun:
         if arch not in runs:
-            artifacts: BuildArtifacts = build_kernel(arch)
+            artifacts = artifacts_for(arch, pytestconfig)
+            assert artifacts is not None  # collection made only skips then
             runs[arch] = run_arch(artifacts)
         return runs[arch]
 
