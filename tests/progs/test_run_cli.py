@@ -1,0 +1,46 @@
+"""`harness run` argument handling (no build, no guest) and the result table it prints."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.progs.cli import RunUsageError, parse_arches
+from harness.progs.results import ProgResult, table
+from harness.progs.suite import console_excerpt
+
+
+def test_parse_arches() -> None:
+    assert parse_arches("x86_64") == ["x86_64"]
+    assert parse_arches(" arm64 , x86_64,arm64") == ["arm64", "x86_64"]
+    for bad in ("", "riscv64", "x86_64,mips"):
+        with pytest.raises(RunUsageError):
+            parse_arches(bad)
+
+
+def test_user_errors_are_one_line_before_any_build(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--arch", "x86_64,sparc"]) == 2
+    err = capsys.readouterr().err
+    assert err == "harness: error: unknown --arch sparc; known: x86_64, arm64\n"
+    assert main(["run", "--prog", "/nonexistent/p.c"]) == 2
+    assert capsys.readouterr().err == "harness: error: no such BPF source: /nonexistent/p.c\n"
+
+
+def test_table_has_program_by_arch_columns() -> None:
+    rows = [ProgResult("wq", "wq_tc_plain", "x86_64", "pass", "success retval=0", time_ms=3.5),
+            ProgResult("wq", "wq_tc_plain", "arm64", "fail", "success retval=0",
+                       reason="Unexpected retval: 1 != 0", time_ms=9.0),
+            ProgResult("hid", "hid_drop", "x86_64", "skip", "success hid", reason="no uhid")]
+    text = table(rows)
+    head = text.splitlines()[0]
+    assert head.index("arm64 verdict") < head.index("x86_64 verdict")
+    line = next(ln for ln in text.splitlines() if ln.startswith("wq/wq_tc_plain"))
+    assert "fail" in line and "pass" in line and "3.5" in line
+    assert "wq/wq_tc_plain[arm64]: fail: Unexpected retval: 1 != 0" in text
+    assert "1 fail, 1 pass, 1 skip" in text
+
+
+def test_console_excerpt_drops_overlayfs_noise() -> None:
+    console = "overlayfs: failed to set xattr on upper\nBUG: x\n\noverlayfs: y\nlast\n"
+    assert console_excerpt(console) == "BUG: x\nlast"
+    assert console_excerpt("\n".join(str(i) for i in range(100)), 3) == "97\n98\n99"
