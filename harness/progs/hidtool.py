@@ -23,7 +23,7 @@ Scenario syntax (one string, steps separated by ``;``)::
     quiet 300                         no report may arrive within 300 ms
     wait 100                          sleep 100 ms
 
-A ``read`` waits up to ``timeout`` seconds (2 s by default): reports injected
+A ``read`` waits up to ``timeout`` seconds (5 s by default): reports injected
 from a bpf_wq callback arrive from a kworker a little later, and a TCG guest is
 slow, so a deadline beats a fixed sleep.
 
@@ -96,7 +96,7 @@ REPORT_DESCRIPTOR = bytes([
     0xC0,              # End Collection
 ])
 
-DEFAULT_READ_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 5.0
 
 
 class HidError(Exception):
