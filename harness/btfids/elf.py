@@ -25,6 +25,7 @@ from harness.btfids.errors import BtfidsError
 BTF_IDS_SECTION = ".BTF_ids"
 SHT_SYMTAB = 2
 SHT_NOBITS = 8
+ET_REL = 1
 ELF_MAGIC = b"\x7fELF"
 _BANNER_SYMBOL = b"linux_banner"
 _VERSION_RE = re.compile(rb"(\d+)\.(\d+)")
@@ -52,6 +53,7 @@ class Symbol:
     name: bytes
     value: int
     size: int
+    shndx: int = 0
 
 
 class ElfObject:
@@ -84,10 +86,14 @@ class ElfObject:
         self._parse_layout()
 
     def close(self) -> None:
-        """Release the memory map (views handed out must be released first)."""
-        self.data.release()
-        if isinstance(self._map, mmap.mmap):
-            self._map.close()
+        """Release the memory map; if views of it are still alive (an exception's
+        traceback may hold some), leave it to the garbage collector."""
+        try:
+            self.data.release()
+            if isinstance(self._map, mmap.mmap):
+                self._map.close()
+        except BufferError:
+            pass
 
     def __enter__(self) -> ElfObject:
         return self
@@ -235,7 +241,7 @@ class ElfObject:
         extra: Symbol | None = None
         for name_off, value, size, sym_shndx in rows:
             if name_off == extra_off and sym_shndx != shndx:
-                extra = Symbol(extra_name or b"", value, size)
+                extra = Symbol(extra_name or b"", value, size, sym_shndx)
                 continue
             if name_off >= len(sbytes):
                 name = b""  # elf_strptr() fails: the symbol is not a BTF ID one
@@ -243,8 +249,8 @@ class ElfObject:
                 end = sbytes.find(b"\0", name_off)
                 name = sbytes[name_off:end if end >= 0 else len(sbytes)]
             if name_off == extra_off:
-                extra = Symbol(name, value, size)
-            out.append(Symbol(name, value, size))
+                extra = Symbol(name, value, size, sym_shndx)
+            out.append(Symbol(name, value, size, sym_shndx))
         return out, extra
 
     def symbols_and_banner(self, symtab: Section,
@@ -254,21 +260,24 @@ class ElfObject:
 
     # ---- kernel version ---------------------------------------------------------------
 
-    def read_at_address(self, addr: int, size: int) -> bytes | None:
-        """Bytes at virtual address `addr` from the section that holds it, if any."""
-        for sec in self.sections[1:]:
-            if sec.type == SHT_NOBITS or not sec.addr:
-                continue
-            if sec.addr <= addr < sec.addr + sec.size:
-                start = sec.offset + addr - sec.addr
-                end = min(start + size, sec.offset + sec.size)
-                return bytes(self.data[start:end])
-        return None
+    def read_symbol(self, sym: Symbol, size: int) -> bytes | None:
+        """Up to `size` bytes at a symbol: st_value is an address in executables and
+        an offset into its section (st_shndx) in relocatable objects."""
+        if not 0 < sym.shndx < len(self.sections):
+            return None
+        sec = self.sections[sym.shndx]
+        if sec.type == SHT_NOBITS:
+            return None
+        rel = sym.value if self.e_type == ET_REL else sym.value - sec.addr
+        if not 0 <= rel < sec.size:
+            return None
+        start = sec.offset + rel
+        return bytes(self.data[start:min(start + size, sec.offset + sec.size)])
 
     def kernel_version(self, banner: Symbol | None) -> tuple[int, int] | None:
         """(major, minor) from linux_banner (vmlinux) or .modinfo's vermagic (modules)."""
-        if banner is not None and banner.value:
-            text = self.read_at_address(banner.value, max(banner.size, 64) or 64)
+        if banner is not None:
+            text = self.read_symbol(banner, max(banner.size, 64))
             if text and text.startswith(b"Linux version "):
                 m = _VERSION_RE.match(text, len(b"Linux version "))
                 if m:
