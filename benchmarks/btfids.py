@@ -1,0 +1,99 @@
+"""Benchmark: the Python resolve_btfids against the C tool, same x86_64 vmlinux input.
+
+Why: the transformer must never be the slow step of kbuild's BTF stage
+(pahole takes 1.3-5 s there). For each profile this runs the C tool of the
+matching tree and `python -m harness.btfids` (a fresh interpreter each time,
+as kbuild does) on the same pahole output, N times each, and reports the
+median wall time, the Python/C ratio and the peak RSS of each, against the
+targets (7.2 profile <= 1.0 s, 7.3 profile <= 3 s).
+
+    python benchmarks/btfids.py [--runs 5] [--elf .tmp_vmlinux1] [--c73 TOOL] [--c72 TOOL]
+
+Inputs: pahole outputs are made (once, cached) with the tree's flags for each
+profile; see tests/btfids/test_real.py for the flag sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "btfids"))
+
+TARGETS = {"7.2": 1.0, "7.3": 3.0}
+
+
+def _timed(cmd: list[str]) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS (KiB, this child alone) and exit status of one run."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            os.execvp(cmd[0], cmd)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    return time.perf_counter() - t0, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+
+
+def bench(label: str, cmd: list[str], runs: int) -> dict[str, float]:
+    times, rss = [], []
+    for _ in range(runs):
+        t, r, rc = _timed(cmd)
+        if rc:
+            raise SystemExit(f"{label}: exit status {rc}: {' '.join(cmd)}")
+        times.append(t)
+        rss.append(r)
+    return {"median": statistics.median(times), "min": min(times), "rss_mb": max(rss) / 1024}
+
+
+def main() -> int:
+    import conftest  # tests/btfids/conftest.py: where the C tools are
+    import test_real
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--c73", type=Path, default=None)
+    parser.add_argument("--c72", type=Path, default=None)
+    args = parser.parse_args()
+    c73 = args.c73 or conftest._c73()
+    c72 = args.c72 or conftest._c72()
+    elf = test_real._elf()
+    print(f"input ELF: {elf}; {args.runs} runs each; CPUs busy: "
+          f"load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    for profile, name, tool in (("7.2", "7.2-pahole1.32", c72), ("7.3", "7.3-pahole1.32", c73)):
+        if tool is None:
+            print(f"profile {profile}: no C tool, skipped")
+            continue
+        raw = test_real.pahole_input(name)
+        work = Path(tempfile.mkdtemp(prefix="btfids-bench-"))
+        try:
+            link = work / "vmlinux"
+            link.symlink_to(elf.resolve())
+            base = ["--btf", str(raw), str(link)]
+            c = bench("C", [str(tool), *base], args.runs)
+            py = bench("Python", [sys.executable, "-m", "harness.btfids", "--profile", profile,
+                                  *base], args.runs)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        ratio = py["median"] / c["median"]
+        ok = "OK" if py["median"] <= TARGETS[profile] else "OVER"
+        rows.append((profile, c, py, ratio, ok))
+        print(f"profile {profile}: C median {c['median']:.3f} s ({c['rss_mb']:.0f} MB), "
+              f"Python median {py['median']:.3f} s ({py['rss_mb']:.0f} MB), ratio "
+              f"{ratio:.1f}x, target {TARGETS[profile]:.1f} s: {ok}", flush=True)
+    return 0 if all(r[4] == "OK" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
