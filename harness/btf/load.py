@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
@@ -21,31 +22,76 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def elf_section(data: bytes, name: str = ".BTF", path: str | os.PathLike[str] = "") -> bytes:
-    """Contents of ELF section `name` (pyelftools for the layout only)."""
-    from elftools.common.exceptions import ELFError
+def elf_sections(
+    data: bytes | BinaryIO, names: tuple[str, ...], path: str | os.PathLike[str] = ""
+) -> dict[str, bytes]:
+    """Contents of those ELF sections among `names` that exist (pyelftools for the layout).
+
+    `data` is the file's bytes or an open binary file (then only the section
+    headers and the sections themselves are read: a 130 MB vmlinux stays on disk).
+    """
     from elftools.elf.elffile import ELFFile
 
+    where = path or "ELF file"
     try:
-        elf = ELFFile(io.BytesIO(data))
-        sec = elf.get_section_by_name(name)
-        if sec is None:
-            raise BTFError(f"{path or 'ELF file'}: no {name} section")
-        if sec["sh_type"] == "SHT_NOBITS":
-            raise BTFError(f"{path or 'ELF file'}: {name} has no data")
-        return sec.data()
+        elf = ELFFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+        out = {}
+        for name in names:
+            sec = elf.get_section_by_name(name)
+            if sec is None:
+                continue
+            if sec["sh_type"] == "SHT_NOBITS":
+                raise BTFError(f"{where}: {name} has no data")
+            out[name] = sec.data()
+        return out
     except BTFError:
         raise
-    except (ELFError, Exception) as exc:  # pyelftools raises assorted errors on bad input
-        raise BTFError(f"{path or 'ELF file'}: bad ELF file: {exc}") from exc
+    except Exception as exc:  # pyelftools raises assorted errors on bad input
+        raise BTFError(f"{where}: bad ELF file: {exc}") from exc
+
+
+def elf_section(
+    data: bytes | BinaryIO, name: str = ".BTF", path: str | os.PathLike[str] = ""
+) -> bytes:
+    """Contents of ELF section `name`; BTFError if it is missing."""
+    found = elf_sections(data, (name,), path)
+    if name not in found:
+        raise BTFError(f"{path or 'ELF file'}: no {name} section")
+    return found[name]
+
+
+def btf_and_base_bytes(
+    path: str | os.PathLike[str], section: str = ".BTF"
+) -> tuple[bytes, bytes | None]:
+    """Raw BTF of a file plus, for an ELF, its distilled base (`.BTF.base`) if any.
+
+    Out-of-tree modules carry `.BTF.base` (resolve_btfids --distill_base): their
+    .BTF is split on that small base, not on vmlinux.
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == ELF_MAGIC:
+                f.seek(0)
+                want = (section, ".BTF.base") if section == ".BTF" else (section,)
+                found = elf_sections(f, want, path)
+                if section not in found:
+                    raise BTFError(f"{path}: no {section} section")
+                return found[section], found.get(".BTF.base")
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return read_bytes(path), None
 
 
 def btf_bytes(path: str | os.PathLike[str], section: str = ".BTF") -> bytes:
     """Raw BTF of a file: the file itself, or its `section` if it is an ELF object."""
-    data = read_bytes(path)
-    if data[:4] == ELF_MAGIC:
-        return elf_section(data, section, path)
-    return data
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == ELF_MAGIC:
+                f.seek(0)
+                return elf_section(f, section, path)
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return read_bytes(path)
 
 
 def default_base(path: str | os.PathLike[str]) -> Path | None:
@@ -66,8 +112,21 @@ def load(
     """Load BTF from a raw file, an ELF's `section`, or /sys/kernel/btf/*.
 
     `base` (a Btf or a path to load) makes the result split BTF; modules in
-    /sys/kernel/btf get vmlinux as their base automatically.
+    /sys/kernel/btf get vmlinux as their base automatically. An ELF with a
+    `.BTF.base` section (a module built with a distilled base) is split on
+    that section, as libbpf's btf__parse_elf does; relocating it onto another
+    base (btf__relocate) is not supported, so `base` must then be omitted.
     """
+    data, dist_base = btf_and_base_bytes(path, section)
+    if dist_base is not None:
+        if base is not None:
+            raise BTFError(
+                f"{path} has a distilled .BTF.base; relocation onto another base is not "
+                "supported: omit the base to read it on its own .BTF.base")
+        try:
+            base = Btf.from_bytes(dist_base, validate=validate)
+        except BTFError as exc:
+            raise BTFError(f"{path}: .BTF.base: {exc}") from exc
     if base is None:
         dflt = default_base(path)
         if dflt is not None:
@@ -75,7 +134,7 @@ def load(
     if base is not None and not isinstance(base, Btf):
         base = load(base, validate=validate)
     try:
-        return Btf.from_bytes(btf_bytes(path, section), base, validate=validate)
+        return Btf.from_bytes(data, base, validate=validate)
     except BTFError as exc:
         raise BTFError(f"{path}: {exc}") from exc
 

@@ -6,130 +6,226 @@ vlen-dependent values a kind allows, names where a kind requires or forbids
 one. It deliberately skips checks that need type resolution (member sizes,
 DATASEC placement, cycles), which clang's BPF objects do not pass before
 libbpf fixes them up anyway.
+
+One checker per class returns an error message or None; the byte offset of a
+bad record is only computed when there is an error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.btf.btf import Btf
+from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
-from harness.btf.kinds import INT_BOOL, INT_CHAR, INT_SIGNED, Kind
+from harness.btf.kinds import INT_BOOL, INT_CHAR, INT_SIGNED
 from harness.btf.types import (
+    Array,
+    BtfType,
+    Const,
     Datasec,
     DeclTag,
+    Enum,
+    Enum64,
+    Float,
     Func,
     FuncProto,
+    Fwd,
     Int,
+    Ptr,
+    Restrict,
     Struct,
+    Typedef,
+    TypeTag,
     Union,
     Var,
+    Volatile,
     _Composite,
-    _EnumBase,
 )
 
 _INT_ENCODINGS = frozenset({0, INT_SIGNED, INT_CHAR, INT_BOOL})
-_UNNAMED = frozenset({Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.ARRAY,
-                      Kind.FUNC_PROTO})
-_NAMED = frozenset({Kind.TYPEDEF, Kind.FWD, Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.FLOAT,
-                    Kind.DECL_TAG, Kind.TYPE_TAG, Kind.INT})
+
+
+class _Ctx:
+    """What every checker needs: id and string bounds of the object being checked."""
+
+    __slots__ = ("btf", "count", "lo", "hi", "base")
+
+    def __init__(self, btf: Btf):
+        self.btf = btf
+        self.count = btf.type_count
+        self.lo = btf.strings.start_off
+        self.hi = btf.strings.end_off
+        self.base = btf.base
+
+    def bad_str(self, off: int) -> bool:
+        if self.lo <= off < self.hi:
+            return False
+        return not (off < self.lo and self.base is not None and self.base.has_str_off(off))
+
+
+Checker = Callable[[BtfType, _Ctx], str | None]
 
 
 def check(btf: Btf) -> None:
     """Raise BTFError for the first problem found, naming the type id and its byte offset."""
-    count = btf.type_count
-    has_str = btf.has_str_off
-    str_lo = btf.strings.start_off
-    str_hi = btf.strings.end_off
-    off = btf.hdr_len
-    tid = btf.start_id
-    for t in btf.types:
-        try:
-            name_off = t.name_off
-            if not str_lo <= name_off < str_hi and not has_str(name_off):
-                raise BTFError(f"invalid name offset {name_off}")
-            for ref in t.type_ids():
-                if ref >= count:
-                    raise BTFError(f"{t.kind.name} references type id {ref} >= type count {count}")
-            kind = t.kind
-            if kind in _UNNAMED and name_off:
-                raise BTFError(f"{kind.name} must not have a name")
-            if kind in _NAMED and not name_off:
-                raise BTFError(f"{kind.name} must have a name")
-            _check_kind(btf, t, tid, has_str, str_lo, str_hi)
-        except BTFError as exc:
-            if exc.type_id is not None:
-                raise
-            raise BTFError(str(exc), type_id=tid, offset=off) from None
-        off += t.record_size()
-        tid += 1
+    with gc_paused():
+        ctx = _Ctx(btf)
+        checkers = _CHECKERS
+        for idx, t in enumerate(btf.types):
+            checker = checkers.get(type(t))
+            msg = checker(t, ctx) if checker is not None else f"not a BTF type: {t!r}"
+            if msg is not None:
+                offset = btf.hdr_len + sum(x.record_size() for x in btf.types[:idx])
+                raise BTFError(msg, type_id=btf.start_id + idx, offset=offset)
 
 
-def _check_kind(btf: Btf, t, tid: int, has_str, str_lo: int, str_hi: int) -> None:  # noqa: ANN001
-    kind = t.kind
-    if kind == Kind.FUNC:
-        assert isinstance(t, Func)
-        if t.linkage > 2:
-            raise BTFError(f"FUNC linkage {t.linkage} unknown")
-        if t.type == 0 or btf[t.type].kind != Kind.FUNC_PROTO:
-            raise BTFError(f"FUNC refers to type {t.type}, not a FUNC_PROTO")
-    elif kind == Kind.FUNC_PROTO:
-        assert isinstance(t, FuncProto)
-        last = len(t.params) - 1
-        for i, p in enumerate(t.params):
-            if p.name_off and not (str_lo <= p.name_off < str_hi or has_str(p.name_off)):
-                raise BTFError(f"param {i}: invalid name offset {p.name_off}")
-            if p.type == 0 and i != last:
-                raise BTFError(f"param {i}: void type before the last parameter")
-    elif isinstance(t, _Composite):
-        limit = t.size * 8
-        is_union = isinstance(t, Union)
-        for i, m in enumerate(t.members):
-            if m.name_off and not (str_lo <= m.name_off < str_hi or has_str(m.name_off)):
-                raise BTFError(f"member {i}: invalid name offset {m.name_off}")
-            bit_off = t.member_bit_offset(m)
-            if is_union and bit_off:
-                raise BTFError(f"member {i}: union member at bit offset {bit_off}")
-            if bit_off > limit:
-                raise BTFError(f"member {i}: bit offset {bit_off} beyond size {t.size}")
-        if not isinstance(t, Struct | Union):  # pragma: no cover - only two composites
-            raise BTFError("bad composite")
-    elif isinstance(t, _EnumBase):
-        if t.size not in (1, 2, 4, 8):
-            raise BTFError(f"{kind.name} size {t.size} not 1, 2, 4 or 8")
-        for i, v in enumerate(t.values):
-            if not v.name_off or not (str_lo <= v.name_off < str_hi or has_str(v.name_off)):
-                raise BTFError(f"value {i}: invalid name offset {v.name_off}")
-    elif kind == Kind.INT:
-        assert isinstance(t, Int)
-        if t.size not in (1, 2, 4, 8, 16):
-            raise BTFError(f"INT size {t.size} not 1, 2, 4, 8 or 16")
-        if t.bits > 128 or t.bits + t.bit_offset > t.size * 8:
-            raise BTFError(f"INT bits {t.bit_offset}+{t.bits} do not fit {t.size} bytes")
-        if t.encoding not in _INT_ENCODINGS:
-            raise BTFError(f"INT encoding {t.encoding:#x} unsupported")
-    elif kind == Kind.VAR:
-        assert isinstance(t, Var)
-        if t.linkage > 2:
-            raise BTFError(f"VAR linkage {t.linkage} unknown")
-    elif kind == Kind.DATASEC:
-        assert isinstance(t, Datasec)
-        for i, v in enumerate(t.vars):
-            if v.type == 0:
-                raise BTFError(f"var {i}: refers to void")
-    elif kind == Kind.FLOAT:
-        if t.size not in (2, 4, 8, 12, 16):
-            raise BTFError(f"FLOAT size {t.size} not 2, 4, 8, 12 or 16")
-    elif kind == Kind.DECL_TAG:
-        assert isinstance(t, DeclTag)
-        _check_decl_tag(btf, t)
+def _name(t: BtfType, ctx: _Ctx, required: bool | None) -> str | None:
+    """Name offset in range; required=True needs a name, False forbids one."""
+    off = t.name_off
+    if off:
+        if required is False:
+            return f"{t.kind.name} must not have a name"
+        if ctx.bad_str(off):
+            return f"invalid name offset {off}"
+    elif required:
+        return f"{t.kind.name} must have a name"
+    return None
 
 
-def _check_decl_tag(btf: Btf, t: DeclTag) -> None:
+def _ref(ref: int, ctx: _Ctx, t: BtfType) -> str | None:
+    if ref >= ctx.count:
+        return f"{t.kind.name} references type id {ref} >= type count {ctx.count}"
+    return None
+
+
+def _ref_checker(name_rule: bool | None) -> Checker:
+    def check_ref(t: BtfType, ctx: _Ctx) -> str | None:
+        return _name(t, ctx, name_rule) or _ref(t.type, ctx, t)  # type: ignore[attr-defined]
+
+    return check_ref
+
+
+def _check_func(t: Func, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True) or _ref(t.type, ctx, t)
+    if err:
+        return err
+    if t.linkage > 2:
+        return f"FUNC linkage {t.linkage} unknown"
+    if t.type == 0 or not isinstance(ctx.btf[t.type], FuncProto):
+        return f"FUNC refers to type {t.type}, not a FUNC_PROTO"
+    return None
+
+
+def _check_proto(t: FuncProto, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, False) or _ref(t.type, ctx, t)
+    if err:
+        return err
+    last = len(t.params) - 1
+    count = ctx.count
+    for i, (name_off, ref) in enumerate(t.params):
+        if name_off and ctx.bad_str(name_off):
+            return f"param {i}: invalid name offset {name_off}"
+        if ref >= count:
+            return f"param {i}: type id {ref} >= type count {count}"
+        if ref == 0 and i != last:
+            return f"param {i}: void type before the last parameter"
+    return None
+
+
+def _check_composite(t: _Composite, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, None)
+    if err:
+        return err
+    limit = t.size * 8
+    is_union = isinstance(t, Union)
+    count = ctx.count
+    bitfields = t.bitfield_flag
+    for i, (name_off, ref, offset) in enumerate(t.members):
+        if name_off and ctx.bad_str(name_off):
+            return f"member {i}: invalid name offset {name_off}"
+        if ref >= count:
+            return f"member {i}: type id {ref} >= type count {count}"
+        bit_off = offset & 0xFFFFFF if bitfields else offset
+        if is_union and bit_off:
+            return f"member {i}: union member at bit offset {bit_off}"
+        if bit_off > limit:
+            return f"member {i}: bit offset {bit_off} beyond size {t.size}"
+    return None
+
+
+def _check_enum(t: Enum | Enum64, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, None)
+    if err:
+        return err
+    if t.size not in (1, 2, 4, 8):
+        return f"{t.kind.name} size {t.size} not 1, 2, 4 or 8"
+    for i, v in enumerate(t.values):
+        if not v.name_off or ctx.bad_str(v.name_off):
+            return f"value {i}: invalid name offset {v.name_off}"
+    return None
+
+
+def _check_int(t: Int, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True)
+    if err:
+        return err
+    if t.size not in (1, 2, 4, 8, 16):
+        return f"INT size {t.size} not 1, 2, 4, 8 or 16"
+    if t.bits > 128 or t.bits + t.bit_offset > t.size * 8:
+        return f"INT bits {t.bit_offset}+{t.bits} do not fit {t.size} bytes"
+    if t.encoding not in _INT_ENCODINGS:
+        return f"INT encoding {t.encoding:#x} unsupported"
+    return None
+
+
+def _check_array(t: Array, ctx: _Ctx) -> str | None:
+    return _name(t, ctx, False) or _ref(t.type, ctx, t) or _ref(t.index_type, ctx, t)
+
+
+def _check_fwd(t: Fwd, ctx: _Ctx) -> str | None:
+    return _name(t, ctx, True)
+
+
+def _check_var(t: Var, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True) or _ref(t.type, ctx, t)
+    if err:
+        return err
+    if t.linkage > 2:
+        return f"VAR linkage {t.linkage} unknown"
+    return None
+
+
+def _check_datasec(t: Datasec, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True)
+    if err:
+        return err
+    for i, v in enumerate(t.vars):
+        if v.type == 0 or v.type >= ctx.count:
+            return f"var {i}: bad type id {v.type}"
+    return None
+
+
+def _check_float(t: Float, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True)
+    if err:
+        return err
+    if t.size not in (2, 4, 8, 12, 16):
+        return f"FLOAT size {t.size} not 2, 4, 8, 12 or 16"
+    return None
+
+
+def _check_decl_tag(t: DeclTag, ctx: _Ctx) -> str | None:
+    err = _name(t, ctx, True) or _ref(t.type, ctx, t)
+    if err:
+        return err
     if t.component_idx < -1:
-        raise BTFError(f"DECL_TAG component_idx {t.component_idx} < -1")
+        return f"DECL_TAG component_idx {t.component_idx} < -1"
     if t.type == 0:
-        raise BTFError("DECL_TAG on void")
+        return "DECL_TAG on void"
     if t.component_idx == -1:
-        return
+        return None
+    btf = ctx.btf
     target = btf[t.type]
     if isinstance(target, _Composite):
         vlen = len(target.members)
@@ -137,6 +233,17 @@ def _check_decl_tag(btf: Btf, t: DeclTag) -> None:
         proto = btf[target.type] if btf.has_id(target.type) else None
         vlen = len(proto.params) if isinstance(proto, FuncProto) else 0
     else:
-        raise BTFError(f"DECL_TAG component_idx {t.component_idx} on a {target.kind.name}")
+        return f"DECL_TAG component_idx {t.component_idx} on a {target.kind.name}"
     if t.component_idx >= vlen:
-        raise BTFError(f"DECL_TAG component_idx {t.component_idx} >= vlen {vlen}")
+        return f"DECL_TAG component_idx {t.component_idx} >= vlen {vlen}"
+    return None
+
+
+_CHECKERS: dict[type, Checker] = {  # type: ignore[dict-item]
+    Func: _check_func, FuncProto: _check_proto, Struct: _check_composite,
+    Union: _check_composite, Enum: _check_enum, Enum64: _check_enum, Int: _check_int,
+    Array: _check_array, Fwd: _check_fwd, Var: _check_var, Datasec: _check_datasec,
+    Float: _check_float, DeclTag: _check_decl_tag,
+    Ptr: _ref_checker(False), Volatile: _ref_checker(False), Const: _ref_checker(False),
+    Restrict: _ref_checker(False), Typedef: _ref_checker(True), TypeTag: _ref_checker(True),
+}

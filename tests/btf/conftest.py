@@ -123,3 +123,27 @@ def built_modules() -> list[Path]:
     if not built_kernel_ready():
         return []
     return sorted(p for p in BUILT_X86.rglob("*.ko") if p.is_file())
+
+
+BUILDS = Path(os.environ.get("HARNESS_BUILDS", "/root/.cache/kfunc-harness/builds"))
+_IMAGES = ("arch/x86/boot/bzImage", "arch/arm64/boot/Image")
+
+
+def finished_build_dirs() -> list[Path]:
+    """Kernel build dirs with a finished vmlinux: the scratch x86 build and the
+    build pipeline's cache (a boot image newer than vmlinux marks a finished link)."""
+    dirs = [BUILT_X86] if built_kernel_ready() and (BUILT_X86 / "vmlinux").exists() else []
+    if BUILDS.is_dir():
+        for d in sorted(BUILDS.iterdir()):
+            vm = d / "vmlinux"
+            if not d.is_dir() or not vm.exists():
+                continue
+            for img in _IMAGES:
+                if (d / img).exists() and (d / img).stat().st_mtime >= vm.stat().st_mtime:
+                    dirs.append(d)
+                    break
+    return dirs
+
+
+def modules_of(build: Path) -> list[Path]:
+    return sorted(p for p in build.rglob("*.ko") if p.is_file())

@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BUILT_X86, SYSFS, built_kernel_ready, built_modules
+from conftest import SYSFS, finished_build_dirs, modules_of
 
 from harness.btf import Btf, load
 from harness.btf.dump import dump
+from harness.btf.load import elf_sections
 
 
 def bpftool_raw(tool: Path, path: Path, base: Path | None = None) -> bytes:
@@ -63,11 +64,14 @@ def test_dump_every_kind_and_split(bpftool_path: Path, tmp_path: Path) -> None:
     assert_same_lines(ours, bpftool_raw(bpftool_path, split_path, base_path))
 
 
-@pytest.mark.skipif(not built_kernel_ready(), reason="built x86 kernel not (yet) available")
-def test_dump_built_vmlinux_and_module(bpftool_path: Path) -> None:
-    vm = BUILT_X86 / "vmlinux"
+@pytest.mark.parametrize("build", finished_build_dirs(), ids=lambda p: p.name)
+def test_dump_built_vmlinux_and_modules(bpftool_path: Path, build: Path) -> None:
+    vm = build / "vmlinux"
     assert_same_lines(dump(load(vm)), bpftool_raw(bpftool_path, vm))
-    mods = built_modules()
-    if mods:
-        ko = mods[0]
-        assert_same_lines(dump(load(ko, base=vm)), bpftool_raw(bpftool_path, ko, vm))
+    vm_btf = load(vm)
+    for ko in modules_of(build):
+        if elf_sections(ko.read_bytes(), (".BTF.base",)):
+            # distilled base: both tools read the module on its own .BTF.base
+            assert_same_lines(dump(load(ko)), bpftool_raw(bpftool_path, ko))
+        else:
+            assert_same_lines(dump(load(ko, base=vm_btf)), bpftool_raw(bpftool_path, ko, vm))

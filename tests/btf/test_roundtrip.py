@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import BUILT_X86, SYSFS, built_kernel_ready, built_modules
+from conftest import SYSFS, finished_build_dirs, modules_of
 
 from harness.btf import Btf, load
-from harness.btf.load import btf_bytes
+from harness.btf.load import btf_and_base_bytes, btf_bytes
 
 SYSFS_MODULES = sorted(p for p in SYSFS.glob("*") if p.name != "vmlinux") if SYSFS.exists() else []
 
@@ -59,18 +59,28 @@ def test_big_endian_identical(clang_obj: Path) -> None:
     assert back.to_bytes() == raw
 
 
-@pytest.mark.skipif(not built_kernel_ready(), reason="built x86 kernel not (yet) available")
-def test_built_vmlinux_identical() -> None:
-    raw = btf_bytes(BUILT_X86 / "vmlinux")
+BUILDS = finished_build_dirs()
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=lambda p: p.name)
+def test_built_vmlinux_identical(build: Path) -> None:
+    raw = btf_bytes(build / "vmlinux")
     assert Btf.from_bytes(raw).to_bytes() == raw
 
 
-@pytest.mark.skipif(not built_kernel_ready(), reason="built x86 kernel not (yet) available")
-def test_built_modules_identical() -> None:
-    mods = built_modules()
+@pytest.mark.parametrize("build", BUILDS, ids=lambda p: p.name)
+def test_built_modules_identical(build: Path) -> None:
+    """Every module's split BTF; out-of-tree ones (bpf_testmod) on their .BTF.base."""
+    mods = modules_of(build)
     if not mods:
-        pytest.skip("the built kernel has no modules")
-    base = load(BUILT_X86 / "vmlinux")
+        pytest.skip("this build has no modules")
+    vm = load(build / "vmlinux")
     for ko in mods:
-        raw = btf_bytes(ko)
-        assert Btf.from_bytes(raw, base).to_bytes() == raw, ko
+        raw, dist_base = btf_and_base_bytes(ko)
+        if dist_base is not None:
+            b = load(ko)
+            assert b.base is not None and b.base.to_bytes() == dist_base, ko
+        else:
+            b = load(ko, base=vm)
+        assert b.start_id == b.base.type_count
+        assert b.to_bytes() == raw, ko

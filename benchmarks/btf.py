@@ -1,0 +1,125 @@
+"""BTF library benchmark: wall seconds and peak RSS per job, next to libbpf.
+
+    python benchmarks/btf.py [FILE] [--base BASE] [--repeat N] [--rows ROW,...]
+
+FILE defaults to /sys/kernel/btf/vmlinux (raw BTF or an ELF with .BTF). Each
+row runs in a fresh child process so its peak RSS (getrusage ru_maxrss) is its
+own; `rss_before` is the child's RSS after reading the input, before the job.
+Wall time is the best of --repeat runs inside that child.
+
+To add a row (dedup, sort, ...): write `def row_x(data, base) -> None` doing
+the job once and register it in ROWS. `data` and `base` are raw BTF bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.btf import Btf  # noqa: E402
+from harness.btf.load import btf_bytes  # noqa: E402
+from harness.btf.validate import check  # noqa: E402
+
+
+def _base(base: bytes | None) -> Btf | None:
+    return Btf.from_bytes(base) if base is not None else None
+
+
+def row_parse_write(data: bytes, base: bytes | None) -> None:
+    """Our job: parse with validation, write raw BTF back (and check it)."""
+    b = _base(base)
+    out = Btf.from_bytes(data, b).to_bytes()
+    if out != data:
+        raise SystemExit("round trip differs")
+
+
+def row_parse_only(data: bytes, base: bytes | None) -> None:
+    Btf.from_bytes(data, _base(base), validate=False)
+
+
+def row_validate(data: bytes, base: bytes | None) -> None:
+    """Parse without checks, then time-inclusive validation on its own for comparison."""
+    check(Btf.from_bytes(data, _base(base), validate=False))
+
+
+def row_libbpf_parse_write(data: bytes, base: bytes | None) -> None:
+    """libbpf doing the same: btf__new (parse + sanity check), make it modifiable
+    (btf__add_str of an existing string builds the string index), btf__raw_data."""
+    sys.path.insert(0, str(ROOT / "tests" / "btf"))
+    import libbpf_oracle
+
+    lib = libbpf_oracle.libbpf()
+    if lib is None:
+        raise SystemExit("libbpf.so unavailable")
+    b = lib.new(base) if base is not None else None
+    btf = lib.new(data, b)
+    btf.add_str("int")
+    if btf.raw_data() != data:
+        raise SystemExit("libbpf round trip differs")
+
+
+ROWS: dict[str, Callable[[bytes, bytes | None], None]] = {
+    "parse+write": row_parse_write,
+    "parse (no validation)": row_parse_only,
+    "parse then check": row_validate,
+    "libbpf parse+write": row_libbpf_parse_write,
+}
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(row: str, path: str, base: str | None, repeat: int) -> dict[str, float]:
+    data = btf_bytes(path)
+    base_data = btf_bytes(base) if base else None
+    before = _rss_mib()
+    fn = ROWS[row]
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(data, base_data)
+        best = min(best, time.perf_counter() - t0)
+    return {"seconds": best, "rss_mib": _rss_mib(), "rss_before_mib": before,
+            "bytes": len(data)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("file", nargs="?", default="/sys/kernel/btf/vmlinux")
+    ap.add_argument("--base")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.file, args.base, args.repeat)))
+        return 0
+    # Nothing big is loaded here: a child's ru_maxrss starts from its parent's RSS.
+    print(f"{args.file}")
+    print(f"{'job':28} {'wall s':>8} {'peak RSS MiB':>13} {'(before job)':>13}")
+    for row in args.rows.split(","):
+        cmd = [sys.executable, __file__, args.file, "--child", row, "--repeat", str(args.repeat)]
+        if args.base:
+            cmd += ["--base", args.base]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            print(f"{row:28} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+            continue
+        res = json.loads(r.stdout)
+        secs, rss, before = res["seconds"], res["rss_mib"], res["rss_before_mib"]
+        print(f"{row:28} {secs:8.3f} {rss:13.1f} {before:13.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
