@@ -164,6 +164,37 @@ def test_bpf_testmod_matches_libbpf(oracle: libbpf_oracle.Libbpf, tmp_path: Path
         assert (nb.to_bytes(), ns.to_bytes()) == want, ko
 
 
+def find_built_modules() -> list[tuple[Path, Path, str]]:
+    """(module, vmlinux, base section or '') for every .ko a cached build published."""
+    out = []
+    for art in sorted(CACHE.glob("artifacts/*")):
+        vml = art / "vmlinux"
+        if not vml.exists():
+            continue
+        out += [(ko, vml, "") for ko in sorted((art / "modules").glob("*.ko"))]
+        if (art / "bpf_testmod.ko").exists():
+            out.append((art / "bpf_testmod.ko", vml, ".BTF.base"))
+    return out
+
+
+def test_built_modules_as_written_match_libbpf(oracle: libbpf_oracle.Libbpf) -> None:
+    """Each published module's own .BTF (already through the C tool) distilled again:
+    in-tree modules on their vmlinux, bpf_testmod on its own distilled .BTF.base."""
+    mods = find_built_modules()
+    if not mods:
+        pytest.skip("no cached build with modules")
+    identical = 0
+    for ko, vml, base_section in mods:
+        braw = btf_bytes(ko, base_section) if base_section else btf_bytes(vml)
+        raw = btf_bytes(ko)
+        want = libbpf_distill(oracle, raw, oracle.new(braw))
+        assert not isinstance(want, int), ko
+        nb, ns = distill_base(Btf.from_bytes(raw, Btf.from_bytes(braw)))
+        assert (nb.to_bytes(), ns.to_bytes()) == want, ko
+        identical += 1
+    print(f"built modules: {identical}/{len(mods)} identical to libbpf")
+
+
 def test_resolve_btfids_distill_base_end_to_end(
     oracle: libbpf_oracle.Libbpf, built_vmlinux: tuple[Path, bytes],
     split_blobs: list[tuple[str, bytes]], tmp_path: Path,
