@@ -7,8 +7,9 @@ Loading::
     from harness.btf import Btf, BTFError, Kind, load
     vm = load("/sys/kernel/btf/vmlinux")          # raw file, ELF (.BTF section) or sysfs
     mod = load("foo.ko", base=vm)                 # split BTF; sysfs modules get vmlinux
+    tm = load("bpf_testmod.ko")                   # has .BTF.base: split on that (no base=)
     b = Btf.from_bytes(raw, base=None)            # from bytes; validate=False skips checks
-    from harness.btf.load import btf_bytes, write_atomic
+    from harness.btf.load import btf_bytes, btf_and_base_bytes, elf_sections, write_atomic
     btf_bytes(path, ".BTF.base")                  # raw bytes of another ELF section
 
 Every failure on bad input is a BTFError (a harness.errors.UsageError, exit code 2)
@@ -63,7 +64,13 @@ The string section stays the original bytes until something is added, so an
 unmodified object writes back identically. Header length (24/32), the 7.3 kind
 layout section (`b.layout`) and the byte order (`b.endian`) are preserved.
 `harness.btf.validate.check(b)` runs the semantic checks; `harness.btf.dump.dump(b)`
-gives bpftool's `format raw` lines.
+gives bpftool's `format raw` lines. `harness.btf.codec.gc_paused()` is the context
+manager the codec uses around bulk object work (the cyclic GC otherwise costs ~60%).
+`Btf(add_layout=True)` is btf__new_empty_opts(.add_layout) (a 32-byte header and the
+default kind layout table).
+
+Performance (host vmlinux, 126k types): parse+validate+write ~0.3 s, ~55 MiB over
+the interpreter; parse alone ~0.2 s. See benchmarks/btf.py.
 """
 
 from harness.btf.btf import Btf

@@ -68,6 +68,13 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
 }
 
 
+class BtfNewOpts(ctypes.Structure):
+    """struct btf_new_opts."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("base_btf", ctypes.c_void_p),
+                ("add_layout", ctypes.c_bool)]
+
+
 class LibbpfError(RuntimeError):
     pass
 
@@ -80,6 +87,7 @@ class Libbpf:
         self.declare("btf__new_split", _P, [_P, _U32, _P])
         self.declare("btf__new_empty", _P, [])
         self.declare("btf__new_empty_split", _P, [_P])
+        self.declare("btf__new_empty_opts", _P, [ctypes.POINTER(BtfNewOpts)])
         self.declare("btf__free", None, [_P])
         self.declare("btf__raw_data", _P, [_P, ctypes.POINTER(_U32)])
         self.declare("libbpf_get_error", ctypes.c_long, [_P])
@@ -100,6 +108,12 @@ class Libbpf:
         if base is None:
             return self._wrap(self.so.btf__new_empty(), "btf__new_empty")
         return self._wrap(self.so.btf__new_empty_split(base.ptr), "btf__new_empty_split", [base])
+
+    def new_empty_layout(self, base: OracleBtf | None = None) -> OracleBtf:
+        """btf__new_empty_opts(.add_layout = true): BTF with a kind layout section."""
+        opts = BtfNewOpts(ctypes.sizeof(BtfNewOpts), base.ptr if base else None, True)
+        ptr = self.so.btf__new_empty_opts(ctypes.byref(opts))
+        return self._wrap(ptr, "btf__new_empty_opts", [base] if base else [])
 
     def new(self, data: bytes, base: OracleBtf | None = None) -> OracleBtf:
         buf = ctypes.create_string_buffer(data, len(data))

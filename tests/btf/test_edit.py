@@ -83,6 +83,23 @@ def test_every_kind_from_empty(oracle) -> None:  # noqa: ANN001
     assert Btf.from_bytes(ours.to_bytes()).to_bytes() == ours.to_bytes()
 
 
+def test_layout_section_like_libbpf(oracle) -> None:  # noqa: ANN001
+    """7.3's kind layout section (pahole >= 1.31 writes one): built, parsed, edited."""
+    ours, theirs = Btf(add_layout=True), oracle.new_empty_layout()
+    apply(ours, theirs, EVERY_KIND)
+    raw = theirs.raw_data()
+    assert ours.to_bytes() == raw
+    # parse libbpf's blob (with layout), edit both further, compare again
+    ours2, theirs2 = Btf.from_bytes(raw), oracle.new(raw)
+    assert ours2.layout is not None and ours2.to_bytes() == raw
+    apply(ours2, theirs2, [("add_int", "long", 8, 1), ("add_ptr", 1)])
+    assert ours2.to_bytes() == theirs2.raw_data()
+    # and split BTF on it
+    s_ours, s_theirs = Btf(ours2), oracle.new_empty(theirs2)
+    apply(s_ours, s_theirs, [("add_ptr", 2), ("add_str", "split")])
+    assert s_ours.to_bytes() == s_theirs.raw_data()
+
+
 def test_forward_reference_allowed(oracle) -> None:  # noqa: ANN001
     ours, theirs = Btf(), oracle.new_empty()
     apply(ours, theirs, [("add_ptr", 1000), ("add_int", "int", 4, 1)])

@@ -1,8 +1,9 @@
 """Hostile input: mutated real BTF must raise BTFError and nothing else.
 
 HARNESS_BTF_FUZZ_EXAMPLES sets the hypothesis example count (default 10,000);
-each example mutates all four seeds (a clang-compiled object's BTF and a small
-split BTF on it, in both byte orders), so a default run checks 40,000 blobs. Whatever parses must
+each example mutates all five seeds (a clang-compiled object's BTF and a small
+split BTF on it, in both byte orders, and a blob with the 7.3 kind layout
+section), so a default run checks 50,000 blobs. Whatever parses must
 also dump and write back to exactly the mutated input (the codec is lossless).
 """
 
@@ -48,8 +49,12 @@ def seeds(small_clang_obj: Path) -> list[tuple[bytes, Btf | None]]:
     big_split = split.copy()
     big_split.endian = "big"
     big_base = Btf.from_bytes(big.to_bytes())
+    with_layout = Btf(add_layout=True)  # 7.3 header with a kind layout section
+    i = with_layout.add_int("int", 4, 1)
+    with_layout.add_struct("l", 4)
+    with_layout.add_field("x", i, 0)
     return [(raw, None), (split.to_bytes(), base), (big.to_bytes(), None),
-            (big_split.to_bytes(), big_base)]
+            (big_split.to_bytes(), big_base), (with_layout.to_bytes(), None)]
 
 
 MUTATIONS = ("flip", "truncate", "header", "word", "extend")
@@ -112,10 +117,10 @@ def test_unvalidated_blobs_still_safe(seeds) -> None:  # noqa: ANN001
     """With validation off, dump/write of structurally sound but dangling BTF stays clean."""
     raw, _ = seeds[0]
     data = bytearray(raw)
-    # point the first type's name outside the string section
+    # point the second type's name (STRUCT 's', after a 12-byte PTR) past the strings
     hdr_len = struct.unpack_from("<I", data, 4)[0]
-    struct.pack_into("<I", data, hdr_len, 0xFFFFFF)
-    with pytest.raises(BTFError, match=r"type \[1\] at offset 0x18: invalid name offset"):
+    struct.pack_into("<I", data, hdr_len + 12, 0xFFFFFF)
+    with pytest.raises(BTFError, match=r"type \[2\] at offset 0x24: invalid name offset"):
         Btf.from_bytes(bytes(data))
     btf = Btf.from_bytes(bytes(data), validate=False)
     assert b"(invalid)" in dump(btf)
