@@ -315,3 +315,25 @@ def test_distilled_split_relocates_names(built_vmlinux: tuple[Path, bytes],
         if t.kind in (Kind.STRUCT, Kind.UNION):
             assert any(vm[o].kind == t.kind and vm[o].size == t.size for o in old)
     assert len(ns.types) >= len(split.types)
+
+
+def test_pure_python_module_pipeline_matches_c(
+    built_vmlinux: tuple[Path, bytes], split_blobs: list[tuple[str, bytes]], tmp_path: Path,
+) -> None:
+    """No libbpf: harness.btf.dedup, distill_base, sort_by_name == C resolve_btfids
+    --btf_base vmlinux --distill_base, for .BTF and .BTF.base."""
+    dedup = pytest.importorskip("harness.btf.dedup")
+    if not RESOLVE_BTFIDS_73.exists():
+        pytest.skip("7.3 C resolve_btfids not built")
+    elf = dummy_elf(tmp_path)
+    vm = Btf.from_bytes(built_vmlinux[1])
+    for label, raw in split_blobs[:6]:
+        btf_in = tmp_path / "in.btf"
+        btf_in.write_bytes(raw)
+        c_btf, c_base = run_c_tool(RESOLVE_BTFIDS_73, btf_in, elf,
+                                   "--btf_base", str(built_vmlinux[0]), "--distill_base")
+        split = Btf.from_bytes(raw, vm)
+        dedup.dedup(split)
+        nb, ns = distill_base(split)
+        sort_by_name(ns)
+        assert (ns.to_bytes(), nb.to_bytes()) == (c_btf, c_base), label

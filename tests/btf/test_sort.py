@@ -282,3 +282,15 @@ def _small_split(vm: Btf) -> Btf:
     s.add_func("beta_fn", 1, fp)
     s.add_decl_tag("bpf_kfunc", fp + 1, -1)
     return s
+
+
+def test_pure_python_dedup_then_sort_matches_c_73(pahole_vmlinux: Path, tmp_path: Path) -> None:
+    """No libbpf at all: harness.btf.dedup then our sort equals the 7.3 C tool's .BTF."""
+    dedup = pytest.importorskip("harness.btf.dedup")
+    if not RESOLVE_BTFIDS_73.exists():
+        pytest.skip("7.3 C resolve_btfids not built")
+    c_btf, _ = run_c_tool(RESOLVE_BTFIDS_73, pahole_vmlinux, dummy_elf(tmp_path))
+    b = Btf.from_bytes(pahole_vmlinux.read_bytes())
+    dedup.dedup(b)
+    sort_by_name(b, "7.3")
+    assert b.to_bytes() == c_btf
