@@ -30,7 +30,7 @@ PAHOLE_RELEASES: dict[str, tuple[str, list[str]]] = {
 }
 DEFAULT_PAHOLE = "1.32"
 BTFIDS_CHOICES = ("c", "python")
-DEFAULT_BTFIDS = "c"
+DEFAULT_BTFIDS = "python"
 
 CROSS_PREFIX = {"x86_64": "", "arm64": "aarch64-linux-gnu-"}
 KERNEL_ARCH = {"x86_64": "x86", "arm64": "arm64"}
