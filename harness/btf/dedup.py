@@ -43,9 +43,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import accumulate, chain
+from typing import Any
 
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
@@ -183,6 +184,24 @@ class _CandidateTable:
         self._catch_up(chain)
         chain.append(type_id)
 
+    def add_many(self, entries: Iterable[tuple[Hashable, int]]) -> None:
+        """add() for each (key, id), in order (the same steps, inlined for speed)."""
+        chains, size, cap, epoch = self._chains, self._size, self._cap, self._epoch
+        for key, type_id in entries:
+            if cap == 0 or (size + 1) * 4 // 3 > cap:
+                cap = cap * 2 if cap else 4
+                epoch += 1
+            size += 1
+            chain = chains.get(key)
+            if chain is None:
+                chains[key] = [epoch, type_id]
+                continue
+            if (epoch - chain[0]) & 1:
+                chain[1:] = chain[:0:-1]
+            chain[0] = epoch
+            chain.append(type_id)
+        self._size, self._cap, self._epoch = size, cap, epoch
+
     def _catch_up(self, chain: list[int]) -> None:
         if (self._epoch - chain[0]) & 1:
             chain[1:] = chain[:0:-1]
@@ -247,9 +266,20 @@ def _compat_array(t1: Array, t2: Array) -> bool:
 # A key is a tuple of exactly the fields the corresponding hash mixes in; the
 # `info` word stands for kind, kind_flag and vlen.
 
-def _key_common(t: BtfType, size_or_type: int) -> tuple[int, int, int]:
-    """btf_hash_common(): name, info, and the size/type union word."""
-    return (t.name_off, t.info, size_or_type)
+def _key_ref(t: BtfType) -> tuple[int, int, int]:
+    """btf_hash_common() for PTR, CONST, VOLATILE, RESTRICT, FUNC, TYPE_TAG:
+    name, info and the referenced id (canonical by the time own types are looked up)."""
+    return (t.name_off, t.info, t.type)  # type: ignore[attr-defined]
+
+
+def _key_fwd(t: BtfType) -> tuple[int, int, int]:
+    """btf_hash_common() for FWD: name, info (struct or union), size word 0."""
+    return (t.name_off, t.info, 0)
+
+
+def _key_float(t: BtfType) -> tuple[int, int, int]:
+    """btf_hash_common() for FLOAT: name, info, size."""
+    return (t.name_off, t.info, t.size)  # type: ignore[attr-defined]
 
 
 def _key_int(t: Int) -> tuple[int, ...]:
@@ -274,12 +304,13 @@ def _key_typedef(t: BtfType) -> tuple[int, int]:
 
 def _key_struct(t: _Composite) -> tuple[object, ...]:
     """btf_hash_struct(): common plus member names and offsets, no member types."""
-    return (t.name_off, t.info, t.size, *[m[0::2] for m in t.members])
+    # m[0], m[2] rather than a slice: slicing a NamedTuple is many times slower
+    return (t.name_off, t.info, t.size, *[(m[0], m[2]) for m in t.members])
 
 
 def _key_array(t: Array) -> tuple[int, ...]:
     """btf_hash_array(): common plus element type, index type and count."""
-    return (0, t.info, 0, t.type, t.index_type, t.nelems)
+    return (t.name_off, t.info, 0, t.type, t.index_type, t.nelems)
 
 
 def _key_fnproto(t: FuncProto) -> tuple[object, ...]:
@@ -287,29 +318,15 @@ def _key_fnproto(t: FuncProto) -> tuple[object, ...]:
     return (t.name_off, t.info, t.type, *t.params)
 
 
-def _key_for(kind: int, t: BtfType) -> Hashable:
-    """The signature libbpf hashes a type of `kind` by (btf_dedup_prep's switch)."""
-    if kind in _REF_COMMON:
-        return _key_common(t, t.type)  # type: ignore[attr-defined]
-    if kind in _COMPOSITE:
-        return _key_struct(t)  # type: ignore[arg-type]
-    if kind == _INT:
-        return _key_int(t)  # type: ignore[arg-type]
-    if kind in _ANY_ENUM:
-        return _key_enum(t)  # type: ignore[arg-type]
-    if kind == _TYPEDEF:
-        return _key_typedef(t)
-    if kind == _FWD:
-        return _key_common(t, 0)
-    if kind == _FLOAT:
-        return _key_common(t, t.size)  # type: ignore[attr-defined]
-    if kind == _FUNC_PROTO:
-        return _key_fnproto(t)  # type: ignore[arg-type]
-    if kind == _ARRAY:
-        return _key_array(t)  # type: ignore[arg-type]
-    if kind == _DECL_TAG:
-        return _key_decl_tag(t)  # type: ignore[arg-type]
-    raise BTFError(f"dedup: unknown kind {kind}")
+# kind -> signature function, as btf_dedup_prep()'s switch picks the hash.
+# The reference phase builds the same tuples with canonical ids substituted.
+_KEY_FNS: dict[int, Callable[[Any], Hashable]] = {
+    _INT: _key_int, _PTR: _key_ref, _ARRAY: _key_array, _STRUCT: _key_struct,
+    _UNION: _key_struct, _ENUM: _key_enum, _FWD: _key_fwd, _TYPEDEF: _key_typedef,
+    _VOLATILE: _key_ref, _CONST: _key_ref, _RESTRICT: _key_ref, _FUNC: _key_ref,
+    _FUNC_PROTO: _key_fnproto, _FLOAT: _key_float, _DECL_TAG: _key_decl_tag,
+    _TYPE_TAG: _key_ref, _ENUM64: _key_enum,
+}
 
 
 class _Dedup:
@@ -352,6 +369,8 @@ class _Dedup:
         self.shapes: list[int | None] = [None] * n
         self.shape_ids: dict[tuple[object, ...], int] = {}
         self.sig_cache: dict[int, tuple[int, ...]] = {}
+        self.shallow_cache: dict[int, Hashable] = {}
+        self.infos: list[int] = [t.info for t in self.types]
 
     # ---- driver ------------------------------------------------------------------
 
@@ -408,13 +427,17 @@ class _Dedup:
         (except VAR/DATASEC, never deduplicated) is entered in id order, with the
         same signatures own types will be looked up by.
         """
-        kinds, types, m, add = self.kinds, self.types, self.map, self.table.add
-        for tid in range(1, self.start_id):
-            m[tid] = tid
-            kind = kinds[tid]
-            if kind in (_VAR, _DATASEC):
-                continue
-            add(_key_for(kind, types[tid]), tid)
+        first = self.start_id
+        if first == 1:
+            return
+        kinds, types = self.kinds, self.types
+        self.map[1:first] = range(1, first)
+        fns = _KEY_FNS
+        self.table.add_many(
+            (fns[kinds[tid]](types[tid]), tid)
+            for tid in range(1, first)
+            if kinds[tid] not in (_VAR, _DATASEC)
+        )
 
     # ---- phase 1: strings ------------------------------------------------------------
 
@@ -514,7 +537,7 @@ class _Dedup:
                             break
                         m[cand_id] = tid
             elif kind in (_INT, _FWD, _FLOAT):
-                key = _key_for(kind, t)
+                key = _KEY_FNS[kind](t)
                 found = table.first(key)
                 new_id = tid if found is None else found
             else:
@@ -648,69 +671,103 @@ class _Dedup:
         contradiction unless the two candidates are structurally identical (the
         compiler sometimes emits duplicate types within one CU). A FWD matches
         a STRUCT/UNION of the same name and kind; only the canonical side's
-        FWDs are followed to what they already resolved to.
+        FWDs are followed to what they already resolved to. Sets
+        `hypot_adjust_canon` when the match needs a base FWD resolved.
+
+        This is the hot loop of the whole dedup (millions of calls on split
+        BTF over a foreign base), hence the local names, the inlined map[]
+        walks and the comparison of cached signatures instead of fields.
         """
-        if self.resolve(cand_id) == self.resolve(canon_id):
-            return True
-        canon_id = self.resolve_fwd(canon_id)
-        hypot = self.hypot
-        seen = hypot.get(canon_id)
-        if seen is not None:
-            return seen == cand_id or self.identical_types(seen, cand_id, 16)
-        hypot[canon_id] = cand_id
+        m, types, kinds, infos = self.map, self.types, self.kinds, self.infos
+        hypot, shallow, start_id = self.hypot, self.shallow_key, self.start_id
+        identical = self.identical_types
 
-        types, kinds = self.types, self.kinds
-        cand = types[cand_id]
-        canon = types[canon_id]
-        if cand.name_off != canon.name_off:
-            return False
-        cand_kind = kinds[cand_id]
-        canon_kind = kinds[canon_id]
-        if cand_kind != canon_kind:
-            if cand_kind == _FWD:
-                return _fwd_target(cand) == canon_kind  # type: ignore[arg-type]
-            if canon_kind == _FWD:
-                fwd_kind = _fwd_target(canon)  # type: ignore[arg-type]
-                if fwd_kind == cand_kind and canon_id < self.start_id:
-                    self.hypot_adjust_canon = True  # a base FWD would need resolving
-                return fwd_kind == cand_kind
-            return False
+        def equiv(cand_id: int, canon_id: int) -> bool:
+            # resolve_type_id() of both sides
+            a = cand_id
+            nxt = m[a]
+            while nxt >= 0 and nxt != a:
+                a = nxt
+                nxt = m[a]
+            c = canon_id
+            nxt = m[c]
+            while nxt >= 0 and nxt != c:
+                c = nxt
+                nxt = m[c]
+            if a == c:
+                return True
+            # resolve_fwd_id(): a canonical-side FWD stands for its resolution
+            if kinds[canon_id] == _FWD and kinds[c] != _FWD:
+                canon_id = c
+            seen = hypot.get(canon_id)
+            if seen is not None:
+                return seen == cand_id or identical(seen, cand_id, 16)
+            hypot[canon_id] = cand_id
 
-        if cand_kind in _COMPOSITE:
-            if not _shallow_equal(cand, canon):  # type: ignore[arg-type]
+            cand = types[cand_id]
+            canon = types[canon_id]
+            if cand.name_off != canon.name_off:
                 return False
-            is_equiv = self.is_equiv
-            for cm, nm in zip(cand.members, canon.members, strict=True):  # type: ignore[attr-defined]
-                if not is_equiv(cm.type, nm.type):
+            cand_kind = kinds[cand_id]
+            canon_kind = kinds[canon_id]
+            if cand_kind != canon_kind:
+                if cand_kind == _FWD:
+                    return _fwd_target(cand) == canon_kind  # type: ignore[arg-type]
+                if canon_kind == _FWD:
+                    fwd_kind = _fwd_target(canon)  # type: ignore[arg-type]
+                    if fwd_kind == cand_kind and canon_id < start_id:
+                        self.hypot_adjust_canon = True  # a base FWD would need resolving
+                    return fwd_kind == cand_kind
+                return False
+
+            if cand_kind in _EQUIV_REF:
+                return infos[cand_id] == infos[canon_id] and equiv(
+                    cand.type, canon.type)  # type: ignore[attr-defined]
+            if cand_kind in _COMPOSITE:
+                if shallow(cand_id) != shallow(canon_id):
                     return False
-            return True
-        if cand_kind in _EQUIV_REF:
-            if cand.info != canon.info:
-                return False
-            return self.is_equiv(cand.type, canon.type)  # type: ignore[attr-defined]
-        if cand_kind in (_INT, _FWD, _FLOAT):
-            return cand == canon
-        if cand_kind in _ANY_ENUM:
-            return _enum_compat(cand, canon)  # type: ignore[arg-type]
-        if cand_kind == _ARRAY:
-            if not _compat_array(cand, canon):  # type: ignore[arg-type]
-                return False
-            return self.is_equiv(cand.index_type, canon.index_type) and self.is_equiv(  # type: ignore[attr-defined]
-                cand.type, canon.type  # type: ignore[attr-defined]
-            )
-        if cand_kind == _FUNC_PROTO:
-            if not _compat_fnproto(cand, canon):  # type: ignore[arg-type]
-                return False
-            if not self.is_equiv(cand.type, canon.type):  # type: ignore[attr-defined]
-                return False
-            is_equiv = self.is_equiv
-            for cp, np in zip(cand.params, canon.params, strict=True):  # type: ignore[attr-defined]
-                if not is_equiv(cp.type, np.type):
+                # an explicit loop: all(<genexpr>) costs a frame per member
+                for cm, nm in zip(cand.members, canon.members, strict=True):  # noqa: SIM110
+                    if not equiv(cm[1], nm[1]):
+                        return False
+                return True
+            if cand_kind == _FUNC_PROTO:
+                if shallow(cand_id) != shallow(canon_id):
                     return False
-            return True
-        raise BTFError(
-            f"dedup: unexpected {Kind(cand_kind).name} in a type graph "
-            f"(types [{cand_id}] and [{canon_id}])", type_id=cand_id)
+                if not equiv(cand.type, canon.type):  # type: ignore[attr-defined]
+                    return False
+                for cp, np in zip(cand.params, canon.params, strict=True):  # noqa: SIM110
+                    if not equiv(cp[1], np[1]):
+                        return False
+                return True
+            if cand_kind in (_INT, _FWD, _FLOAT):
+                return cand == canon
+            if cand_kind in _ANY_ENUM:
+                return _enum_compat(cand, canon)  # type: ignore[arg-type]
+            if cand_kind == _ARRAY:
+                return (
+                    _compat_array(cand, canon)  # type: ignore[arg-type]
+                    and equiv(cand.index_type, canon.index_type)  # type: ignore[attr-defined]
+                    and equiv(cand.type, canon.type)  # type: ignore[attr-defined]
+                )
+            raise BTFError(
+                f"dedup: unexpected {Kind(cand_kind).name} in a type graph "
+                f"(types [{cand_id}] and [{canon_id}])", type_id=cand_id)
+
+        return equiv(cand_id, canon_id)
+
+    def shallow_key(self, tid: int) -> Hashable:
+        """What btf_shallow_equal_struct() / btf_compat_fnproto() compare, cached:
+        everything but the referenced type ids."""
+        key = self.shallow_cache.get(tid)
+        if key is None:
+            t = self.types[tid]
+            if self.kinds[tid] == _FUNC_PROTO:
+                key = (t.name_off, self.infos[tid], *[p[0] for p in t.params])  # type: ignore[attr-defined]
+            else:
+                key = _key_struct(t)  # type: ignore[arg-type]
+            self.shallow_cache[tid] = key
+        return key
 
     def identical_types(self, id1: int, id2: int, depth: int) -> bool:
         """btf_dedup_identical_types(): structural identity up to `depth` levels.
@@ -847,7 +904,7 @@ class _Dedup:
                        *[(p.name_off, ref(p.type)) for p in t.params])  # type: ignore[attr-defined]
             elif kind == _ARRAY:
                 elem = ref(t.type)  # type: ignore[attr-defined]
-                key = (0, t.info, 0, elem, ref(t.index_type), t.nelems)  # type: ignore[attr-defined]
+                key = (t.name_off, t.info, 0, elem, ref(t.index_type), t.nelems)  # type: ignore[attr-defined]
             elif kind == _DECL_TAG:
                 key = (t.name_off, t.info, ref(t.type), t.component_idx)  # type: ignore[attr-defined]
             else:
