@@ -297,16 +297,8 @@ class Kfunc:
 
 def load_for_kfuncs(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
                     ) -> Btf:
-    """BTF of `path`; a module ELF with a .BTF.base section (distilled) uses it as base."""
-    if base is None and is_elf(path):
-        from harness.btf.load import btf_bytes
-
-        try:
-            base_raw = btf_bytes(path, ".BTF.base")
-        except BTFError:
-            base_raw = None
-        if base_raw is not None:
-            return Btf.from_bytes(btf_bytes(path), Btf.from_bytes(base_raw))
+    """BTF of `path` as harness.btf.load reads it (a module ELF with a distilled
+    .BTF.base section is split on it; /sys/kernel/btf modules on vmlinux)."""
     return load(path, base=base)
 
 
