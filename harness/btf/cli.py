@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 
 from harness.btf.dump import dump
 from harness.btf.load import load, write_atomic
 
+
 # Modules adding `harness btf <cmd>`: each exposes register(sub) taking the btf
 # sub-subparsers (like harness/cli.py's STAGE_MODULES); missing ones are skipped.
-BTF_COMMAND_MODULES = (
-    "harness.btf.cli_kfuncs",
-    "harness.btf.cli_diff",
-)
-
-
 def cmd_copy(args: argparse.Namespace) -> int:
     btf = load(args.input, base=args.base)
     write_atomic(args.output, btf.to_bytes())
@@ -113,11 +107,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-b", metavar="BASE", help="base BTF for B only")
     p.set_defaults(func=cmd_diff)
 
-    for name in BTF_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
