@@ -28,7 +28,12 @@ VAR and DATASEC are never deduplicated. In split BTF only own types change;
 base types are canonical by definition ("base wins"), though a base FWD (or
 enum forward declaration) may resolve to an own full definition.
 
-Known, deliberate differences from libbpf: none in the output. libbpf skips
+Known differences from libbpf, none of them on valid input: libbpf fails when a
+graph comparison meets a VAR, DATASEC or DECL_TAG on both sides (a struct
+member of such a kind); comparisons that a cheap necessary condition proves
+unequal are skipped here, so such a pair deeper in one of them goes unnoticed.
+libbpf loops forever on a reference cycle without a struct in
+btf_dedup_identical_types(); we give up after a million hops. libbpf skips
 the string phase on a BTF object that it created empty and filled with
 ``btf__add_*`` (its strings are unique by construction, but keep insertion
 order); objects parsed from bytes, which is what the harness deduplicates,
@@ -49,6 +54,7 @@ from itertools import accumulate, chain
 from typing import Any
 
 from harness.btf.btf import Btf
+from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
 from harness.btf.types import (
@@ -102,7 +108,8 @@ _MAX_REF_HOPS = 1 << 20
 # shape() of a type it cannot summarise, and ref_shapes() when any shape is missing
 _NO_SHAPE = -1
 _UNKNOWN: tuple[int, ...] = (-1,)
-_TIMES = bool(os.environ.get("DEDUP_TIMES"))
+# HARNESS_DEDUP_TIMES=1 prints each phase's wall time to stderr (what to profile first)
+_TIMES = bool(os.environ.get("HARNESS_DEDUP_TIMES"))
 
 
 def dedup(btf: Btf) -> None:
@@ -121,7 +128,8 @@ def dedup_ids(btf: Btf) -> list[int]:
     type (which may be a base type in split BTF); base ids map to themselves
     unless a base forward declaration was resolved to an own definition.
     """
-    return _Dedup(btf).run()
+    with gc_paused():  # many short-lived tuples, no cycles: see codec.gc_paused
+        return _Dedup(btf).run()
 
 
 class _CandidateTable:
@@ -234,29 +242,6 @@ def _enum_compat(t1: _EnumBase, t2: _EnumBase) -> bool:
     return t1.name_off == t2.name_off
 
 
-def _shallow_equal(t1: _Composite, t2: _Composite) -> bool:
-    """btf_shallow_equal_struct(): everything but the member types."""
-    if (
-        t1.name_off != t2.name_off
-        or t1.size != t2.size
-        or t1.bitfield_flag != t2.bitfield_flag
-        or len(t1.members) != len(t2.members)
-        or type(t1) is not type(t2)
-    ):
-        return False
-    return all(
-        m1.name_off == m2.name_off and m1.offset == m2.offset
-        for m1, m2 in zip(t1.members, t2.members, strict=True)
-    )
-
-
-def _compat_fnproto(t1: FuncProto, t2: FuncProto) -> bool:
-    """btf_compat_fnproto(): name, vlen and parameter names (no type ids)."""
-    if t1.name_off != t2.name_off or len(t1.params) != len(t2.params):
-        return False
-    return all(p1.name_off == p2.name_off for p1, p2 in zip(t1.params, t2.params, strict=True))
-
-
 def _compat_array(t1: Array, t2: Array) -> bool:
     """btf_compat_array(): name, info, size (always 0) and element count."""
     return t1.name_off == t2.name_off and t1.nelems == t2.nelems
@@ -342,14 +327,19 @@ class _Dedup:
     def __init__(self, btf: Btf):
         self.btf = btf
         self.start_id = btf.start_id
-        base_types: list[BtfType] = (
-            [t for _, t in btf.base.all_items()] if btf.base is not None else []
-        )
+        base_types: list[BtfType] = []
+        chain_of_bases = []
+        b = btf.base
+        while b is not None:
+            chain_of_bases.append(b.types)
+            b = b.base
+        for types in reversed(chain_of_bases):
+            base_types += types
         if len(base_types) + 1 != btf.start_id:
             raise BTFError("dedup: base type count does not match the split start id")
         self.own: list[BtfType] = list(btf.types)
         self.types: list[BtfType] = [VOID, *base_types, *self.own]
-        self.kinds: list[int] = [int(t.kind) for t in self.types]
+        self.kinds: list[int] = [t.kind.value for t in self.types]
         n = len(self.types)
         # map[id]: the canonical (or equivalent) type id, or a marker
         self.map: list[int] = [_UNPROCESSED] * n
@@ -391,12 +381,13 @@ class _Dedup:
         self.btf.types[:] = kept
         return final
 
-    def _timed(self, fn):  # noqa: ANN001, ANN202 - profiling aid, set DEDUP_TIMES=1
+    def _timed(self, fn):  # noqa: ANN001, ANN202 - profiling aid, see _TIMES
         if not _TIMES:
             return fn()
         t0 = time.perf_counter()
         out = fn()
-        print(f"dedup {getattr(fn, '__name__', 'remap')}: {time.perf_counter() - t0:.3f}s",
+        name = "remap_types" if fn.__name__ == "<lambda>" else fn.__name__
+        print(f"dedup {name}: {time.perf_counter() - t0:.3f}s",
               file=sys.stderr)
         return out
 
@@ -410,13 +401,6 @@ class _Dedup:
             tid = nxt
             nxt = m[tid]
         return tid
-
-    def resolve_fwd(self, tid: int) -> int:
-        """resolve_fwd_id(): a FWD's resolved STRUCT/UNION, if it has one."""
-        if self.kinds[tid] != _FWD:
-            return tid
-        r = self.resolve(tid)
-        return r if self.kinds[r] != _FWD else tid
 
     # ---- phase 0: prep ---------------------------------------------------------------
 
@@ -806,14 +790,14 @@ class _Dedup:
         if k1 == _ARRAY:
             return _compat_array(t1, t2)  # type: ignore[arg-type]
         if k1 in _COMPOSITE:
-            if not _shallow_equal(t1, t2):  # type: ignore[arg-type]
+            if self.shallow_key(id1) != self.shallow_key(id2):
                 return False
             for m1, m2 in zip(t1.members, t2.members, strict=True):  # type: ignore[attr-defined]
                 if m1.type != m2.type and not self.identical_types(m1.type, m2.type, depth - 1):
                     return False
             return True
         if k1 == _FUNC_PROTO:
-            if not _compat_fnproto(t1, t2):  # type: ignore[arg-type]
+            if self.shallow_key(id1) != self.shallow_key(id2):
                 return False
             if t1.type != t2.type and not self.identical_types(  # type: ignore[attr-defined]
                 t1.type, t2.type, depth - 1  # type: ignore[attr-defined]

@@ -180,10 +180,15 @@ def _is_composite(t: object) -> bool:
 
 
 def add_second_cu(b: Btf, rng: random.Random, roots: int = 40, budget: int = 350,
-                  fwd_ratio: float = 0.3) -> list[int]:
+                  fwd_ratio: float = 0.3, consistent: bool = True) -> list[int]:
     """Append a copy of the closure of `roots` random structs, as another CU would
     emit it: same types under new ids, some pointed-to structs only as FWDs, the
-    rest of the graph shared. Returns the new ids."""
+    rest of the graph (past `budget` types) shared. Returns the new ids.
+
+    `consistent`: a struct is either copied or only forward-declared, as in a
+    real CU. Otherwise pointers may use a FWD for a struct the copy also
+    defines (legal BTF, which makes libbpf's graph comparisons fail late).
+    """
     named = [tid for tid, t in b.items() if _is_composite(t) and t.name_off]
     order: list[int] = []
     seen: set[int] = set()
@@ -198,11 +203,16 @@ def add_second_cu(b: Btf, rng: random.Random, roots: int = 40, budget: int = 350
         t = b[tid]
         for ref in t.type_ids():
             target = b[ref] if ref else None
-            if (t.kind == Kind.PTR and _is_composite(target) and target.name_off
-                    and rng.random() < fwd_ratio):
+            via_ptr = t.kind == Kind.PTR and _is_composite(target) and target.name_off
+            if via_ptr and ref not in seen and (ref in as_fwd or rng.random() < fwd_ratio):
                 as_fwd.add(ref)
-            elif ref not in seen:
+                continue
+            if consistent:
+                as_fwd.discard(ref)
+            if ref not in seen:
                 queue.append(ref)
+    if consistent:
+        as_fwd -= seen
     rng.shuffle(order)
     first = b.type_count
     new_id = {old: first + i for i, old in enumerate(order)}
@@ -273,6 +283,7 @@ def test_host_vmlinux_with_duplicates(oracle, host_raw: bytes) -> None:  # noqa:
     before = len(b)
     added = add_second_cu(b, rng)
     add_second_cu(b, rng, roots=10, budget=150, fwd_ratio=0.0)
+    add_second_cu(b, rng, roots=10, budget=150, consistent=False)
     add_strays(b, rng)
     assert len(b) - before >= 300
     raw = b.to_bytes()
