@@ -373,6 +373,33 @@ def test_split_concatenated(oracle, built_base_file: Path, base_name: str) -> No
     assert len(out) < len(merged)
 
 
+def pipeline_builds() -> list[Path]:
+    """Build dirs of the harness pipeline (and the exported test kernel) with a vmlinux."""
+    dirs = sorted(p for p in (CACHE / "builds").glob("*") if (p / "vmlinux").is_file())
+    exported = Path(os.environ.get("HARNESS_BUILT_X86", ""))
+    if str(exported) and (exported / "vmlinux").is_file() and exported not in dirs:
+        dirs.append(exported)
+    return dirs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", pipeline_builds(), ids=lambda p: p.name)
+def test_pipeline_build_vmlinux_and_modules(oracle, build: Path) -> None:  # noqa: ANN001
+    """Every module of a pipeline build, split on its vmlinux (or, built out of tree
+    like bpf_testmod, on its distilled .BTF.base), and the vmlinux itself."""
+    base_raw = btf_bytes(build / "vmlinux")
+    base = Btf.from_bytes(base_raw)
+    assert_stable(oracle, base_raw)
+    modules = sorted(build.rglob("*.ko"))
+    for ko in modules:
+        try:
+            own_base = btf_bytes(ko, ".BTF.base")
+        except BTFError:
+            assert_stable(oracle, btf_bytes(ko), base, base_raw)
+        else:
+            assert_stable(oracle, btf_bytes(ko), Btf.from_bytes(own_base), own_base)
+
+
 SYSFS_MODULES = sorted(p for p in SYSFS.glob("*") if p.name != "vmlinux") if SYSFS.exists() else []
 
 
