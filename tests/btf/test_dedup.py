@@ -291,8 +291,28 @@ def test_host_vmlinux_with_duplicates(oracle, host_raw: bytes) -> None:  # noqa:
     raw = b.to_bytes()
     out = assert_like_libbpf(oracle, raw)
     assert len(out) < len(b)  # the copies went away
-    ids = dedup_ids(Btf.from_bytes(raw))
-    assert all(ids[t] < before + 1 for t in added[:50] if b[t].kind == Kind.STRUCT)
+    old = Btf.from_bytes(raw)
+    new = Btf.from_bytes(raw)
+    ids = dedup_ids(new)
+    assert new.to_bytes() == out.to_bytes()
+    assert_id_map_consistent(old, new, ids)
+    # the second CU's structs all went back onto the originals
+    assert all(ids[t] <= before for t in added if old[t].kind == Kind.STRUCT)
+
+
+def assert_id_map_consistent(old: Btf, new: Btf, ids: list[int]) -> None:
+    """Every old type maps to a surviving type of the same name and kind (a FWD
+    or enum forward declaration may have become the full definition)."""
+    assert len(ids) == old.type_count
+    for tid, t in old.all_items():
+        n = new[ids[tid]]
+        assert old.name(t) == new.name(n), tid
+        if t.kind == Kind.FWD and n.kind != Kind.FWD:
+            assert n.kind == (Kind.UNION if t.is_union else Kind.STRUCT), tid
+        elif t.kind in (Kind.ENUM, Kind.ENUM64) and not t.values:
+            assert n.kind in (Kind.ENUM, Kind.ENUM64), tid
+        else:
+            assert n.kind == t.kind, tid
 
 
 @pytest.mark.slow
@@ -493,9 +513,12 @@ def test_fwd_resolution_libbpf_example(oracle) -> None:  # noqa: ANN001
         b.add_ptr(i + 3)
         b.add_fwd(other, FwdKind.STRUCT)
         b.add_ptr(i + 5)
-    out = check(oracle, two_cus(cu))
+    b = two_cus(cu)
+    out = check(oracle, b)
     names = sorted(out.name(t) for t in out.types if t.kind == Kind.STRUCT)
     assert names == ["A", "B", "S"]
+    new = Btf.from_bytes(b.to_bytes())
+    assert_id_map_consistent(Btf.from_bytes(b.to_bytes()), new, dedup_ids(new))
     assert not [t for t in out.types if t.kind == Kind.FWD]
 
 
