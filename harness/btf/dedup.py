@@ -242,6 +242,11 @@ def _enum_compat(t1: _EnumBase, t2: _EnumBase) -> bool:
     return t1.name_off == t2.name_off
 
 
+def _enum_body(t: _EnumBase) -> tuple[object, ...]:
+    """What btf_equal_enum() compares besides the name: kind, size, signedness, values."""
+    return (t.kind, t.size, t.signed, *t.values)
+
+
 def _compat_array(t1: Array, t2: Array) -> bool:
     """btf_compat_array(): name, info, size (always 0) and element count."""
     return t1.name_off == t2.name_off and t1.nelems == t2.nelems
@@ -507,19 +512,24 @@ class _Dedup:
             t = types[tid]
             if kind in _ANY_ENUM:
                 key: Hashable = _key_enum(t)  # type: ignore[arg-type]
+                cands = table.candidates(key)
                 new_id = tid
-                for cand_id in table.candidates(key):
-                    cand = types[cand_id]
-                    if kinds[cand_id] not in _ANY_ENUM:
-                        continue
-                    if t == cand:
-                        new_id = cand_id
-                        break
-                    if _enum_compat(t, cand):  # type: ignore[arg-type]
-                        if not t.values:  # type: ignore[attr-defined]
+                if not t.values:  # type: ignore[attr-defined]
+                    # a forward declaration is equal or compatible to any of them
+                    if cands:
+                        new_id = cands[0]
+                else:
+                    # btf_equal_enum() first, then btf_compat_enum(), per candidate:
+                    # a full enum equals only an identical one and is compatible
+                    # only with forward declarations, which then resolve to it
+                    body = _enum_body(t)  # type: ignore[arg-type]
+                    for cand_id in cands:
+                        cand = types[cand_id]
+                        if not cand.values:  # type: ignore[attr-defined]
+                            m[cand_id] = tid
+                        elif _enum_body(cand) == body:  # type: ignore[arg-type]
                             new_id = cand_id
                             break
-                        m[cand_id] = tid
             elif kind in (_INT, _FWD, _FLOAT):
                 key = _KEY_FNS[kind](t)
                 found = table.first(key)
