@@ -12,6 +12,7 @@ that reason, so one arch's crash never hides another arch's table.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +47,12 @@ class ArchRun:
         return console_excerpt(self.console, lines)
 
 
+_NOISE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?overlayfs: ")
+
+
 def console_excerpt(console: str, lines: int = CONSOLE_EXCERPT_LINES) -> str:
     """The console's last lines, without the overlayfs chatter every 9p boot prints."""
-    kept = [ln for ln in console.splitlines() if ln.strip() and not ln.startswith("overlayfs:")]
+    kept = [ln for ln in console.splitlines() if ln.strip() and not _NOISE.match(ln)]
     return "\n".join(kept[-lines:])
 
 
