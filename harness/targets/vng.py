@@ -83,8 +83,8 @@ def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
     for item in spec.append:
         argv += ["--append", item]
     argv += ["--exec", script]
-    if qemu_opts:  # greedy option: must come last
-        argv += ["--qemu-opts", *qemu_opts]
+    if qemu_opts:  # one "=" argument: argparse would take "-cpu" for an option of vng's
+        argv.append("--qemu-opts=" + " ".join(qemu_opts))
     return argv
 
 
