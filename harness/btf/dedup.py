@@ -218,8 +218,13 @@ class _CandidateTable:
 
 @contextmanager
 def _deep_recursion(limit: int) -> Iterator[None]:
-    """Allow graph walks as deep as libbpf's C recursion goes (Python >= 3.11 keeps
-    pure-Python recursion off the C stack, so only the interpreter's counter limits it)."""
+    """Allow graph walks as deep as libbpf's C recursion goes.
+
+    Python >= 3.11 keeps Python-to-Python calls off the C stack, so only the
+    interpreter's counter limits them; the recursive walks here therefore call
+    themselves directly or from comprehensions, never through C callbacks such
+    as map() or a generator consumed by a builtin, which would use the C stack.
+    """
     old = sys.getrecursionlimit()
     if limit > old:
         sys.setrecursionlimit(limit)
@@ -371,7 +376,7 @@ class _Dedup:
 
     def run(self) -> list[int]:
         """All phases in btf__dedup()'s order; returns old id -> new id."""
-        with _deep_recursion(len(self.types) * 4 + 10_000):
+        with _deep_recursion(len(self.types) * 2 + 10_000):
             for phase in (self.prep_base, self.dedup_strings, self.dedup_prim_types,
                           self.dedup_struct_types, self.resolve_fwds, self.dedup_ref_types):
                 self._timed(phase)
@@ -598,7 +603,7 @@ class _Dedup:
         if sig is None:
             t = self.types[tid]
             refs = [m.type for m in t.members] if self.kinds[tid] in _COMPOSITE else [t.type]  # type: ignore[attr-defined]
-            shapes = tuple(map(self.shape, refs))
+            shapes = tuple([self.shape(r) for r in refs])  # Python frames only, see _deep_recursion
             sig = _UNKNOWN if _NO_SHAPE in shapes else shapes
             self.sig_cache[tid] = sig
         return sig
@@ -643,7 +648,7 @@ class _Dedup:
         elif kind == _ARRAY:
             desc = ("a", t.name_off, t.nelems)  # type: ignore[attr-defined]
         elif kind == _FUNC_PROTO:
-            parts = [self.shape(t.type), *(self.shape(p.type) for p in t.params)]  # type: ignore[attr-defined]
+            parts = [self.shape(t.type), *[self.shape(p[1]) for p in t.params]]  # type: ignore[attr-defined]
             desc = None if _NO_SHAPE in parts else (
                 "f", t.name_off, t.info, *(p.name_off for p in t.params), *parts)  # type: ignore[attr-defined]
         elif kind == 0:
