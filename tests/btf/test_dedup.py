@@ -916,3 +916,20 @@ def test_random_graphs_like_libbpf(oracle, chunk: int) -> None:  # noqa: ANN001
         compared += want is not None
         failed_both += want is None
     assert compared > 100
+
+
+def test_big_endian(oracle) -> None:  # noqa: ANN001
+    """Byte order is kept: libbpf deduplicates swapped BTF and writes it back swapped."""
+    def cu(b: Btf, _: int) -> None:
+        i = b.add_int("int", 4, INT_SIGNED)
+        s = b.add_struct("s", 16)
+        b.add_field("x", i, 0)
+        b.add_field("next", s + 1, 64)
+        b.add_ptr(s)
+        b.add_enum64("e", 8, True)
+        b.add_enum64_value("V", -2)
+    b = two_cus(cu)
+    b.endian = "big"
+    out = check(oracle, b)
+    assert len(out) == 4
+    assert out.endian == "big" and out.to_bytes()[:2] == b"\xeb\x9f"
