@@ -381,6 +381,7 @@ class _Dedup:
                           self.dedup_struct_types, self.resolve_fwds, self.dedup_ref_types):
                 self._timed(phase)
         kept, compact = self._timed(self.compact_types)
+        _unshare(kept)
         final = self._timed(lambda: self.remap_types(kept, compact))
         # commit: only now does the caller's object change
         if self.str_remap is not None:
@@ -968,6 +969,18 @@ def _string_starts(data: bytes, start: int) -> dict[int, bytes]:
     parts = data.split(b"\0")[:-1]
     offs = accumulate((len(p) + 1 for p in parts), initial=start)
     return dict(zip(offs, parts, strict=False))
+
+
+def _unshare(types: list[BtfType]) -> None:
+    """Copy any type object that occurs more than once (Btf.add() accepts the same
+    object twice), since the kept types are rewritten in place."""
+    if len({id(t) for t in types}) == len(types):
+        return
+    seen: set[int] = set()
+    for i, t in enumerate(types):
+        if id(t) in seen:
+            types[i] = t = t.copy()
+        seen.add(id(t))
 
 
 def _base_string_finder(base: Btf | None):  # noqa: ANN202 - a small closure
