@@ -26,7 +26,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs
+from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs, suite_sources
 from tests.conftest import build_kernel
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
@@ -64,8 +64,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
     params = []
+    xdist = metafunc.config.pluginmanager.hasplugin("xdist")
     for arch in _arches(metafunc.config):
-        group = pytest.mark.xdist_group(f"guest-{arch}")
+        group = pytest.mark.xdist_group(f"guest-{arch}") if xdist else ()
         try:
             artifacts = artifacts_for(arch, metafunc.config)
             if artifacts is None:
@@ -85,16 +86,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", params)
 
 
+def _selected_objects(session: pytest.Session, arch: str) -> set[str]:
+    """Object stems that have a selected test for ``arch`` (after -k/-m deselection)."""
+    stems = set()
+    for item in session.items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        if isinstance(case, Case) and case.arch == arch and not case.setup_error:
+            stems.add(case.test_id.split("/", 1)[0])
+    return stems
+
+
 @pytest.fixture(scope="session")
-def arch_run(pytestconfig: pytest.Config) -> Callable[[str], ArchRun]:
-    """arch -> the suite's run in one guest booted for this worker (at most once per arch)."""
+def arch_run(request: pytest.FixtureRequest) -> Callable[[str], ArchRun]:
+    """arch -> the suite's run in one guest booted for this worker (at most once per arch).
+
+    Only the sources with a selected test are compiled and run, so ``-k hid``
+    costs one boot and the HID programs, not the whole suite.
+    """
     runs: dict[str, ArchRun] = {}
 
     def get(arch: str) -> ArchRun:
         if arch not in runs:
-            artifacts = artifacts_for(arch, pytestconfig)
+            artifacts = artifacts_for(arch, request.config)
             assert artifacts is not None  # collection made only skips then
-            runs[arch] = run_arch(artifacts)
+            wanted = _selected_objects(request.session, arch)
+            sources = [src for src in suite_sources(artifacts) if src.stem in wanted]
+            runs[arch] = run_arch(artifacts, sources)
         return runs[arch]
 
     return get
