@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.compile import BpfToolchain, compile_prog, vmlinux_h
+from tests.conftest import build_kernel
 
 SOURCES = Path(os.environ.get(
     "HARNESS_TREE",
@@ -73,3 +75,19 @@ def bpftool() -> Path:
 
 def can_load_bpf() -> bool:
     return os.geteuid() == 0 and HOST_BTF.exists()
+
+
+KERNEL_ENV = {"x86_64": "HARNESS_TEST_KERNEL", "arm64": "HARNESS_TEST_KERNEL_ARM64"}
+
+
+def artifacts_for(arch: str, config: pytest.Config) -> BuildArtifacts | None:
+    """The kernel tests/conftest.py built and exported for ``arch``, else build_kernel's.
+
+    None when the session said --no-kernel-build and nothing was exported.
+    """
+    record = os.environ.get(KERNEL_ENV[arch], "")
+    if record.endswith(".json") and Path(record).is_file():
+        return BuildArtifacts.from_json(Path(record).read_text())
+    if config.getoption("--no-kernel-build", default=False):
+        return None
+    return build_kernel(arch)

@@ -17,17 +17,14 @@ VM per arch); plain ``-n N`` works too, every worker booting its own guests.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from harness.errors import HarnessError
-from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs, suite_sources
-from tests.conftest import build_kernel
+from tests.progs.conftest import KERNEL_ENV, artifacts_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
 
@@ -39,25 +36,9 @@ class Case:
     setup_error: str | None = None
 
 
-_ENV = {"x86_64": "HARNESS_TEST_KERNEL", "arm64": "HARNESS_TEST_KERNEL_ARM64"}
-
-
 def _arches(config: pytest.Config) -> list[str]:
     value = config.getoption("--arch")
     return [a.strip() for a in value.split(",") if a.strip()]
-
-
-def artifacts_for(arch: str, config: pytest.Config) -> BuildArtifacts | None:
-    """The kernel tests/conftest.py built and exported for ``arch``, else build_kernel's.
-
-    None when the session said --no-kernel-build and nothing was exported.
-    """
-    record = os.environ.get(_ENV[arch], "")
-    if record.endswith(".json") and Path(record).is_file():
-        return BuildArtifacts.from_json(Path(record).read_text())
-    if config.getoption("--no-kernel-build", default=False):
-        return None
-    return build_kernel(arch)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,7 +53,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if artifacts is None:
                 params.append(pytest.param(
                     Case(arch, f"setup[{arch}]"), id=f"setup[{arch}]",
-                    marks=pytest.mark.skip(reason=f"--no-kernel-build and no {_ENV[arch]}")))
+                    marks=pytest.mark.skip(reason=f"--no-kernel-build and no {KERNEL_ENV[arch]}")))
                 continue
             jobs = suite_jobs(artifacts)
         except HarnessError as exc:
