@@ -386,6 +386,10 @@ def test_split_concatenated(oracle, built_base_file: Path, base_name: str) -> No
     base_file = SYSFS / "vmlinux" if base_name == "host" else built_base_file
     base_raw = base_file.read_bytes()
     base = Btf.from_bytes(base_raw)
+    if base_name == "host":
+        # on a foreign base, many 7.3 structs match 6.18 ones shallowly but not
+        # deeply: libbpf's (and our) failing graph walks get long; six suffice
+        objs = objs[:6]
     parts = [Btf.from_bytes(split_file(o, base_name, base_file).read_bytes(), base)
              for o in objs]
     merged = concat_split(parts, base)
