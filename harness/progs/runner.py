@@ -143,6 +143,14 @@ def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset
                 continue
             for run in spec.runs:
                 jobs.extend(_jobs_for(specs, stem, Path(obj), run, arch, calls_implicit))
+    seen: dict[str, Path] = {}
+    for job in jobs:
+        # Results are keyed by id (tables, pytest ids): two objects with one stem (our
+        # wq.c and the tree's) may share a stem, never a program name.
+        other = seen.setdefault(job.id, job.object)
+        if other != job.object:
+            raise RunnerError(f"program {job.id} is in both {other} and {job.object}; "
+                              "rename one of them")
     return jobs
 
 
