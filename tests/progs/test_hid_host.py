@@ -139,3 +139,15 @@ def test_hidtool_cli_without_uhid(monkeypatch: pytest.MonkeyPatch, capsys) -> No
     with pytest.raises(hidtool.HidUnavailable):
         hidtool.UhidDevice()
     assert hidtool.main([]) == 2
+
+
+def test_same_program_in_two_objects_is_refused(hid_obj: Path, tmp_path: Path) -> None:
+    from harness.progs.runner import RunnerError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    copies = [tmp_path / d / "hid.bpf.o" for d in ("a", "b")]
+    for copy in copies:
+        copy.write_bytes(hid_obj.read_bytes())
+    with pytest.raises(RunnerError, match="program hid/hid_rewrite is in both"):
+        plan(copies, "x86_64")
