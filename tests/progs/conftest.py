@@ -11,17 +11,30 @@ from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.compile import BpfToolchain, compile_prog, vmlinux_h
 from tests.conftest import build_kernel
 
+
+def _pipeline_artifacts() -> BuildArtifacts | None:
+    """The x86_64 kernel tests/conftest.py built (or took from the cache) for this session."""
+    record = os.environ.get("HARNESS_TEST_KERNEL", "")
+    if record.endswith(".json") and Path(record).is_file():
+        return BuildArtifacts.from_json(Path(record).read_text())
+    return None
+
+
+_ART = _pipeline_artifacts()
+_CACHE = Path(os.environ.get("HARNESS_CACHE", "/root/.cache/kfunc-harness"))
 SOURCES = Path(os.environ.get(
     "HARNESS_TREE",
-    "/root/.cache/kfunc-harness/sources/linux-source-7.3_7.3.4-1~bpo13+1"))
-ORACLE = Path(os.environ.get("HARNESS_ORACLE", "/root/.cache/kfunc-harness/oracle"))
-LIBBPF_SO = ORACLE / "libbpf" / "libbpf.so"
-LIBBPF_HEADERS = ORACLE / "libbpf" / "root" / "usr" / "include"
-BPFTOOL = ORACLE / "bpftool" / "bpftool"
+    str(_ART.source_tree) if _ART else str(_CACHE / "sources/linux-source-7.3_7.3.4-1~bpo13+1")))
+ORACLE = Path(os.environ.get("HARNESS_ORACLE", str(_CACHE / "oracle")))
+# The pipeline's own libbpf/bpftool/vmlinux when a kernel was built for the session (CI);
+# the hand-built oracle tools otherwise.
+LIBBPF_SO = _ART.libbpf_so if _ART else ORACLE / "libbpf" / "libbpf.so"
+LIBBPF_HEADERS = _ART.libbpf_headers if _ART else ORACLE / "libbpf" / "root" / "usr" / "include"
+BPFTOOL = _ART.bpftool if _ART else ORACLE / "bpftool" / "bpftool"
 # A built 7.3 vmlinux gives the right vmlinux.h for the tree's programs; the
 # host's BTF (6.18) is the fallback and serves the host-only programs.
-VMLINUX_73 = Path(os.environ.get("HARNESS_VMLINUX",
-                                 "/root/.cache/kfunc-harness/scratch/x86/vmlinux"))
+VMLINUX_73 = Path(os.environ.get("HARNESS_VMLINUX", str(_ART.vmlinux) if _ART else
+                                 str(_CACHE / "scratch/x86/vmlinux")))
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 REPO = Path(__file__).resolve().parents[2]
 SELFTEST_PROGS = SOURCES / "tools/testing/selftests/bpf/progs"
