@@ -251,11 +251,16 @@ class Builder:
         btf_stage = json.dumps({"pahole": str(plan.pahole.path), "pv": plan.pahole.version,
                                 "btfids": plan.btfids_identity, "path": str(plan.btfids_path)})
         stage_file = build_dir / ".harness-btf-stage"
-        if stage_file.exists() and stage_file.read_text() != btf_stage:
-            # Another pahole/btfids made this vmlinux: drop it so make relinks and
-            # re-finalises modules (their BTF depends on vmlinux) without recompiling.
+        linked = [build_dir / name for name in ("vmlinux.unstripped", "vmlinux")]
+        known = stage_file.read_text() if stage_file.exists() else None
+        if known != btf_stage and any(p.exists() for p in linked):
+            # Another (or an unknown) pahole/btfids made this vmlinux: drop the linked
+            # image so make reruns link-vmlinux.sh and its BTF stage, and re-finalises the
+            # modules (their BTF depends on vmlinux), without recompiling anything. Since
+            # 6.15 the link output is vmlinux.unstripped; vmlinux is only its objcopy.
             self.say("BTF stage changed: relinking vmlinux and modules")
-            (build_dir / "vmlinux").unlink(missing_ok=True)
+            for path in linked:
+                path.unlink(missing_ok=True)
         stage_file.unlink(missing_ok=True)
         cmd = plan.kernel_make(build_dir)
         stats = cache_dir("stats") / f"steps-{plan.arch}.json"

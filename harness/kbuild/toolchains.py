@@ -143,24 +143,53 @@ def python_btfids_wrapper() -> Path:
     return wrapper
 
 
+def _harness_import_closure(start: list[Path]) -> list[Path]:
+    """Every harness module `start` imports, transitively (read with ast, not executed)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent  # .../harness
+    seen: set[Path] = set()
+    todo = list(start)
+    while todo:
+        path = todo.pop().resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name == "harness" or name.startswith("harness."):
+                    rel = Path(*name.split(".")[1:])
+                    for candidate in (package / rel / "__init__.py",
+                                      package / rel.with_suffix(".py")):
+                        if candidate.is_file():
+                            todo.append(candidate)
+    return sorted(seen)
+
+
 def btfids_identity(choice: str) -> str:
-    """What the BTF stage's output depends on for this btfids choice (for cache keys)."""
+    """What the BTF stage's output depends on for this btfids choice (for cache keys).
+
+    For the Python transformer: the source of every module it imports, so editing, say,
+    `harness btf diff` does not invalidate every built kernel.
+    """
+    import hashlib
+
     if choice == "c":
         return "c"
     if choice == "python":
-        import hashlib
-
         package = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
-        for sub in ("btf", "btfids"):
-            for src in sorted((package / sub).glob("*.py")):
-                digest.update(src.name.encode() + b"\0" + src.read_bytes())
+        for src in _harness_import_closure(sorted((package / "btfids").glob("*.py"))):
+            digest.update(str(src.relative_to(package)).encode() + b"\0" + src.read_bytes())
         return "python-" + digest.hexdigest()[:16]
     path = Path(choice).expanduser()
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise UsageError(f"--btfids {choice}: choose c, python or an executable path")
-    import hashlib
-
     return "path-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
