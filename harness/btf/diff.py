@@ -48,6 +48,7 @@ NAMED_KINDS = frozenset({
     Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.FLOAT,
 })
 KFUNC_FIELDS = ("proto", "impl", "flag_names", "tags", "arg_tags", "impl_tags", "arena")
+_UNORDERED = frozenset({"tags", "arg_tags", "impl_tags"})
 _MAX_INLINE_DEPTH = 8
 
 
@@ -287,6 +288,8 @@ def diff_btf(a: Btf, b: Btf, kfuncs_a: list[Kfunc] | None = None,
                 old_v, new_v = getattr(ka[name], f), getattr(kb[name], f)
                 if f == "flag_names" and (ka[name].flags is None or kb[name].flags is None):
                     continue  # one side has no .BTF_ids: flags unknown, not different
+                if f in _UNORDERED and sorted(old_v) == sorted(new_v):
+                    continue  # tag lists follow type order, which is not semantic
                 if old_v != new_v:
                     fields[f] = (old_v, new_v)
             if fields:

@@ -151,3 +151,18 @@ def finished_build_dirs() -> list[Path]:
 
 def modules_of(build: Path) -> list[Path]:
     return sorted(p for p in build.rglob("*.ko") if p.is_file())
+
+
+@pytest.fixture(autouse=True)
+def _build_dirs_settled():
+    """Hold every build dir's lock while a test reads it: under xdist another worker may
+    be relinking one (the pipeline removes vmlinux first), which is not a BTF bug."""
+    import contextlib
+
+    from harness.cache import locked
+
+    with contextlib.ExitStack() as stack:
+        if BUILDS.is_dir():
+            for build in sorted(p for p in BUILDS.iterdir() if p.is_dir()):
+                stack.enter_context(locked(build))
+        yield

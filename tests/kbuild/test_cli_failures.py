@@ -91,7 +91,9 @@ def test_ctrl_c_stops_make_and_caches_nothing(tmp_path: Path, tree: str) -> None
     extra.write_text(f"CONFIG_NR_CPUS={64 + os.getpid() % 100}\n")  # a fresh compile key
     proc = subprocess.Popen([*HARNESS, "build", "--tree", tree, "--kconfig", str(extra)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # xdist workers ignore SIGINT; a terminal's harness does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 3000  # other workers may hold the build lock
     seen = ""
     assert proc.stdout is not None

@@ -126,6 +126,9 @@ def _spawn_cli(kernel: Any, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "harness.targets.cli", "boot", "--kernel", image, *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
+        # xdist workers run with SIGINT ignored, and Python only turns SIGINT into
+        # KeyboardInterrupt if it was not ignored at start: give the CLI a terminal's.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
