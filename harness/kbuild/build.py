@@ -158,10 +158,13 @@ class Builder:
         """The checked .config for this source and fragment set (cached)."""
         key = self.config_key(source)
         cached = cache_dir("configs") / f"{key}.config"
-        if cached.exists():
-            return cached.read_text()
         plan = self.plan
         requests = kconfig.merge(plan.fragments)
+        if cached.exists():
+            # cached with or without --allow-config-drift: check this request's wish again
+            text = cached.read_text()
+            self._check_drift(requests, text)
+            return text
         unknown = kconfig.unknown_symbols(source.path, requests)
         # Pinning off a symbol this tree lacks (an older or newer release) is already true;
         # only a symbol we want on must exist, or it is a typo.
@@ -182,8 +185,13 @@ class Builder:
             kconfig.apply_requests(scratch / ".config", requests)
             self._quiet_make([*base, "olddefconfig"])
             text = (scratch / ".config").read_text()
+        self._check_drift(requests, text)
+        atomic_write(cached, text)
+        return text
+
+    def _check_drift(self, requests: dict[str, kconfig.Request], text: str) -> None:
         drifted = kconfig.drift(requests, kconfig.read_config_text(text))
-        if drifted and not plan.request.allow_config_drift:
+        if drifted and not self.plan.request.allow_config_drift:
             listing = "; ".join(str(d) for d in drifted[:5])
             more = f" (and {len(drifted) - 5} more)" if len(drifted) > 5 else ""
             raise kconfig.ConfigError(
@@ -191,8 +199,6 @@ class Builder:
                 "(--allow-config-drift to build anyway)")
         for item in drifted:
             self.say(f"warning: config drift {item}")
-        atomic_write(cached, text)
-        return text
 
     def _quiet_make(self, cmd: list[str]) -> None:
         log = self.log or Path(os.devnull)

@@ -8,6 +8,7 @@ transformer (discovering kfuncs from the BTF ID sets), every program behaves as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,5 +42,6 @@ def test_72_pahole_124_c_fails_and_python_transformer_fixes_it(
         assert reference[name][0] == "pass", (name, reference[name])
         verdict, log = broken[name]
         assert verdict != "pass", name
-        assert "incompatible with kernel" in log, (name, log[-400:])
+        # libbpf refuses the extern's prototype, or the verifier cannot resolve the kfunc
+        assert re.search(r"incompatible with kernel|wasn't resolved", log), (name, log[-400:])
     assert {n: v[0] for n, v in fixed.items()} == {n: v[0] for n, v in reference.items()}
