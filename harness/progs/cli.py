@@ -8,11 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
 from harness.progs.results import ProgResult, table, to_json
 
-_DEFAULT_ORACLE = Path("/root/.cache/kfunc-harness/oracle")
+_DEFAULT_ORACLE = cache_root() / "oracle"
 
 
 class RunUsageError(UsageError):
