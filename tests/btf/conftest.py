@@ -68,31 +68,28 @@ def have_cmd(cmd: str) -> bool:
     return which(cmd) is not None
 
 
-@pytest.fixture(scope="session")
-def clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clang -target bpf -g -O2 object with varied BTF."""
+def _clang_bpf_object(tmp_path_factory: pytest.TempPathFactory, stem: str, source: str) -> Path:
+    """Compile `source` with clang -target bpf -g -O2 into a fresh temp dir."""
     if not have_cmd("clang"):
         pytest.skip("clang not installed")
-    d = tmp_path_factory.mktemp("clang")
-    src = d / "sample.c"
-    src.write_text(SAMPLE_C)
-    obj = d / "sample.o"
+    d = tmp_path_factory.mktemp(f"clang_{stem}")
+    src = d / f"{stem}.c"
+    src.write_text(source)
+    obj = d / f"{stem}.o"
     subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-c", str(src), "-o", str(obj)],
                    check=True, capture_output=True)
     return obj
+
+
+@pytest.fixture(scope="session")
+def clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clang -target bpf -g -O2 object with varied BTF."""
+    return _clang_bpf_object(tmp_path_factory, "sample", SAMPLE_C)
 
 
 @pytest.fixture(scope="session")
 def small_clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not have_cmd("clang"):
-        pytest.skip("clang not installed")
-    d = tmp_path_factory.mktemp("clang_small")
-    src = d / "small.c"
-    src.write_text(SMALL_C)
-    obj = d / "small.o"
-    subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-c", str(src), "-o", str(obj)],
-                   check=True, capture_output=True)
-    return obj
+    return _clang_bpf_object(tmp_path_factory, "small", SMALL_C)
 
 
 @pytest.fixture(scope="session")
