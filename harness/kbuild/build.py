@@ -3,24 +3,28 @@
 Three cache levels keep repeated work away:
 - configs/<config key>: the merged, checked .config (kconfig runs once per input set);
 - builds/<compile key>: the make O= dir, shared by every pahole/btfids choice, so
-  swapping the BTF stage only relinks vmlinux and re-finalises modules;
+  swapping the BTF stage only relinks vmlinux and re-finalises modules; a new one
+  starts as a copy of its closest sibling (seed.py), so a config change recompiles
+  only what the changed symbols touch;
 - artifacts/<full key>: the finished outputs with artifacts.json written last; its
   presence is what "cached" means, so a failed or interrupted build never counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cache import atomic_write, cache_dir, locked, staging_dir, touch_used
 from harness.errors import HarnessError, UsageError
-from harness.kbuild import kconfig, patches, sources, toolchains
+from harness.kbuild import kconfig, patches, seed, sources, toolchains
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.make import Progress, run_make
 
@@ -125,6 +129,7 @@ class Builder:
         self.plan = plan
         self.quiet = quiet
         self.log: Path | None = None
+        self.stage_seconds: dict[str, float] = {}
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -143,6 +148,10 @@ class Builder:
         stable = "\n".join(ln for ln in config_text.splitlines()
                            if not ln.startswith("CONFIG_PAHOLE_VERSION="))
         return _digest("compile-v1", source.identity, arch, compiler.label, stable)
+
+    def lineage(self, source: sources.KernelSource) -> str:
+        """Build dirs of one lineage differ only by config: any can seed another."""
+        return _digest("lineage-v1", source.identity, self.plan.arch, self.plan.compiler.label)
 
     def full_key(self, compile_key: str) -> str:
         return _digest("full-v1", compile_key, self.plan.pahole.label,
@@ -224,23 +233,61 @@ class Builder:
         full_key = self.full_key(compile_key)
         final = cache_dir("artifacts") / full_key
         record = final / "artifacts.json"
+        build_dir = cache_dir("builds") / compile_key
         if record.exists():
             touch_used(final)
+            self._mark_lineage(source, build_dir)
             self.say(f"cached build {full_key} ({plan.arch})")
             return BuildArtifacts.from_json(record.read_text())
-        build_dir = cache_dir("builds") / compile_key
         # One kernel build at a time on this machine (pytest-xdist workers included):
         # two concurrent builds on a small box are slower than two in a row.
         with locked(cache_dir("locks") / "kernel-build"), locked(build_dir):
             if record.exists():
                 return BuildArtifacts.from_json(record.read_text())
             self._check_disk(build_dir)
-            self._compile(source, config_text, build_dir)
-            tools = self._build_tools(source, build_dir)
-            testmod = self._build_testmod(source, build_dir) if plan.request.testmod else None
-            artifacts = self._publish(source, build_dir, final, full_key, tools, testmod)
+            with self._stage("seed"):
+                self._seed(source, config_text, build_dir)
+            with self._stage("kernel"):
+                self._compile(source, config_text, build_dir)
+            with self._stage("tools"):
+                tools = self._build_tools(source, build_dir)
+            with self._stage("bpf_testmod"):
+                testmod = (self._build_testmod(source, build_dir) if plan.request.testmod
+                           else None)
+            with self._stage("publish"):
+                artifacts = self._publish(source, build_dir, final, full_key, tools, testmod)
+        self.say("stages: " + ", ".join(f"{name} {secs:.1f} s"
+                                        for name, secs in self.stage_seconds.items()))
         self.say(f"build log: {self.log}")
         return artifacts
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Time one stage into stage_seconds and the log (benchmarks read them back)."""
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        self.stage_seconds[name] = seconds
+        if self.log is not None:
+            with open(self.log, "a") as out:
+                out.write(f"# stage {name} {seconds:.2f} s\n")
+
+    def _mark_lineage(self, source: sources.KernelSource, build_dir: Path) -> None:
+        marker = build_dir / seed.LINEAGE_FILE
+        if build_dir.is_dir() and not marker.exists():
+            atomic_write(marker, self.lineage(source) + "\n")
+
+    def _seed(self, source: sources.KernelSource, config_text: str, build_dir: Path) -> None:
+        """A new build dir starts from its closest sibling instead of from nothing."""
+        if build_dir.exists():
+            return
+        sibling = seed.find_seed(build_dir.parent, self.lineage(source), config_text,
+                                 exclude=build_dir)
+        if sibling is None:
+            return
+        self.say(f"starting from build dir {sibling.name} (closest config); "
+                 "kbuild recompiles only what the config change touches")
+        seed.seed_build_dir(sibling, build_dir)
 
     def _check_disk(self, where: Path) -> None:
         free = shutil.disk_usage(where.parent).free
@@ -268,6 +315,7 @@ class Builder:
             for path in linked:
                 path.unlink(missing_ok=True)
         stage_file.unlink(missing_ok=True)
+        self._mark_lineage(source, build_dir)
         cmd = plan.kernel_make(build_dir)
         stats = cache_dir("stats") / f"steps-{plan.arch}.json"
         expected = DEFAULT_EXPECTED_STEPS[plan.arch]

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
     steps = 0
     tail: deque[str] = deque(maxlen=400)
     with open(log, "a") as out, _sigterm_as_interrupt():
-        out.write(f"$ {' '.join(cmd)}\n")
+        out.write(f"$ {shlex.join(cmd)}\n")
         out.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", env=env, start_new_session=True,
