@@ -283,12 +283,10 @@ class QemuTarget:
             pass  # the guest is gone; _wait_frame reports why
         try:
             frame = self._wait_frame(req_id, deadline, phase=what)
-            if frame.taint != self._taint:
+            if splat.taint_means_splat(self._taint, frame.taint):
                 self._wait_for_splat(time.monotonic() + _SPLAT_GRACE)
-                self._check_splats(f"during {what}")
-                self._taint = frame.taint
-            else:
-                self._check_splats(f"during {what}")
+            self._check_splats(f"during {what}")
+            self._taint = frame.taint
         except BaseException:
             self.close()
             raise

@@ -30,6 +30,18 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("WARNING", r"^WARNING: CPU: \d+ PID: \d+ at |^WARNING: .* at \S+:\d+"),
     )
 )
+# /proc/sys/kernel/tainted bits a splat sets: M (machine check), B (bad page), D (die:
+# Oops/BUG), W (warning), L (soft lockup). Loading an out-of-tree or unsigned module sets
+# O/E, which is no splat and must not cost a wait for one.
+SPLAT_TAINT_MASK = (1 << 4) | (1 << 5) | (1 << 7) | (1 << 9) | (1 << 14)
+
+
+def taint_means_splat(before: int, after: int) -> bool:
+    """Did the kernel taint change in a way only a splat causes? (-1: unreadable)"""
+    if before < 0 or after < 0:
+        return False
+    return bool(after & ~before & SPLAT_TAINT_MASK)
+
 _TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")
 _END = re.compile(r"---\[ end (trace|Kernel panic)")
 _CUT = "------------[ cut here ]------------"
