@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.results import ProgResult
 
 AGENT = Path(__file__).with_name("agent.py")
+BUNDLE_MAIN = Path(__file__).with_name("bundle_main.py")
+INSMOD_FAILED = 97  # bundle_main.py's exit status when the module does not load
 HIDTOOL = Path(__file__).with_name("hidtool.py")
 REMOTE_DIR = "/tmp/kfunc-harness-progs"  # guest tmpfs: keep writes off 9p shares
 
@@ -192,29 +195,40 @@ class LocalHost:
         return proc.stdout
 
 
+def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, object]],
+            module: Path | None) -> Path:
+    """One zip with everything a run needs; bundle_main.py unpacks it on the target."""
+    fd, name = tempfile.mkstemp(suffix=".zip")
+    os.close(fd)
+    with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
+        archive.write(BUNDLE_MAIN, "__main__.py")
+        archive.write(AGENT, "agent.py")
+        if HIDTOOL.exists():
+            archive.write(HIDTOOL, "hidtool.py")
+        archive.write(libbpf_so, "libbpf.so")
+        for local, remote in objects.items():
+            archive.write(local, remote.removeprefix(REMOTE_DIR + "/"))
+        if module is not None:
+            archive.write(module, module.name)
+        archive.writestr("jobs.json", json.dumps(jobs))
+    return Path(name)
+
+
 def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
-                  jobs: list[dict[str, object]], timeout: float) -> str:
-    """Ship agent, libbpf and objects through the Target protocol and run the agent."""
-    run = target.run  # type: ignore[attr-defined]
-    put = target.put  # type: ignore[attr-defined]
-    res = run(f"mkdir -p {REMOTE_DIR}/obj", timeout=30)
-    if res.rc != 0:
-        raise RunnerError(f"cannot create {REMOTE_DIR} on the target: {res.err.strip()}")
-    put(AGENT, f"{REMOTE_DIR}/agent.py", timeout=60)
-    if HIDTOOL.exists():
-        put(HIDTOOL, f"{REMOTE_DIR}/hidtool.py", timeout=60)
-    put(libbpf_so, f"{REMOTE_DIR}/libbpf.so", timeout=120)
-    for local, remote in objects.items():
-        put(local, remote, timeout=60)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(jobs, fh)
+                  jobs: list[dict[str, object]], timeout: float,
+                  module: Path | None = None) -> str:
+    """Ship one bundle through the Target protocol and run it: one put, one command."""
+    bundle = _bundle(libbpf_so, objects, jobs, module)
     try:
-        put(fh.name, f"{REMOTE_DIR}/jobs.json", timeout=30)
+        target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)  # type: ignore[attr-defined]
     finally:
-        os.unlink(fh.name)
-    cmd = (f"python3 {REMOTE_DIR}/agent.py --libbpf {REMOTE_DIR}/libbpf.so "
+        bundle.unlink()
+    insmod = f"--insmod {shlex.quote(module.name)} " if module is not None else ""
+    cmd = (f"python3 {REMOTE_DIR}.zip {insmod}--libbpf {REMOTE_DIR}/libbpf.so "
            f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
-    res = run(cmd, timeout=timeout * (len(jobs) + 2) + 30)
+    res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)  # type: ignore[attr-defined]
+    if res.rc == INSMOD_FAILED:
+        raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:
         raise RunnerError(f"agent failed on the target (rc {res.rc}): "
                           f"{(res.err.strip().splitlines() or [''])[-1]}")
@@ -222,8 +236,11 @@ def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
 
 
 def execute(jobs: list[Job], libbpf_so: str | Path, target: object | None = None, *,
-            timeout: float = 60.0) -> list[ProgResult]:
-    """Run the non-skipped jobs through the agent (on ``target``, else this host); judge all."""
+            timeout: float = 60.0, module: Path | None = None) -> list[ProgResult]:
+    """Run the non-skipped jobs through the agent (on ``target``, else this host); judge all.
+
+    ``module`` (bpf_testmod.ko) is loaded on the target first unless it is loaded already.
+    """
     libbpf_so = Path(libbpf_so)
     arch = getattr(target, "arch", None) or LocalHost.arch
     runnable = [j for j in jobs if j.skip is None]
@@ -240,7 +257,7 @@ def execute(jobs: list[Job], libbpf_so: str | Path, target: object | None = None
                 if j.object not in remote:
                     remote[j.object] = f"{REMOTE_DIR}/obj/{len(remote)}-{j.object.name}"
             payload = [j.agent_job(remote[j.object]) for j in runnable]
-            out = _remote_agent(target, libbpf_so, remote, payload, timeout)
+            out = _remote_agent(target, libbpf_so, remote, payload, timeout, module)
         try:
             data = json.loads(out)
         except ValueError:
@@ -284,12 +301,13 @@ def _record(job: Job, arch: str, raw: dict | None, probe: dict) -> ProgResult:
 
 def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path, target: object | None = None,
                 *, arch: str | None = None, source_tree: Path | None = None,
-                only: str | None = None, timeout: float = 60.0) -> list[ProgResult]:
+                only: str | None = None, timeout: float = 60.0,
+                module: Path | None = None) -> list[ProgResult]:
     """Plan and execute: the one call for already-compiled objects."""
     arch = arch or getattr(target, "arch", None) or LocalHost.arch
     implicit = implicit_arg_kfuncs(Path(source_tree)) if source_tree else frozenset()
     jobs = plan(objects, arch, implicit_kfuncs=implicit, only=only)
-    return execute(jobs, libbpf_so, target, timeout=timeout)
+    return execute(jobs, libbpf_so, target, timeout=timeout, module=module)
 
 
 def run_suite(artifacts: object, target: object, sources: Iterable[str | Path], *,
@@ -304,18 +322,11 @@ def run_suite(artifacts: object, target: object, sources: Iterable[str | Path], 
     tc = toolchain_for(artifacts)
     objects = [compile_prog(src, tc) for src in sources]
     testmod = getattr(artifacts, "bpf_testmod", None)
-    if testmod is not None and Path(testmod).is_file():
-        remote = f"{REMOTE_DIR}/bpf_testmod.ko"
-        target.run(f"mkdir -p {REMOTE_DIR}", timeout=30)  # type: ignore[attr-defined]
-        target.put(testmod, remote, timeout=60)  # type: ignore[attr-defined]
-        res = target.run(f"grep -q '^bpf_testmod ' /proc/modules || insmod {shlex.quote(remote)}",
-                         timeout=60)  # type: ignore[attr-defined]
-        if res.rc != 0:
-            raise RunnerError(f"insmod bpf_testmod failed: {res.err.strip() or res.out.strip()}")
+    module = Path(testmod) if testmod is not None and Path(testmod).is_file() else None
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]
                        source_tree=Path(artifacts.source_tree),  # type: ignore[attr-defined]
-                       only=only, timeout=timeout)
+                       only=only, timeout=timeout, module=module)
 
 
 def default_sources(tree: Path, repo: Path | None = None) -> list[Path]:

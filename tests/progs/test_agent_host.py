@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.progs import agent as agent_module
-from harness.progs.runner import AGENT, run_objects
+from harness.progs.runner import AGENT, INSMOD_FAILED, REMOTE_DIR, _bundle, plan, run_objects
 from tests.progs.conftest import can_load_bpf
 
 pytestmark = pytest.mark.skipif(not can_load_bpf(), reason="needs root and kernel BTF")
@@ -93,3 +94,38 @@ def test_crash_in_a_job_is_contained(libbpf_so: Path, tmp_path: Path) -> None:
                          check=True).stdout
     (res,) = json.loads(out)["results"]
     assert res["open_error"].startswith("ENOENT")
+
+
+def test_bundle_unpacks_and_runs_the_agent(host_basic: Path, libbpf_so: Path,
+                                           tmp_path: Path) -> None:
+    """The one-transfer bundle a target gets, run by this host's python3 like a guest's."""
+    remote = str(tmp_path / "run" / "obj" / "0-basic.bpf.o")
+    jobs = [j.agent_job(remote) for j in plan([host_basic], "x86_64", only="host_retval")]
+    bundle = _bundle(libbpf_so, {host_basic: remote.replace(str(tmp_path / "run"), REMOTE_DIR)},
+                     jobs, None)
+    target = tmp_path / "run.zip"
+    shutil.move(bundle, target)
+    proc = subprocess.run([sys.executable, str(target), "--libbpf", str(tmp_path / "run/libbpf.so"),
+                           "run", str(tmp_path / "run/jobs.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [r["id"] for r in results] == [j["id"] for j in jobs]
+    assert results[0]["retval"] == 42
+    assert (tmp_path / "run" / "agent.py").read_bytes() == AGENT.read_bytes()
+
+
+def test_bundle_reports_a_module_that_does_not_load(libbpf_so: Path, tmp_path: Path) -> None:
+    """A module that cannot load: exit 97 with insmod's reason, and no agent run."""
+    module = tmp_path / "bpf_testmod.ko"
+    module.write_bytes(b"\x7fELF not really a module")
+    bundle = _bundle(libbpf_so, {}, [], module)
+    target = tmp_path / "run.zip"
+    shutil.move(bundle, target)
+    proc = subprocess.run([sys.executable, str(target), "--insmod", "bpf_testmod.ko",
+                           "--libbpf", str(tmp_path / "run/libbpf.so"), "run",
+                           str(tmp_path / "run/jobs.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == INSMOD_FAILED
+    assert proc.stderr.startswith("insmod bpf_testmod.ko failed: ")
+    assert proc.stdout == ""
