@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from harness.cache import cache_root
@@ -42,6 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--only", help="run programs whose name contains this")
     run.add_argument("--json", action="store_true", help="print result records as JSON")
     run.set_defaults(func=_run_local)
+
+    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
+
+    watch = sub.add_parser(
+        "watch", help="boot once, re-judge BPF sources on every save (Ctrl-C stops)",
+        description="Build (cached) and boot the kernel for --arch once, then compile and "
+        "judge the given sources now and each time one of them changes, on the same guest. "
+        "A guest that dies is booted again for the next round.")
+    watch.add_argument("sources", nargs="+", type=Path, metavar="FILE.c")
+    watch.add_argument("--arch", default="x86_64", choices=KNOWN_ARCHES)
+    add_build_options(watch)
+    watch.add_argument("--only", help="judge only programs whose name contains this")
+    watch.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
+    watch.add_argument("-v", "--verbose", action="store_true",
+                       help="print the verifier log of each failure")
+    watch.set_defaults(func=_watch)
 
 
 def _toolchain_args(p: argparse.ArgumentParser) -> None:
@@ -96,6 +113,40 @@ def _run_local(args: argparse.Namespace) -> int:
                           source_tree=args.tree if args.tree.is_dir() else None, only=args.only)
     print(to_json(results) if args.json else table(results))
     return 0 if all(r.verdict in ("pass", "skip") for r in results) else 1
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
+    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+    from harness.progs.watch import Round, watch  # noqa: PLC0415
+    from harness.targets.qemu import QemuTarget  # noqa: PLC0415
+
+    for src in args.sources:
+        if not src.is_file():
+            raise RunUsageError(f"no such BPF source: {src}")
+    artifacts = Builder(make_plan(request_from_args(args, args.arch))).build()
+
+    def report(result: Round) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if result.error:
+            print(f"[{stamp}] {result.error}", flush=True)
+        else:
+            print(table(result.results))
+            if args.verbose:
+                for r in result.results:
+                    if r.verdict in ("fail", "error"):
+                        print(r.failure_text())
+            bad = sum(r.verdict in ("fail", "error") for r in result.results)
+            print(f"[{stamp}] {len(result.results) - bad}/{len(result.results)} ok, "
+                  f"verdict in {result.seconds:.1f} s; waiting for a save (Ctrl-C stops)",
+                  flush=True)
+
+    print(f"harness: booting {artifacts.boot_image} ({args.arch})", flush=True)
+    with QemuTarget(artifacts, args.arch) as target:
+        print(f"harness: guest up in {target.boot_seconds:.1f} s", flush=True)
+        watch(artifacts, target, [s.resolve() for s in args.sources], report,
+              only=args.only, timeout=args.timeout)
+    return 0
 
 
 # ---- harness run --------------------------------------------------------------------

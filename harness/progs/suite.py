@@ -13,6 +13,7 @@ that reason, so one arch's crash never hides another arch's table.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,30 @@ def job_test_id(job: Job, arch: str) -> str:
     return f"{job.object_stem}/{job.name}[{arch}]"
 
 
+class _Boot:
+    """target.start() on a thread; wait() re-raises its error (BootTimeout, KernelPanic...)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.error: BaseException | None = None
+        self.seconds: float | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            self.target.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+            self.error = exc
+        self.seconds = round(time.monotonic() - started, 2)
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              only: str | None = None, timeout: float = 60.0, memory: str = "1G",
              cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
@@ -91,16 +116,19 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
 
     arch = artifacts.arch
     sources = list(sources) if sources is not None else suite_sources(artifacts)
-    jobs = suite_jobs(artifacts, sources, only=only)  # compile before booting: fail fast
     out = ArchRun(arch)
-    start = time.monotonic()
     own = target is None
+    booting: _Boot | None = None
+    jobs: list[Job] | None = None
     try:
-        if own:
+        if own:  # the guest boots while the sources compile: an edit costs the longer only
             target = QemuTarget(artifacts, arch, memory=memory, cpus=cpus, kvm=kvm,
                                 boot_timeout=boot_timeout)
-            target.start()
-        out.boot_s = round(time.monotonic() - start, 2)
+            booting = _Boot(target)
+        jobs = suite_jobs(artifacts, sources, only=only)  # compile errors raise: user's to fix
+        if booting is not None:
+            booting.wait()
+            out.boot_s = booting.seconds
         t1 = time.monotonic()
         out.results = run_suite(artifacts, target, sources, only=only, timeout=timeout)
         out.suite_s = round(time.monotonic() - t1, 2)
@@ -109,6 +137,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     except HarnessError as exc:
         out.error = f"{type(exc).__name__}: {exc}"
     finally:
+        if booting is not None:
+            booting.thread.join()  # never close a guest another thread is still starting
         if target is not None:
             try:
                 out.console = target.console()
@@ -117,6 +147,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             if own:
                 target.close()
     if out.error is not None:
+        if jobs is None:
+            jobs = suite_jobs(artifacts, sources, only=only)
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:
