@@ -20,7 +20,6 @@ The ELF reader is small on purpose: pyelftools for the section headers, plain
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from dataclasses import asdict, dataclass, field
@@ -185,63 +184,33 @@ class Set8:
 def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
     """Every `__BTF_ID__set8__*` set of an ELF's .BTF_ids, in address order.
 
-    Raises BTFError for a file that is not ELF, a set running past the section
-    or a set symbol of an impossible size; an ELF without .BTF_ids gives [].
+    The ELF is read by the transformer's own reader (harness.btfids.elf), so the
+    inspection tools and resolve_btfids agree on what a file holds. Raises BTFError
+    for a file that is not ELF, a set running past the section or a set symbol of an
+    impossible size; an ELF without .BTF_ids gives [].
     """
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
+    from harness.btfids.elf import BTF_IDS_SECTION, ElfObject
+    from harness.btfids.errors import BtfidsError
 
     try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            if mm[:4] != ELF_MAGIC:
+        with open(path, "rb") as f:
+            if f.read(4) != ELF_MAGIC:
                 raise BTFError(f"{path}: not an ELF file")
-            try:
-                elf = ELFFile(f)
-                secs = {s.name: (i, s) for i, s in enumerate(elf.iter_sections())}
-                if ".BTF_ids" not in secs or ".symtab" not in secs:
-                    return []
-                idx, ids_sec = secs[".BTF_ids"]
-                _, symtab = secs[".symtab"]
-                strtab = elf.get_section(symtab["sh_link"])
-                little = elf.little_endian
-                is64 = elf.elfclass == 64
-                ids_off, ids_size, ids_addr = (
-                    ids_sec["sh_offset"], ids_sec["sh_size"], ids_sec["sh_addr"])
-                sym_off, sym_size = symtab["sh_offset"], symtab["sh_size"]
-                str_off, str_size = strtab["sh_offset"], strtab["sh_size"]
-            except ELFError as exc:
-                raise BTFError(f"{path}: bad ELF file: {exc}") from exc
-            if max(ids_off + ids_size, sym_off + sym_size, str_off + str_size) > len(mm):
-                raise BTFError(f"{path}: section runs past the end of the file")
-            data = mm[ids_off:ids_off + ids_size]
-            syms = _btf_id_symbols(mm[sym_off:sym_off + sym_size],
-                                   mm[str_off:str_off + str_size], idx, little, is64)
+        with ElfObject(path, writable_check=False) as elf:
+            ids_sec = elf.last_section(BTF_IDS_SECTION)
+            symtab = elf.symtab()
+            if ids_sec is None or symtab is None:
+                return []
+            data = bytes(elf.section_data(ids_sec))
+            syms = [(sym.value, sym.size, sym.name)
+                    for sym in elf.symbols_in_section(symtab, ids_sec.index)
+                    if sym.name.startswith(b"__BTF_ID__")]
+            order = "<" if elf.endian == "little" else ">"
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _decode_sets(data, ids_addr, syms, "<" if little else ">", path)
-
-
-def _btf_id_symbols(symtab: bytes, strtab: bytes, shndx: int, little: bool,
-                    is64: bool) -> list[tuple[int, int, bytes]]:
-    """(value, size, name) of symbols in .BTF_ids named __BTF_ID__*."""
-    e = "<" if little else ">"
-    out = []
-    if is64:
-        fmt, name_i, shndx_i, value_i, size_i = e + "IBBHQQ", 0, 3, 4, 5
-    else:
-        fmt, name_i, shndx_i, value_i, size_i = e + "IIIBBH", 0, 5, 1, 2
-    entsize = struct.calcsize(fmt)
-    find = strtab.find
-    usable = len(symtab) - len(symtab) % entsize
-    for sym in struct.iter_unpack(fmt, symtab[:usable]):
-        if sym[shndx_i] != shndx:
-            continue
-        start = sym[name_i]
-        if not strtab.startswith(b"__BTF_ID__", start):
-            continue
-        end = find(b"\0", start)
-        out.append((sym[value_i], sym[size_i], strtab[start:end if end >= 0 else None]))
-    return out
+    except BtfidsError as exc:
+        raise BTFError(f"{path}: bad ELF file: {str(exc).removeprefix('FAILED ')}") from exc
+    return _decode_sets(data, ids_sec.addr, syms, order, path)
 
 
 def _decode_sets(data: bytes, base_addr: int, syms: list[tuple[int, int, bytes]],
