@@ -59,11 +59,24 @@ def logged_makes(log: Path, build_dir: Path) -> list[list[str]]:
     return cmds
 
 
+def _what(cmd: list[str]) -> str:
+    if any(a.startswith("M=") for a in cmd):
+        return "bpf_testmod"
+    if any(a.endswith("tools/lib/bpf") for a in cmd):
+        return "tools"
+    if any(a.endswith("tools/bpf/bpftool") for a in cmd):
+        return "tools"
+    return "kernel"
+
+
 def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path,
-                env: dict[str, str]) -> float:
-    """Run the harness's own make commands, unwrapped, into `bare` (same .config)."""
+                env: dict[str, str]) -> dict[str, float]:
+    """Run the harness's own make commands, unwrapped, into `bare` (same .config).
+
+    Returns seconds per stage, named like the harness's `# stage` lines.
+    """
     shutil.copy2(build_dir / ".config", bare / ".config")
-    started = time.monotonic()
+    stages: dict[str, float] = {}
     for cmd in cmds:
         cmd = [arg.replace(str(build_dir), str(bare)) for arg in cmd]
         for arg in cmd:
@@ -75,11 +88,13 @@ def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path
                 (kmods / "Makefile").unlink()
                 (kmods / "Kbuild").write_text(
                     "obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
+        started = time.monotonic()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"bare {' '.join(cmd[:4])} failed: {proc.stderr.strip()[-400:]}")
-    return time.monotonic() - started
+        stages[_what(cmd)] = stages.get(_what(cmd), 0.0) + time.monotonic() - started
+    return stages
 
 
 def stage_times(log: Path) -> dict[str, float]:
@@ -111,8 +126,11 @@ def bench_cold(arch: str, env: dict[str, str]) -> dict[str, float]:
         bare = cold_cache / "bare"
         bare.mkdir()
         source = next(p for p in (cache_root() / "sources").iterdir() if p.is_dir())
-        bare_s = bare_replay(logged_makes(log, build_dir), build_dir, bare, source, env)
+        bare_stages = bare_replay(logged_makes(log, build_dir), build_dir, bare, source, env)
+        bare_s = sum(bare_stages.values())
         figures["same .config, bare make -j2 (same commands)"] = bare_s
+        for name, secs in bare_stages.items():
+            figures[f"  of which {name} (bare)"] = secs
         figures["harness overhead ratio"] = figures["cold build (harness, no ccache)"] / bare_s
     finally:
         shutil.rmtree(cold_cache, ignore_errors=True)

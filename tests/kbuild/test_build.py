@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,3 +70,35 @@ def test_pahole_swap_relinks_without_recompiling(x86_build: BuildArtifacts) -> N
     assert {".BTF", ".BTF_ids"} <= sections(swapped.vmlinux)
     # the BTF stage really ran again: 1.32 writes the kind layout section, 1.30 does not
     assert btf_bytes(swapped.vmlinux) != btf_bytes(x86_build.vmlinux)
+
+
+def test_config_change_starts_from_the_closest_sibling(x86_build: BuildArtifacts,
+                                                       tmp_path: Path) -> None:
+    """A new config copies the closest build dir; kbuild recompiles only what it touches."""
+    fragment = tmp_path / "logbuf.config"
+    fragment.write_text("CONFIG_LOG_BUF_SHIFT=16\n")
+    builder = Builder(make_plan(BuildRequest(kconfigs=[str(fragment)])), quiet=True)
+    source = builder.prepared_source()
+    compile_key = builder.compile_key(source, "x86_64", builder.merged_config(source),
+                                      builder.plan.compiler)
+    build_dir = Path(x86_build.toolchain["build_dir"]).parent / compile_key
+    published = x86_build.vmlinux.parent.parent / builder.full_key(compile_key)
+    for stale in (published, build_dir):  # measure a real seeded build every run
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        changed = builder.build()
+        log = builder.log.read_text() if builder.log else ""
+        assert "# stage seed" in log and "$ make" in log
+        compiled = [ln for ln in log.splitlines() if ln.startswith("  CC ")]
+        assert 0 < len(compiled) < 40, compiled[:10]  # printk.c and friends, not 1,400
+        assert any("kernel/printk/printk.o" in ln for ln in compiled)
+        assert "CONFIG_LOG_BUF_SHIFT=16" in changed.config.read_text()
+        dirs = re.compile(rb"/builds/([0-9a-f]{20})\b")
+        own = {compile_key.encode()}
+        leftovers = [p for p in build_dir.rglob("*.cmd")
+                     if {m.group(1) for m in dirs.finditer(p.read_bytes())} - own]
+        assert not leftovers, leftovers[:3]  # nothing points back into the sibling
+        assert {".BTF", ".BTF_ids"} <= sections(changed.vmlinux)
+    finally:
+        shutil.rmtree(published, ignore_errors=True)
+        shutil.rmtree(build_dir, ignore_errors=True)
