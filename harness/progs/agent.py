@@ -35,7 +35,6 @@ import ctypes
 import errno
 import json
 import os
-import platform
 import select
 import signal
 import struct
@@ -254,7 +253,7 @@ class Caps:
 
     def __init__(self) -> None:
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.nr = _SYS_CAPGET.get(platform.machine())
+        self.nr = _SYS_CAPGET.get(os.uname().machine)
 
     def _get(self) -> tuple[CapHeader, ctypes.Array]:
         if self.nr is None:
@@ -623,8 +622,8 @@ def probe(libbpf: str) -> dict:
     """Facts about the target the host needs (and that every job would re-probe otherwise)."""
     lb = Libbpf(libbpf)
     return {
-        "machine": platform.machine(),
-        "release": platform.release(),
+        "machine": os.uname().machine,  # not platform: its import costs 0.3 s on a TCG guest
+        "release": os.uname().release,
         "testing_flags": testing_prog_flags(lb),
         "jit_enabled": jit_enabled(),
         "unpriv_disabled": unpriv_disabled(),

@@ -200,17 +200,18 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
     """One zip with everything a run needs; bundle_main.py unpacks it on the target."""
     fd, name = tempfile.mkstemp(suffix=".zip")
     os.close(fd)
+    members: list[tuple[str, Path]] = [("agent.py", AGENT), ("libbpf.so", libbpf_so)]
+    if HIDTOOL.exists():
+        members.append(("hidtool.py", HIDTOOL))
+    members += [(remote.removeprefix(REMOTE_DIR + "/"), local) for local, remote in objects.items()]
+    if module is not None:
+        members.append((module.name, module))
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         archive.write(BUNDLE_MAIN, "__main__.py")
-        archive.write(AGENT, "agent.py")
-        if HIDTOOL.exists():
-            archive.write(HIDTOOL, "hidtool.py")
-        archive.write(libbpf_so, "libbpf.so")
-        for local, remote in objects.items():
-            archive.write(local, remote.removeprefix(REMOTE_DIR + "/"))
-        if module is not None:
-            archive.write(module, module.name)
+        for member, local in members:
+            archive.write(local, member)
         archive.writestr("jobs.json", json.dumps(jobs))
+        archive.writestr("MANIFEST", "\n".join([m for m, _ in members] + ["jobs.json"]))
     return Path(name)
 
 
@@ -224,7 +225,8 @@ def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
     finally:
         bundle.unlink()
     insmod = f"--insmod {shlex.quote(module.name)} " if module is not None else ""
-    cmd = (f"python3 {REMOTE_DIR}.zip {insmod}--libbpf {REMOTE_DIR}/libbpf.so "
+    # -S: the agent is stdlib-only, and site's .pth scan is slow on a fresh guest's 9p root
+    cmd = (f"python3 -S {REMOTE_DIR}.zip {insmod}--libbpf {REMOTE_DIR}/libbpf.so "
            f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
     res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)  # type: ignore[attr-defined]
     if res.rc == INSMOD_FAILED:
@@ -321,12 +323,16 @@ def run_suite(artifacts: object, target: object, sources: Iterable[str | Path], 
 
     tc = toolchain_for(artifacts)
     objects = [compile_prog(src, tc) for src in sources]
-    testmod = getattr(artifacts, "bpf_testmod", None)
-    module = Path(testmod) if testmod is not None and Path(testmod).is_file() else None
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]
                        source_tree=Path(artifacts.source_tree),  # type: ignore[attr-defined]
-                       only=only, timeout=timeout, module=module)
+                       only=only, timeout=timeout, module=testmod_of(artifacts))
+
+
+def testmod_of(artifacts: object) -> Path | None:
+    """The build's bpf_testmod.ko, loaded before the programs (their kfuncs live in it)."""
+    testmod = getattr(artifacts, "bpf_testmod", None)
+    return Path(testmod) if testmod is not None and Path(testmod).is_file() else None
 
 
 def default_sources(tree: Path, repo: Path | None = None) -> list[Path]:

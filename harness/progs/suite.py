@@ -24,7 +24,14 @@ from harness.errors import HarnessError
 from harness.progs.compile import CompileError
 from harness.progs.judge import ERROR, describe
 from harness.progs.results import ProgResult
-from harness.progs.runner import Job, default_sources, implicit_arg_kfuncs, plan, run_suite
+from harness.progs.runner import (
+    Job,
+    default_sources,
+    execute,
+    implicit_arg_kfuncs,
+    plan,
+    testmod_of,
+)
 
 # Console lines worth showing next to a failing program, newest last.
 CONSOLE_EXCERPT_LINES = 40
@@ -130,7 +137,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             booting.wait()
             out.boot_s = booting.seconds
         t1 = time.monotonic()
-        out.results = run_suite(artifacts, target, sources, only=only, timeout=timeout)
+        out.results = execute(jobs, artifacts.libbpf_so, target, timeout=timeout,
+                              module=testmod_of(artifacts))
         out.suite_s = round(time.monotonic() - t1, 2)
     except CompileError:
         raise
