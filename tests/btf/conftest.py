@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.cache import cache_root
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import libbpf_oracle  # noqa: E402
 
 SYSFS = Path("/sys/kernel/btf")
-BUILT_X86 = Path(os.environ.get("HARNESS_BUILT_X86", "/root/.cache/kfunc-harness/scratch/x86"))
+BUILT_X86 = Path(os.environ.get("HARNESS_BUILT_X86", str(cache_root() / "scratch/x86")))
 
 # A C file exercising every kind clang emits for BPF (bitfields, signed enums,
 # enum64, decl/type tags, datasec, float, fwd, func pointers, arrays).
@@ -126,7 +128,7 @@ def built_modules() -> list[Path]:
     return sorted(p for p in BUILT_X86.rglob("*.ko") if p.is_file())
 
 
-BUILDS = Path(os.environ.get("HARNESS_BUILDS", "/root/.cache/kfunc-harness/builds"))
+BUILDS = Path(os.environ.get("HARNESS_BUILDS", str(cache_root() / "builds")))
 _IMAGES = ("arch/x86/boot/bzImage", "arch/arm64/boot/Image")
 
 

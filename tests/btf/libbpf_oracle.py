@@ -16,11 +16,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.cache import cache_root
+
 TREE = Path(os.environ.get(
-    "HARNESS_KERNEL_TREE",
-    "/root/.cache/kfunc-harness/sources/linux-source-7.3_7.3.4-1~bpo13+1",
-))
-ORACLE_DIR = Path(os.environ.get("HARNESS_ORACLE_DIR", "/root/.cache/kfunc-harness/oracle"))
+    "HARNESS_KERNEL_TREE", str(cache_root() / "sources/linux-source-7.3_7.3.4-1~bpo13+1")))
+ORACLE_DIR = Path(os.environ.get("HARNESS_ORACLE_DIR", str(cache_root() / "oracle")))
 LIBBPF_SO = ORACLE_DIR / "libbpf" / "libbpf.so"
 BPFTOOL = ORACLE_DIR / "bpftool" / "bpftool"
 

@@ -46,8 +46,10 @@ from harness.btf import (
 )
 from harness.btf.dedup import dedup, dedup_ids
 from harness.btf.load import btf_bytes
+from harness.cache import cache_root
+from harness.kbuild import toolchains
 
-CACHE = Path(os.environ.get("HARNESS_CACHE", "/root/.cache/kfunc-harness"))
+CACHE = cache_root()
 TESTDATA = CACHE / "testdata" / "dedup"
 TOOLCHAINS = CACHE / "toolchains"
 TMP_VMLINUX1 = BUILT_X86 / ".tmp_vmlinux1"
@@ -69,11 +71,11 @@ SPLIT_OBJECTS = [
 
 
 def pahole_bin(version: str) -> Path | None:
+    """bookworm's 1.24 from setup.sh, or the pinned release fetched into the cache."""
     if version == "1.24":
         p = Path("/usr/bin/pahole")
-    else:
-        p = TOOLCHAINS / f"pahole-{version}" / "pahole"
-    return p if p.exists() else None
+        return p if p.exists() else None
+    return toolchains.select_pahole(version).path
 
 
 def run_pahole(version: str, elf: Path, out: Path, base: Path | None = None) -> Path:

@@ -24,9 +24,10 @@ from harness.btf import Btf, BTFError, Kind
 from harness.btf.distill import distill_base
 from harness.btf.load import btf_bytes
 from harness.btf.sort import sort_by_name
+from harness.cache import cache_root
 
 SYSFS = Path("/sys/kernel/btf")
-CACHE = Path(os.environ.get("HARNESS_CACHE", "/root/.cache/kfunc-harness"))
+CACHE = cache_root()
 MODULE_FLAGS = ["--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
                 "optimized_func,consistent_func,layout", "--lang_exclude=rust"]
 # A spread of subsystems; HARNESS_DISTILL_ALL=1 takes every object under kernel/bpf, net, fs.

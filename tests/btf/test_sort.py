@@ -22,14 +22,15 @@ from conftest import BUILT_X86, built_kernel_ready
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.load import btf_bytes
 from harness.btf.sort import name_order, permute, reorder, sort_by_name
+from harness.cache import cache_root
+from harness.kbuild import sources
 
 PAHOLE = Path(os.environ.get(
-    "HARNESS_PAHOLE", "/root/.cache/kfunc-harness/toolchains/pahole-1.32/pahole"))
+    "HARNESS_PAHOLE", str(cache_root() / "toolchains/pahole-1.32/pahole")))
 PAHOLE_FLAGS = ["--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
                 "optimized_func,consistent_func,layout", "--lang_exclude=rust"]
 RESOLVE_BTFIDS_73 = BUILT_X86 / "tools/bpf/resolve_btfids/resolve_btfids"
-TREE_72 = Path(os.environ.get(
-    "HARNESS_KERNEL_TREE_72", "/root/.cache/kfunc-harness/sources/linux-source-7.2_7.2.13-1"))
+TREE_72_ENV = os.environ.get("HARNESS_KERNEL_TREE_72")
 RESOLVE_BTFIDS_72 = libbpf_oracle.ORACLE_DIR / "resolve_btfids-7.2" / "resolve_btfids"
 SYSFS_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 
@@ -55,10 +56,12 @@ def build_resolve_btfids_72() -> Path | None:
     """The 7.2 tree's C resolve_btfids (-j1 tool build, once) or None without the tree."""
     if RESOLVE_BTFIDS_72.exists():
         return RESOLVE_BTFIDS_72
-    if not (TREE_72 / "tools/bpf/resolve_btfids/Makefile").exists():
+    # the Debian 7.2 source, fetched into the cache like `harness build --kernel 7.2` does
+    tree = Path(TREE_72_ENV) if TREE_72_ENV else sources.from_debian("7.2").path
+    if not (tree / "tools/bpf/resolve_btfids/Makefile").exists():
         return None
     RESOLVE_BTFIDS_72.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["make", "-C", str(TREE_72 / "tools/bpf/resolve_btfids"),
+    subprocess.run(["make", "-C", str(tree / "tools/bpf/resolve_btfids"),
                     f"OUTPUT={RESOLVE_BTFIDS_72.parent}/", "-j1"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return RESOLVE_BTFIDS_72 if RESOLVE_BTFIDS_72.exists() else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cache import cache_root
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.compile import BpfToolchain, compile_prog, vmlinux_h
 from tests.conftest import build_kernel
@@ -21,7 +22,7 @@ def _pipeline_artifacts() -> BuildArtifacts | None:
 
 
 _ART = _pipeline_artifacts()
-_CACHE = Path(os.environ.get("HARNESS_CACHE", "/root/.cache/kfunc-harness"))
+_CACHE = cache_root()
 SOURCES = Path(os.environ.get(
     "HARNESS_TREE",
     str(_ART.source_tree) if _ART else str(_CACHE / "sources/linux-source-7.3_7.3.4-1~bpo13+1")))
