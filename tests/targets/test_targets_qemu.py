@@ -140,12 +140,35 @@ def test_cli_panic_is_one_line_and_nonzero(x86_kernel: Any, no_stray_guests: lis
     assert err.startswith("harness: error: kernel panic") and "Traceback" not in err
 
 
+def _cli_marker(cli_pid: int) -> str | None:
+    """The target marker in the environment of the CLI's vng child (its guest's tag).
+
+    Other xdist workers boot guests too: only processes carrying this CLI's marker are its.
+    """
+    prefix = f"{procs.MARKER_ENV}=".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != cli_pid:
+                continue
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        for item in env:
+            if item.startswith(prefix):
+                return item[len(prefix):].decode()
+    return None
+
+
 def test_ctrl_c_during_a_command_leaves_no_guest(x86_kernel: Any, no_stray_guests: list) -> None:
-    before = {pid for pid, _ in procs.guest_processes()}
     proc = _spawn_cli(x86_kernel, "--timeout", "300", "sleep 300")
     deadline = time.monotonic() + 90
+    marker = None
     while time.monotonic() < deadline:  # wait for its QEMU to exist
-        if {pid for pid, _ in procs.guest_processes()} - before:
+        marker = marker or _cli_marker(proc.pid)
+        if marker and procs.guest_processes(marker):
             break
         time.sleep(0.2)
     else:
@@ -156,5 +179,4 @@ def test_ctrl_c_during_a_command_leaves_no_guest(x86_kernel: Any, no_stray_guest
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    left = {pid for pid, _ in procs.guest_processes()} - before
-    assert left == set()
+    assert procs.guest_processes(marker) == []
