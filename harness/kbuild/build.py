@@ -150,8 +150,14 @@ class Builder:
         return _digest("compile-v1", source.identity, arch, compiler.label, stable)
 
     def lineage(self, source: sources.KernelSource) -> str:
-        """Build dirs of one lineage differ only by config: any can seed another."""
-        return _digest("lineage-v1", source.identity, self.plan.arch, self.plan.compiler.label)
+        """Build dirs of one lineage share source path, arch and compiler: any can seed another.
+
+        The path, not the content identity: when a developer edits their --tree, the new
+        build dir starts from the last one and make's timestamps recompile the edited files,
+        as an in-place `make` would (Debian sources and patched copies never change under
+        their path, so for them path and identity agree).
+        """
+        return _digest("lineage-v2", str(source.path), self.plan.arch, self.plan.compiler.label)
 
     def full_key(self, compile_key: str) -> str:
         return _digest("full-v1", compile_key, self.plan.pahole.label,
@@ -278,8 +284,9 @@ class Builder:
 
     def _mark_lineage(self, source: sources.KernelSource, build_dir: Path) -> None:
         marker = build_dir / seed.LINEAGE_FILE
-        if build_dir.is_dir() and not marker.exists():
-            atomic_write(marker, self.lineage(source) + "\n")
+        lineage = self.lineage(source) + "\n"
+        if build_dir.is_dir() and (not marker.exists() or marker.read_text() != lineage):
+            atomic_write(marker, lineage)
 
     def _seed(self, source: sources.KernelSource, config_text: str, build_dir: Path) -> None:
         """A new build dir starts from its closest sibling instead of from nothing."""

@@ -6,8 +6,9 @@ took 259 s here, because a changed autoconf.h defeats ccache's direct mode and e
 file is preprocessed again. Kernel developers instead rebuild in place and let kbuild's
 per-symbol dependencies (fixdep) recompile only the files that use a changed symbol.
 This module gets that speed without giving up one dir per key: the new dir starts as
-a copy of the sibling whose .config differs least (same source identity, arch and
-compiler = same lineage), and kbuild's incremental machinery does the rest.
+a copy of the sibling whose .config differs least (same source path, arch and compiler
+= same lineage; among equals the latest built), and kbuild's incremental machinery does
+the rest: fixdep for config symbols, timestamps for files edited in a --tree.
 
 With O= kbuild runs in the build dir and names its own files relatively; only the
 dependency and command files of the host tools (objtool, resolve_btfids, libbpf,
@@ -37,7 +38,7 @@ def _config_lines(path: Path) -> set[str]:
 def find_seed(builds_root: Path, lineage: str, config_text: str, exclude: Path) -> Path | None:
     """The finished sibling build dir of `lineage` whose .config is closest to `config_text`."""
     wanted = {ln for ln in config_text.splitlines() if ln.startswith("CONFIG_")}
-    best: tuple[int, Path] | None = None
+    best: tuple[int, float, Path] | None = None
     for candidate in builds_root.iterdir():
         if candidate == exclude or not candidate.is_dir() or candidate.name.startswith("."):
             continue
@@ -47,12 +48,14 @@ def find_seed(builds_root: Path, lineage: str, config_text: str, exclude: Path) 
                 continue
         except OSError:
             continue
-        if not (candidate / ".harness-btf-stage").exists():
+        finished = candidate / ".harness-btf-stage"
+        if not finished.exists():
             continue  # its last make did not finish: not a safe starting point
         distance = len(wanted ^ _config_lines(candidate / ".config"))
-        if best is None or distance < best[0]:
-            best = (distance, candidate)
-    return best[1] if best else None
+        key = (distance, -finished.stat().st_mtime, candidate)
+        if best is None or key < best:
+            best = key
+    return best[2] if best else None
 
 
 def _rewrite_paths(root: Path, old: str, new: str) -> int:
