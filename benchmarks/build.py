@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from harness.cache import cache_root
-from harness.kbuild.build import Builder, BuildRequest, make_plan
+from harness.kbuild.build import Builder, BuildRequest, make_plan, stage_testmod
 
 HARNESS = [sys.executable, "-m", "harness", "build"]
 
@@ -60,11 +60,10 @@ def logged_makes(log: Path, build_dir: Path) -> list[list[str]]:
 
 
 def _what(cmd: list[str]) -> str:
+    """The harness stage a logged make line belongs to."""
     if any(a.startswith("M=") for a in cmd):
         return "bpf_testmod"
-    if any(a.endswith("tools/lib/bpf") for a in cmd):
-        return "tools"
-    if any(a.endswith("tools/bpf/bpftool") for a in cmd):
+    if any(a.endswith(("tools/lib/bpf", "tools/bpf/bpftool")) for a in cmd):
         return "tools"
     return "kernel"
 
@@ -83,11 +82,7 @@ def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path
             if arg.startswith("OUTPUT="):
                 Path(arg[len("OUTPUT="):]).mkdir(parents=True, exist_ok=True)
             if arg.startswith("M="):  # the out-of-tree bpf_testmod, as the harness stages it
-                kmods = Path(arg[2:])
-                shutil.copytree(source / "tools/testing/selftests/bpf/test_kmods", kmods)
-                (kmods / "Makefile").unlink()
-                (kmods / "Kbuild").write_text(
-                    "obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
+                stage_testmod(source, Path(arg[2:]))
         started = time.monotonic()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)

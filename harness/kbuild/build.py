@@ -399,12 +399,7 @@ class Builder:
         work = build_dir / "harness-tools" / "test_kmods"
         if work.exists():
             shutil.rmtree(work)  # its .ko BTF depends on vmlinux: always re-finalise
-        shutil.copytree(src, work)
-        makefile = work / "Makefile"
-        kbuild = work / "Kbuild"
-        # Build bpf_testmod only: the other test modules need options we leave out.
-        kbuild.write_text("obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
-        makefile.unlink()
+        stage_testmod(source.path, work)
         self.say("building bpf_testmod.ko")
         run_make(["make", "-C", str(source.path), f"O={build_dir}", *self.plan.make_vars(),
                   f"M={work}", f"-j{self.plan.request.jobs}", "modules"],
@@ -458,6 +453,16 @@ class Builder:
             )
             (tmp / "artifacts.json").write_text(artifacts.to_json())
         return artifacts
+
+
+def stage_testmod(tree: Path, work: Path) -> None:
+    """Copy test_kmods to `work` with a Kbuild for bpf_testmod alone (`make M=work`).
+
+    The other test modules need options the harness's configs leave out.
+    """
+    shutil.copytree(tree / "tools/testing/selftests/bpf/test_kmods", work)
+    (work / "Makefile").unlink()
+    (work / "Kbuild").write_text("obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
 
 
 def target_sysroot(arch: str) -> Path:

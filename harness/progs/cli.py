@@ -112,7 +112,7 @@ def _run_local(args: argparse.Namespace) -> int:
     results = run_objects(objects, args.libbpf, arch=args.arch,
                           source_tree=args.tree if args.tree.is_dir() else None, only=args.only)
     print(to_json(results) if args.json else table(results))
-    return 0 if all(r.verdict in ("pass", "skip") for r in results) else 1
+    return 0 if not any(r.failed for r in results) else 1
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -134,9 +134,9 @@ def _watch(args: argparse.Namespace) -> int:
             print(table(result.results))
             if args.verbose:
                 for r in result.results:
-                    if r.verdict in ("fail", "error"):
+                    if r.failed:
                         print(r.failure_text())
-            bad = sum(r.verdict in ("fail", "error") for r in result.results)
+            bad = sum(r.failed for r in result.results)
             print(f"[{stamp}] {len(result.results) - bad}/{len(result.results)} ok, "
                   f"verdict in {result.seconds:.1f} s; waiting for a save (Ctrl-C stops)",
                   flush=True)
@@ -227,12 +227,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.verbose:
             for run in runs:
                 for r in run.results:
-                    if r.verdict in ("fail", "error"):
+                    if r.failed:
                         print()
                         print(r.failure_text())
                         print(f"--- console ({run.arch}) ---")
                         print(run.console_excerpt())
     for line in errors:
         print(f"harness: error: {line}", file=sys.stderr)
-    failed = errors or any(r.verdict in ("fail", "error") for r in results)
+    failed = errors or any(r.failed for r in results)
     return 1 if failed else 0

@@ -30,6 +30,11 @@ class ProgResult:
     description: str | None = None
 
     @property
+    def failed(self) -> bool:
+        """A fail or an error: what makes a run exit 1 (skips and passes do not)."""
+        return self.verdict in ("fail", "error")
+
+    @property
     def test_id(self) -> str:
         return f"{self.object}/{self.program}[{self.arch}]"
 

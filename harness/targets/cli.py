@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import HarnessError
 from harness.targets.qemu import QemuTarget
 
 
@@ -39,21 +38,3 @@ def _boot(args: argparse.Namespace) -> int:
     sys.stderr.buffer.write(result.stderr)
     return result.rc
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m harness.targets.cli`) with the CLI's error rules."""
-    parser = argparse.ArgumentParser(prog="harness")
-    register(parser.add_subparsers(dest="command_name", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

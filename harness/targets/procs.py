@@ -32,24 +32,49 @@ def _comm_and_cmdline(pid: int) -> tuple[str, str] | None:
     return comm, cmdline
 
 
-def _is_zombie(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, ... (None if gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
-def _has_marker(pid: int, marker: str) -> bool:
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] == "Z"
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent's pid (1 for an orphan), None if the process is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def marker_of(pid: int) -> str | None:
+    """The target marker in a process's environment, if it carries one."""
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
-        return False
-    return f"{MARKER_ENV}={marker}".encode() in env.split(b"\0")
+        return None
+    prefix = f"{MARKER_ENV}=".encode()
+    for item in env.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode(errors="replace")
+    return None
+
+
+def _has_marker(pid: int, marker: str) -> bool:
+    return marker_of(pid) == marker
 
 
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live processes whose parent is `pid`."""
+    return [p for p in _pids() if parent_pid(p) == pid]
 
 
 def marked_pids(marker: str) -> list[int]:

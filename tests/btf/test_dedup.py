@@ -51,7 +51,6 @@ from harness.kbuild import toolchains
 
 CACHE = cache_root()
 TESTDATA = CACHE / "testdata" / "dedup"
-TOOLCHAINS = CACHE / "toolchains"
 TMP_VMLINUX1 = BUILT_X86 / ".tmp_vmlinux1"
 # scripts/Makefile.btf's flags per pahole version (-j1: reproducible output)
 PAHOLE_FLAGS = {

@@ -82,12 +82,6 @@ def no_stray_guests():
     for marker in started:
         assert procs.guest_processes(marker) == [], f"guest processes left for {marker}"
     orphans = [(pid, name) for pid, name in procs.guest_processes()
-               if pid not in before and _parent(pid) == 1]
+               if pid not in before and procs.parent_pid(pid) == 1]
     assert orphans == [], f"stray guest processes: {orphans}"
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None

@@ -123,7 +123,7 @@ def test_exception_inside_with_stops_the_guest(x86_kernel: Any, no_stray_guests:
 def _spawn_cli(kernel: Any, *args: str) -> subprocess.Popen[str]:
     image = str(getattr(kernel, "boot_image", kernel))
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.targets.cli", "boot", "--kernel", image, *args],
+        [sys.executable, "-m", "harness", "boot", "--kernel", image, *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
         # xdist workers run with SIGINT ignored, and Python only turns SIGINT into
@@ -141,25 +141,9 @@ def test_cli_panic_is_one_line_and_nonzero(x86_kernel: Any, no_stray_guests: lis
 
 
 def _cli_marker(cli_pid: int) -> str | None:
-    """The target marker in the environment of the CLI's vng child (its guest's tag).
-
-    Other xdist workers boot guests too: only processes carrying this CLI's marker are its.
-    """
-    prefix = f"{procs.MARKER_ENV}=".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid != cli_pid:
-                continue
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        for item in env:
-            if item.startswith(prefix):
-                return item[len(prefix):].decode()
-    return None
+    """The target marker of the CLI's vng child: other xdist workers boot guests too."""
+    markers = [procs.marker_of(child) for child in procs.child_pids(cli_pid)]
+    return next((m for m in markers if m), None)
 
 
 def test_ctrl_c_during_a_command_leaves_no_guest(x86_kernel: Any, no_stray_guests: list) -> None:
