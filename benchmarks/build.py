@@ -1,5 +1,6 @@
 """Build pipeline timings: cold build, bare make of the same .config, no-change rebuild,
-BTF-stage-only rebuild (pahole swap) and a ccache-warm rebuild after a config change.
+BTF-stage-only rebuild (pahole swap) and ccache-warm rebuilds after a config change and
+after a patch series change.
 
     python benchmarks/build.py --arch x86_64 [--arch arm64] [--skip-cold]
 
@@ -15,6 +16,7 @@ no-change <= 10 s, BTF-stage-only <= 60 s, warm rebuild after a change <= 90 s.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shlex
@@ -159,6 +161,40 @@ def bench_warm(arch: str, env: dict[str, str]) -> dict[str, float]:
         shutil.rmtree(build_dir, ignore_errors=True)
     finally:
         os.unlink(frag.name)
+    figures.update(bench_patch_change(arch, env))
+    return figures
+
+
+def append_function_patch(tree: Path, rel: str, symbol: str, where: Path) -> Path:
+    """A one-patch series that appends a new global function to `rel`."""
+    original = (tree / rel).read_text().splitlines(keepends=True)
+    added = ["\n", f"noinline int {symbol}(void);\n",
+             f"noinline int {symbol}(void) {{ return 0; }}\n"]
+    patch = where / f"{symbol}.patch"
+    patch.write_text("".join(difflib.unified_diff(original, original + added,
+                                                  f"a/{rel}", f"b/{rel}")))
+    return patch
+
+
+def bench_patch_change(arch: str, env: dict[str, str]) -> dict[str, float]:
+    """A series on the default tree, then another series: each starts from the last build."""
+    figures: dict[str, float] = {}
+    tree = make_plan(BuildRequest(arch=arch)).source.path
+    stamp = int(time.time())  # new function names: never a cache hit
+    made: list[Path] = []
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            for label, rel in (("first series", "kernel/bpf/helpers.c"),
+                               ("another series", "kernel/bpf/syscall.c")):
+                patch = append_function_patch(tree, rel, f"bench_{label[0]}_{stamp}", Path(work))
+                # patching and the config merge for the new tree are part of the figure
+                figures[f"rebuild after a patch change ({label})"] = timed(
+                    [*HARNESS, "--arch", arch, "--patches", str(patch)], env)
+                request = BuildRequest(arch=arch, patches=str(patch))
+                made += [*keys(request), Builder(make_plan(request)).prepared_source().path]
+        finally:
+            for path in made:  # 1.3 GB per build dir: keep the cache bounded
+                shutil.rmtree(path, ignore_errors=True)
     return figures
 
 

@@ -84,9 +84,10 @@ class BuildPlan:
             f"RESOLVE_BTFIDS={self.btfids_path}",
         ]
 
-    def kernel_make(self, build_dir: Path) -> list[str]:
+    def kernel_make(self, tree: Path, build_dir: Path) -> list[str]:
+        """The kernel's make line; `tree` is the patched copy when a series is given."""
         image = toolchains.BOOT_IMAGE[self.arch].rsplit("/", 1)[1]
-        return ["make", "-C", str(self.source.path), f"O={build_dir}", *self.make_vars(),
+        return ["make", "-C", str(tree), f"O={build_dir}", *self.make_vars(),
                 f"-j{self.request.jobs}", image, "modules"]
 
     def toolchain_report(self) -> dict[str, str]:
@@ -150,14 +151,16 @@ class Builder:
         return _digest("compile-v1", source.identity, arch, compiler.label, stable)
 
     def lineage(self, source: sources.KernelSource) -> str:
-        """Build dirs of one lineage share source path, arch and compiler: any can seed another.
+        """Build dirs of one lineage share tree of origin, arch and compiler: any can seed another.
 
         The path, not the content identity: when a developer edits their --tree, the new
         build dir starts from the last one and make's timestamps recompile the edited files,
-        as an in-place `make` would (Debian sources and patched copies never change under
-        their path, so for them path and identity agree).
+        as an in-place `make` would. A patched copy belongs to its origin's lineage: a new
+        series starts from the last build of that tree, patched or not, and seed.py
+        invalidates what the two trees' differing files feed.
         """
-        return _digest("lineage-v2", str(source.path), self.plan.arch, self.plan.compiler.label)
+        return _digest("lineage-v3", str(source.lineage_root), self.plan.arch,
+                       self.plan.compiler.label)
 
     def full_key(self, compile_key: str) -> str:
         return _digest("full-v1", compile_key, self.plan.pahole.label,
@@ -278,9 +281,12 @@ class Builder:
         yield
         seconds = time.monotonic() - started
         self.stage_seconds[name] = seconds
+        self._log(f"# stage {name} {seconds:.2f} s")
+
+    def _log(self, line: str) -> None:
         if self.log is not None:
             with open(self.log, "a") as out:
-                out.write(f"# stage {name} {seconds:.2f} s\n")
+                out.write(line + "\n")
 
     def _mark_lineage(self, source: sources.KernelSource, build_dir: Path) -> None:
         marker = build_dir / seed.LINEAGE_FILE
@@ -295,15 +301,21 @@ class Builder:
         sibling = seed.find_seed(build_dir.parent, self.lineage(source), config_text,
                                  exclude=build_dir)
         if sibling is not None:
-            self.say(f"starting from build dir {sibling.name} (closest config); "
-                     "kbuild recompiles only what the config change touches")
-            seed.seed_build_dir(sibling, build_dir)
-            return
+            with locked(sibling):  # prune (or a test's cleanup) removes dirs under this lock
+                if sibling.is_dir():
+                    self.say(f"starting from build dir {sibling.name} (closest config); "
+                             "kbuild recompiles only what the config or source change touches")
+                    report = seed.seed_build_dir(sibling, build_dir, source.path,
+                                                 retime=source.origin is not None)
+                    self._log(f"# seeded from {sibling} ({seed.srctree_of(sibling)}): "
+                              f"{report.rewritten} files repointed, {report.changed_sources} "
+                              f"source files differ, {report.invalidated} targets invalidated")
+                    return
         # No sibling: the kconfig scratch dir still spares make rebuilding fixdep and conf.
         scratch = self._kconfig_scratch(source)
         if (scratch / "scripts" / "kconfig" / "conf").exists():
             with locked(scratch):
-                seed.seed_build_dir(scratch, build_dir)
+                seed.seed_build_dir(scratch, build_dir, source.path)
 
     def _check_disk(self, where: Path) -> None:
         free = shutil.disk_usage(where.parent).free
@@ -332,7 +344,7 @@ class Builder:
                 path.unlink(missing_ok=True)
         stage_file.unlink(missing_ok=True)
         self._mark_lineage(source, build_dir)
-        cmd = plan.kernel_make(build_dir)
+        cmd = plan.kernel_make(source.path, build_dir)
         stats = cache_dir("stats") / f"steps-{plan.arch}.json"
         expected = DEFAULT_EXPECTED_STEPS[plan.arch]
         if stats.exists():

@@ -7,7 +7,7 @@ import json
 import shlex
 
 from harness import cache
-from harness.kbuild import toolchains
+from harness.kbuild import patches, toolchains
 from harness.kbuild.build import Builder, BuildPlan, BuildRequest, make_plan
 from harness.kbuild.sources import DEBIAN_RELEASES
 
@@ -70,8 +70,13 @@ def print_plan(plan: BuildPlan, builder: Builder) -> None:
     print("fragments: " + " ".join(str(f.path) for f in plan.fragments))
     for name, value in plan.toolchain_report().items():
         print(f"{name + ':':10s} {value}")
-    print(f"config:    cache key {builder.config_key(plan.source)} (over tinyconfig)")
-    print("make:      " + shlex.join(plan.kernel_make(cache.cache_root() / "builds" / "<key>")))
+    tree = (patches.patched_source(plan.source, plan.patch_series) if plan.patch_series
+            else plan.source)
+    if plan.patch_series:
+        print(f"patched:   {tree.path}")
+    print(f"config:    cache key {builder.config_key(tree)} (over tinyconfig)")
+    build_dir = cache.cache_root() / "builds" / "<key>"
+    print("make:      " + shlex.join(plan.kernel_make(tree.path, build_dir)))
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ rather than writing through the links.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import tempfile
@@ -115,6 +116,7 @@ def _prepare_git_copy(source: KernelSource, dest: Path) -> None:
     rc, out = _run(["git", "checkout", "-q", "--detach", head], dest)
     if rc:
         raise UsageError(f"cannot check out {head} of {source.path}: {out.strip()[:200]}")
+    _copy_clean_mtimes(source.path, dest)
     dirty = subprocess.run(["git", "-C", str(source.path), "diff", "HEAD", "--binary"],
                            capture_output=True).stdout
     if dirty:
@@ -123,6 +125,30 @@ def _prepare_git_copy(source: KernelSource, dest: Path) -> None:
             raise UsageError(f"cannot carry uncommitted changes of {source.path}: {out[:200]}")
         _run(["git", *_GIT_ID, "commit", "-q", "-m", "uncommitted changes of the source"],
              dest)
+
+
+def _copy_clean_mtimes(origin: Path, copy: Path) -> None:
+    """Give the checked-out files the mtimes of their clean originals.
+
+    A checkout stamps every file with the current time, which would make kbuild
+    recompile the whole tree in a build dir seeded from the origin's build; a file git
+    reports unchanged from HEAD has the same bytes in both trees, so its origin's mtime
+    is the truthful one.
+    """
+    listed = subprocess.run(["git", "-C", str(origin), "ls-files", "-z"],
+                            capture_output=True).stdout
+    dirty = subprocess.run(["git", "-C", str(origin), "diff", "HEAD", "--name-only", "-z"],
+                           capture_output=True).stdout
+    changed = set(dirty.split(b"\0"))
+    for name in listed.split(b"\0"):
+        if not name or name in changed:
+            continue
+        rel = os.fsdecode(name)
+        try:
+            stat = os.lstat(origin / rel)
+            os.utime(copy / rel, ns=(stat.st_atime_ns, stat.st_mtime_ns), follow_symlinks=False)
+        except OSError:
+            continue  # deleted in the origin's worktree, or a symlink utime cannot follow
 
 
 def _apply_git(patch: Patch, tree: Path) -> None:
@@ -151,14 +177,25 @@ def _apply_plain(patch: Patch, tree: Path) -> None:
             raise PatchError(f"patch {patch.name} does not apply: {_first_rejected_hunk(out)}")
 
 
+def patched_source(source: KernelSource, patches: list[Patch]) -> KernelSource:
+    """The copy of `source` with `patches` applied, as it will be: one per tree and series.
+
+    Pure: --dry-run shows its path and keys without applying anything.
+    """
+    digest = series_digest(patches)
+    key = hashlib.sha256(f"{source.identity}\0{digest}".encode()).hexdigest()[:16]
+    return KernelSource(cache_dir("trees") / key, f"{source.identity}+patches-{digest}",
+                        f"{source.description} + {len(patches)} patches", source.is_git,
+                        source.kernel_version, origin=source.path)
+
+
 def patched_tree(source: KernelSource, patches: list[Patch],
                  progress: bool = True) -> KernelSource:
     """A cached copy of `source` with `patches` applied; `source` itself when none given."""
     if not patches:
         return source
-    digest = series_digest(patches)
-    key = hashlib.sha256(f"{source.identity}\0{digest}".encode()).hexdigest()[:16]
-    final = cache_dir("trees") / key
+    copy = patched_source(source, patches)
+    final = copy.path
     done = final / ".harness-patched"
     if not done.exists():
         with locked(final):
@@ -177,7 +214,5 @@ def patched_tree(source: KernelSource, patches: list[Patch],
                             print(f"harness: applying [{index}/{len(patches)}] {patch.name}",
                                   flush=True)
                         (_apply_git if source.is_git else _apply_plain)(patch, tmp)
-                    (tmp / ".harness-patched").write_text(f"{source.identity}+{digest}\n")
-    identity = f"{source.identity}+patches-{digest}"
-    return KernelSource(final, identity, f"{source.description} + {len(patches)} patches",
-                        source.is_git, source.kernel_version)
+                    (tmp / ".harness-patched").write_text(copy.identity + "\n")
+    return copy

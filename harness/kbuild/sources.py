@@ -37,6 +37,13 @@ class KernelSource:
     description: str
     is_git: bool
     kernel_version: str
+    # A patched copy's tree of origin: builds of the copy and of its origin share a
+    # lineage, so one can seed the other (only the patched files recompile).
+    origin: Path | None = None
+
+    @property
+    def lineage_root(self) -> Path:
+        return self.origin or self.path
 
 
 def kernel_version(tree: Path) -> str:

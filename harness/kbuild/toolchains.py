@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -131,10 +132,13 @@ def select_pahole(choice: str) -> Tool:
 def python_btfids_wrapper() -> Path:
     """An executable kbuild can call as RESOLVE_BTFIDS that runs our transformer."""
     wrapper = cache_dir("bin") / "resolve_btfids-python"
+    # This checkout's package, whether or not (or wherever) the harness is pip-installed.
+    checkout = shlex.quote(str(Path(__file__).resolve().parents[2]))
     body = (
         "#!/bin/sh\n"
         "# resolve_btfids drop-in: the harness's Python transformer\n"
-        f'exec {sys.executable} -m harness.btfids "$@"\n'
+        f'PYTHONPATH={checkout}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} '
+        '-m harness.btfids "$@"\n'
     )
     if not wrapper.exists() or wrapper.read_text() != body:
         tmp = wrapper.with_suffix(".tmp")

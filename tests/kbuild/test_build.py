@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from harness.btf.load import btf_bytes
+from harness.cache import locked
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 
@@ -102,3 +104,73 @@ def test_config_change_starts_from_the_closest_sibling(x86_build: BuildArtifacts
     finally:
         shutil.rmtree(published, ignore_errors=True)
         shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def marker_series(tree: Path, rel: str, symbol: str, where: Path) -> Path:
+    """A one-patch series that appends a global function named `symbol` to `rel`."""
+    original = (tree / rel).read_text().splitlines(keepends=True)
+    added = ["\n", f"noinline int {symbol}(void);\n",
+             f"noinline int {symbol}(void) {{ return 42; }}\n"]
+    diff = difflib.unified_diff(original, original + added, f"a/{rel}", f"b/{rel}")
+    series = where / symbol
+    series.mkdir()
+    (series / f"0001-add-{symbol}.patch").write_text("".join(diff))
+    return series
+
+
+def symbols(vmlinux: Path) -> set[str]:
+    out = subprocess.run(["nm", str(vmlinux)], capture_output=True, text=True, check=True)
+    return {line.split()[-1] for line in out.stdout.splitlines()}
+
+
+def compiled_objects(log: str) -> set[str]:
+    return {ln.split()[-1] for ln in log.splitlines() if ln.startswith("  CC ")}
+
+
+def remove_locked(path: Path) -> None:
+    with locked(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_patch_series_change_starts_from_the_last_build_of_the_tree(
+        x86_build: BuildArtifacts, tmp_path: Path) -> None:
+    """A series, then another: each build dir is seeded, and the file only the first series
+    patched is recompiled from pristine bytes although its mtime is older than the seed's."""
+    tree = make_plan(BuildRequest()).source.path
+    builders = [Builder(make_plan(BuildRequest(patches=str(marker_series(
+        tree, rel, symbol, tmp_path)))), quiet=True)
+        for rel, symbol in (("kernel/bpf/helpers.c", "harness_marker_a"),
+                            ("kernel/bpf/syscall.c", "harness_marker_b"))]
+    made: list[Path] = []
+    try:
+        runs = []
+        for builder in builders:
+            source = builder.prepared_source()
+            key = builder.compile_key(source, "x86_64", builder.merged_config(source),
+                                      builder.plan.compiler)
+            build_dir = Path(x86_build.toolchain["build_dir"]).parent / key
+            published = x86_build.vmlinux.parent.parent / builder.full_key(key)
+            made += [published, build_dir, source.path]
+            for stale in (published, build_dir):  # a real seeded build every run
+                remove_locked(stale)
+            artifacts = builder.build()
+            runs.append((build_dir, artifacts, builder.log.read_text() if builder.log else ""))
+        (dir_a, built_a, log_a), (dir_b, built_b, log_b) = runs
+        assert "harness_marker_a" in symbols(built_a.vmlinux)
+        assert "kernel/bpf/helpers.o" in compiled_objects(log_a)
+        assert len(compiled_objects(log_a)) < 40, sorted(compiled_objects(log_a))[:10]
+        seeded_b = re.search(r"^# seeded from (\S+) ", log_b, re.M)
+        assert seeded_b, log_b[:2000]
+        assert {"harness_marker_b"} == {"harness_marker_a", "harness_marker_b"} & symbols(
+            built_b.vmlinux)  # series A's function is gone: helpers.c was rebuilt pristine
+        compiled_b = compiled_objects(log_b)
+        assert "kernel/bpf/syscall.o" in compiled_b and len(compiled_b) < 40, sorted(compiled_b)
+        if seeded_b.group(1) == str(dir_a):
+            assert "kernel/bpf/helpers.o" in compiled_b
+        tree_a = made[2]
+        stale = [p for p in dir_b.rglob("*.cmd")
+                 if str(dir_a).encode() in (data := p.read_bytes()) or str(tree_a).encode() in data]
+        assert not stale, stale[:3]  # nothing names series A's build dir or tree
+    finally:
+        for path in made:
+            remove_locked(path)
