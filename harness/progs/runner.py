@@ -32,6 +32,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.progs.expectations import BPF_F_TEST_RND_HI32, ObjectSpecs, Run, object_specs
 from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
+from harness.progs.lean import lean_copy
 from harness.progs.results import ProgResult
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -196,16 +197,23 @@ class LocalHost:
 
 
 def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, object]],
-            module: Path | None) -> Path:
-    """One zip with everything a run needs; bundle_main.py unpacks it on the target."""
+            module: Path | None, arch: str | None = None) -> Path:
+    """One zip with everything a run needs; bundle_main.py unpacks it on the target.
+
+    With `arch`, the shared library and the module travel without debug info (lean.py).
+    """
     fd, name = tempfile.mkstemp(suffix=".zip")
     os.close(fd)
+    module_member = module.name if module is not None else ""
+    if arch is not None:
+        libbpf_so = lean_copy(libbpf_so, arch)
+        module = lean_copy(module, arch) if module is not None else None
     members: list[tuple[str, Path]] = [("agent.py", AGENT), ("libbpf.so", libbpf_so)]
     if HIDTOOL.exists():
         members.append(("hidtool.py", HIDTOOL))
     members += [(remote.removeprefix(REMOTE_DIR + "/"), local) for local, remote in objects.items()]
     if module is not None:
-        members.append((module.name, module))
+        members.append((module_member, module))
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         archive.write(BUNDLE_MAIN, "__main__.py")
         for member, local in members:
@@ -219,7 +227,7 @@ def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
                   jobs: list[dict[str, object]], timeout: float,
                   module: Path | None = None) -> str:
     """Ship one bundle through the Target protocol and run it: one put, one command."""
-    bundle = _bundle(libbpf_so, objects, jobs, module)
+    bundle = _bundle(libbpf_so, objects, jobs, module, getattr(target, "arch", None))
     try:
         target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)  # type: ignore[attr-defined]
     finally:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import marshal
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from harness.targets.errors import KernelPanic
 from harness.targets.qemu import QemuTarget
-from harness.targets.rootfs import ensure_rootfs
+from harness.targets.rootfs import FAST_APPLETS, ensure_rootfs
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +28,8 @@ def test_arm64_boot_python_and_files(
         assert target.run("uname -m", timeout=30).out.strip() == "aarch64"
         atomics = target.run("grep -m1 -o ' atomics' /proc/cpuinfo", timeout=30)
         assert atomics.out.strip() == "atomics"  # LSE, from -cpu max
+        port = target.run("readlink /dev/virtio-ports/virtme.stdin", timeout=30).out.strip()
+        assert re.fullmatch(r"\.\./vport\d+p\d+", port), port  # the udev stand-in's link
         py = target.run("python3 -c 'import ctypes, json; print(json.dumps([1]))'", timeout=60)
         assert (py.rc, py.out) == (0, "[1]\n"), py.err
         (tmp_path / "f").write_bytes(b"\x00arm64\xff")
@@ -42,3 +48,24 @@ def test_arm64_panic_at_boot(arm64_kernel: Any, no_stray_guests: list) -> None:
         finally:
             no_stray_guests.append(target._marker)
     assert target.processes() == []
+
+
+def static_elf_machine(path: Path) -> tuple[str, bool]:
+    with open(path, "rb") as handle:
+        elf = ELFFile(handle)
+        return elf["e_machine"], not any(seg["p_type"] == "PT_INTERP"
+                                         for seg in elf.iter_segments())
+
+
+def test_arm64_root_is_built_for_a_fast_bash_init() -> None:
+    """What cuts virtme-ng's bash init under TCG: static applets, udev stand-in, .pyc."""
+    root = ensure_rootfs("arm64")
+    assert static_elf_machine(root / "bin/udevadm") == ("EM_AARCH64", True)
+    assert os.readlink(root / "lib/systemd/systemd-udevd") == "/bin/udevadm"
+    assert static_elf_machine(root / "bin/busybox") == ("EM_AARCH64", True)
+    assert {os.readlink(root / "usr/local/sbin" / name) for name in FAST_APPLETS} == {
+        "/bin/busybox"}
+    pyc = next((root / "usr/lib").glob("python3.*/json/__pycache__/__init__.cpython-3*.pyc"))
+    with open(pyc, "rb") as handle:
+        handle.read(16)
+        assert marshal.load(handle).co_filename.startswith("/usr/lib/python3.")
