@@ -139,7 +139,8 @@ class Builder:
     # ---- keys -------------------------------------------------------------------------
     def config_key(self, source: sources.KernelSource) -> str:
         frags = [f"{f.name}\n{f.text}" for f in self.plan.fragments]
-        return _digest("config-v1", source.identity, self.plan.arch, self.plan.compiler.version,
+        return _digest("config-v1", source.config_identity, self.plan.arch,
+                       self.plan.compiler.version,
                        self.plan.pahole.version, *frags)
 
     @staticmethod
@@ -209,7 +210,7 @@ class Builder:
 
     def _kconfig_scratch(self, source: sources.KernelSource) -> Path:
         """Where tinyconfig/olddefconfig run: one dir per source and arch."""
-        return cache_dir("kconfig") / _digest(source.identity, self.plan.arch)
+        return cache_dir("kconfig") / _digest(source.config_identity, self.plan.arch)
 
     def _check_drift(self, requests: dict[str, kconfig.Request], text: str) -> None:
         drifted = kconfig.drift(requests, kconfig.read_config_text(text))

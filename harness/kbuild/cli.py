@@ -124,7 +124,7 @@ def cmd_cache_show(args: argparse.Namespace) -> int:
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     keep = _parse_size(args.keep)
-    for section in ("artifacts", "builds", "trees"):
+    for section in ("artifacts", "builds", "trees", "rootfs", "progs"):
         for removed in cache.prune(section, keep):
             print(f"removed {removed}")
     print(json.dumps({"kept_per_section": keep}))

@@ -177,16 +177,42 @@ def _apply_plain(patch: Patch, tree: Path) -> None:
             raise PatchError(f"patch {patch.name} does not apply: {_first_rejected_hunk(out)}")
 
 
+def touched_paths(patches: list[Patch]) -> set[str]:
+    """Tree-relative paths the series' diffs name (first path component stripped, as -p1)."""
+    paths: set[str] = set()
+    for patch in patches:
+        text = patch.text.decode(errors="replace")
+        for match in re.finditer(r"(?m)^diff --git (\S+) (\S+)$", text):
+            paths.update(m.split("/", 1)[-1] for m in match.groups())
+        for match in re.finditer(r"(?m)^(?:---|\+\+\+) ([^\t\n]+)", text):
+            name = match.group(1).strip()
+            if name != "/dev/null" and "/" in name:
+                paths.add(name.split("/", 1)[1])
+    return paths
+
+
+def changes_kconfig(patches: list[Patch]) -> bool:
+    """Whether the series may change how a .config resolves: Kconfig files, the config
+    fragments tinyconfig merges, or scripts/ (Kconfig runs helpers from there)."""
+    paths = touched_paths(patches)
+    return not paths or any(
+        path.rsplit("/", 1)[-1].startswith("Kconfig") or path.startswith("scripts/")
+        or "/configs/" in f"/{path}" for path in paths)
+
+
 def patched_source(source: KernelSource, patches: list[Patch]) -> KernelSource:
     """The copy of `source` with `patches` applied, as it will be: one per tree and series.
 
-    Pure: --dry-run shows its path and keys without applying anything.
+    Pure: --dry-run shows its path and keys without applying anything. A series that
+    leaves every Kconfig input alone shares its tree's merged config (no kconfig run).
     """
     digest = series_digest(patches)
     key = hashlib.sha256(f"{source.identity}\0{digest}".encode()).hexdigest()[:16]
     return KernelSource(cache_dir("trees") / key, f"{source.identity}+patches-{digest}",
                         f"{source.description} + {len(patches)} patches", source.is_git,
-                        source.kernel_version, origin=source.path)
+                        source.kernel_version, origin=source.path,
+                        kconfig_identity=None if changes_kconfig(patches)
+                        else source.config_identity)
 
 
 def patched_tree(source: KernelSource, patches: list[Patch],

@@ -40,10 +40,17 @@ class KernelSource:
     # A patched copy's tree of origin: builds of the copy and of its origin share a
     # lineage, so one can seed the other (only the patched files recompile).
     origin: Path | None = None
+    # Set when this tree resolves every config exactly as another does (a series that
+    # touches no Kconfig input): both share one merged .config and kconfig run.
+    kconfig_identity: str | None = None
 
     @property
     def lineage_root(self) -> Path:
         return self.origin or self.path
+
+    @property
+    def config_identity(self) -> str:
+        return self.kconfig_identity or self.identity
 
 
 def kernel_version(tree: Path) -> str:

@@ -151,3 +151,23 @@ def test_failing_mail_names_patch(git_tree: Path, tmp_path: Path) -> None:
 def test_not_a_kernel_tree(tmp_path: Path) -> None:
     with pytest.raises(sources.UsageError, match="is not a kernel tree"):
         sources.from_tree(str(tmp_path))
+
+
+@pytest.mark.parametrize(("rel", "shares_config"), [
+    (TARGET, True),
+    ("kernel/bpf/Kconfig", False),
+    ("scripts/Kconfig.include", False),
+    ("arch/x86/configs/tiny.config", False),
+])
+def test_series_outside_kconfig_inputs_shares_the_trees_config(
+        debian_tree: sources.KernelSource, tmp_path: Path, rel: str,
+        shares_config: bool) -> None:
+    """No kconfig run for a series that cannot change how a .config resolves."""
+    text = (debian_tree.path / rel).read_text()
+    first = next(line for line in text.splitlines() if line.strip())
+    patch = make_patch(debian_tree.path, rel, first, first + " ", tmp_path, "p.patch")
+    series = patches.read_series(str(patch))
+    assert patches.touched_paths(series) == {rel}
+    copy = patches.patched_source(debian_tree, series)
+    assert copy.identity != debian_tree.identity
+    assert (copy.config_identity == debian_tree.identity) is shares_config
