@@ -232,6 +232,11 @@ class Builder:
         env.update(REPRODUCIBLE_ENV)
         env.setdefault("CCACHE_DIR", str(cache_dir("ccache")))
         env["CCACHE_NOHASHDIR"] = "1"  # build dirs differ by key; objects do not
+        # Depend mode: a miss compiles once and keys on gcc's own -MMD list, instead of
+        # preprocessing every file a second time to hash it. The preprocessor-mode hits
+        # it gives up (the same file under a changed autoconf.h) are what seed.py's
+        # in-place rebuilds already avoid.
+        env.setdefault("CCACHE_DEPEND", "1")
         env.setdefault("CCACHE_MAXSIZE", "5G")
         return env
 
