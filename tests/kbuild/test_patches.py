@@ -119,6 +119,9 @@ def test_mbox_on_git_tree_via_git_am_without_touching_it(git_tree: Path, tmp_pat
     log = subprocess.run(["git", "-C", str(patched.path), "log", "--format=%s"],
                          capture_output=True, text=True).stdout.split("\n")
     assert log[:2] == ["edit 1", "edit 0"]
+    for rel in ("Makefile", "include/linux/btf_ids.h"):  # clean files keep the origin's mtime
+        assert (patched.path / rel).stat().st_mtime_ns == (git_tree / rel).stat().st_mtime_ns
+    assert (patched.path / TARGET).stat().st_mtime_ns > (git_tree / TARGET).stat().st_mtime_ns
     assert subprocess.run(["git", "-C", str(git_tree), "rev-parse", "HEAD"],
                           capture_output=True, text=True).stdout == head
     assert "/*1*/" not in (git_tree / TARGET).read_text()
