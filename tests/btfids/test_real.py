@@ -9,6 +9,7 @@ flag set, since pahole takes seconds). The 7.2 profile is checked with the
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -49,10 +50,10 @@ def pahole_input(name: str) -> Path:
     out = CACHE / "btfids-tests" / key.hexdigest()[:16] / f"{name}.BTF.1"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")  # xdist workers race to make it
         subprocess.run([str(pahole), "-J", *flags, f"--btf_encode_detached={tmp}", str(elf)],
                        check=True, capture_output=True)
-        tmp.rename(out)
+        os.replace(tmp, out)
     return out
 
 
