@@ -108,6 +108,11 @@ def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path
     return stages
 
 
+def newest_log(cache: Path) -> Path:
+    """The build log the last harness run in `cache` wrote."""
+    return max((cache / "logs").glob("build-*.log"), key=lambda p: p.stat().st_mtime)
+
+
 def stage_times(log: Path) -> dict[str, float]:
     found = re.findall(r"^# stage (\S+) ([\d.]+) s$", log.read_text(errors="replace"), re.M)
     return {name: float(secs) for name, secs in found}
@@ -133,7 +138,7 @@ def bench_cold(arch: str, env: dict[str, str]) -> dict[str, float]:
             [*HARNESS, "--arch", arch, "--no-ccache"], cold_env)
         harness_cpu = children_cpu() - cpu_before
         build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
-        log = max((cold_cache / "logs").glob("build-*.log"), key=lambda p: p.stat().st_mtime)
+        log = newest_log(cold_cache)
         for name, secs in stage_times(log).items():
             figures[f"  of which {name}"] = secs
         bare = cold_cache / "bare"
@@ -163,7 +168,7 @@ def bench_cold_ccache(arch: str, env: dict[str, str]) -> dict[str, float]:
         cold_env["HARNESS_CACHE"] = str(cold_cache)
         figures = {"cold build (harness, empty ccache)": timed([*HARNESS, "--arch", arch],
                                                                cold_env)}
-        log = max((cold_cache / "logs").glob("build-*.log"), key=lambda p: p.stat().st_mtime)
+        log = newest_log(cold_cache)
         figures["  of which kernel (empty ccache)"] = stage_times(log).get("kernel", 0.0)
     finally:
         shutil.rmtree(cold_cache, ignore_errors=True)

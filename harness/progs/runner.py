@@ -202,18 +202,17 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
 
     With `arch`, the shared library and the module travel without debug info (lean.py).
     """
-    fd, name = tempfile.mkstemp(suffix=".zip")
-    os.close(fd)
-    module_member = module.name if module is not None else ""
-    if arch is not None:
-        libbpf_so = lean_copy(libbpf_so, arch)
-        module = lean_copy(module, arch) if module is not None else None
-    members: list[tuple[str, Path]] = [("agent.py", AGENT), ("libbpf.so", libbpf_so)]
+    def ship(path: Path) -> Path:
+        return lean_copy(path, arch) if arch is not None else path
+
+    members: list[tuple[str, Path]] = [("agent.py", AGENT), ("libbpf.so", ship(libbpf_so))]
     if HIDTOOL.exists():
         members.append(("hidtool.py", HIDTOOL))
     members += [(remote.removeprefix(REMOTE_DIR + "/"), local) for local, remote in objects.items()]
     if module is not None:
-        members.append((module_member, module))
+        members.append((module.name, ship(module)))
+    fd, name = tempfile.mkstemp(suffix=".zip")
+    os.close(fd)
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         archive.write(BUNDLE_MAIN, "__main__.py")
         for member, local in members:

@@ -164,23 +164,17 @@ def _fix_up(tree: Path) -> None:
 
 def _speed_up_init(arch: str, tree: Path) -> None:
     """Busybox applets first in PATH and the udev stand-in (see the module docstring)."""
-    applets = tree / "usr/local/sbin"
-    applets.mkdir(parents=True, exist_ok=True)
     for name in FAST_APPLETS:
         _link(tree, f"usr/local/sbin/{name}", "/bin/busybox")
     compiler = f"{cross_prefix(arch)}gcc"
     standin = tree / "bin/udevadm"
-    standin.unlink(missing_ok=True)
     proc = subprocess.run([compiler, "-static", "-Os", "-s", "-o", str(standin),
                            str(UDEV_STANDIN)], capture_output=True, text=True)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RootfsBuildError(f"cannot build the {arch} udev stand-in with {compiler}: "
                                f"{detail} (scripts/setup.sh installs the cross libc)")
-    daemon = tree / "lib/systemd/systemd-udevd"
-    daemon.parent.mkdir(parents=True, exist_ok=True)
-    daemon.unlink(missing_ok=True)
-    daemon.symlink_to("/bin/udevadm")
+    _link(tree, "lib/systemd/systemd-udevd", "/bin/udevadm")  # no udev package: nothing there
     _precompile_stdlib(tree)
 
 
