@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("boot", help="boot a kernel under QEMU (virtme-ng) and run a command")
     parser.add_argument("--kernel", required=True, help="bzImage / Image to boot")
     parser.add_argument("--arch", default=None, help="x86_64 (default: host) or arm64")
-    parser.add_argument("--root", default=None, help="guest root tree (default: host / cache)")
+    parser.add_argument("--root", default=None,
+                        help="guest root tree (default: cached Debian tree; 'host': this host's /)")
     parser.add_argument("--memory", default="1G")
     parser.add_argument("--cpus", type=int, default=1)
     parser.add_argument("--no-kvm", action="store_true", help="force TCG")

@@ -45,6 +45,7 @@ from harness.targets.errors import (
 from harness.targets.kvm import probe_kvm
 from harness.targets.vng import BootSpec, ensure_udev, ensure_vng, host_arch, vng_command
 
+HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
 _LIVE: weakref.WeakSet[QemuTarget] = weakref.WeakSet()
 # After a frame whose taint changed, wait this long for the splat's console lines.
 _SPLAT_GRACE = 3.0
@@ -73,7 +74,8 @@ class QemuTarget:
     """A guest booted by `vng`; implements harness.targets.base.Target.
 
     kernel: a BuildArtifacts (its boot_image and arch are used) or a path to bzImage/Image.
-    root: guest root tree; None = host root on x86_64, the cached Debian tree otherwise.
+    root: guest root tree; None = the cached Debian tree for the arch (rootfs.py);
+        HOST_ROOT = this host's own root, shared read-only (same arch only).
     kvm: None = use KVM only if the cached probe says it boots a kernel here; False = TCG.
     """
 
@@ -95,7 +97,10 @@ class QemuTarget:
         if not image.is_file():
             raise TargetSetupError(f"kernel image {image} does not exist")
         self.arch = arch or image_arch or host_arch()
-        if root is None and self.arch != host_arch():
+        cached_tree = root is None
+        if root == HOST_ROOT:
+            root = None
+        elif root is None:
             from harness.targets.rootfs import ensure_rootfs
 
             root = ensure_rootfs(self.arch)
@@ -107,6 +112,7 @@ class QemuTarget:
             arch=self.arch,
             kernel=image,
             root=Path(root) if root else None,
+            cache_root=cached_tree,
             memory=memory,
             cpus=cpus,
             kvm_cpu=kvm_cpu,

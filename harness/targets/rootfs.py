@@ -1,29 +1,29 @@
 """Guest root filesystems built once per arch into the cache from Debian packages.
 
-x86_64 guests boot on the host's own root (virtme-ng's default, shared read-only over
-9p): it already has python3, coreutils and udev, costs nothing to build and the guest
-sees host paths unchanged. An arm64 guest needs an arm64 tree: mmdebstrap's `extract`
-variant unpacks the packages on this x86_64 host without running any arm64 binary (no
-binfmt/qemu-user), and the few things maintainer scripts would have made are added by
-hand. The tree holds what virtme-ng's bash init needs (bash, mount, busybox for
-poweroff) and what the guest agent needs (python3 with its stdlib, libelf1 and zlib1g
-for the libbpf.so it loads, kmod for bpf_testmod). A build runs in a temp dir renamed
-into place under a lock, so parallel workers build once and a failed build is never
-taken as cached.
+Both arches boot on a tree of their own (the host's root stays available with
+root="host"). mmdebstrap's `extract` variant unpacks the packages without running any
+target binary (no binfmt/qemu-user for arm64), and the few things maintainer scripts
+would have made are added by hand. The tree holds what virtme-ng's init needs (sh,
+mount, busybox for poweroff) and what the guest agent needs (python3 with its stdlib,
+libelf1 and zlib1g for the libbpf.so it loads, kmod for bpf_testmod). A build runs in a
+temp dir renamed into place under a lock, so parallel workers build once and a failed
+build is never taken as cached.
 
-Boot speed under TCG: a foreign-arch guest runs virtme-ng's bash init (its fast Rust
-init ships for x86_64 only), which execs ~100 small programs, each 40-110 ms when every
-instruction of the dynamic loader is emulated. Two things cut an arm64 boot from
-~10.5 s to ~7 s here: busybox-static's applets come first in PATH (/usr/local/sbin)
-for the commands that init runs, and udev is replaced by a static stand-in
-(guest/udev-standin.c) that makes the one link set virtme-ng needs, the
-/dev/virtio-ports names of its script I/O ports (real udev took 1.6 s). The stdlib's
-.pyc files are written at build time, or the agent's Python compiles them every boot.
+Boot speed under TCG, where every exec costs 40-110 ms: virtme-ng's init starts udevd,
+triggers a coldplug and waits for it to settle, and runs systemd-tmpfiles if the root
+has it. On the host's root that was ~3 s of udev and ~1.3 s of tmpfiles in a 5.8 s
+x86_64 boot; all the guest needs from udev is the /dev/virtio-ports names of vng's
+script I/O ports, which a static stand-in (guest/udev-standin.c) makes in one exec,
+and the tree has no systemd. A foreign-arch guest runs vng's bash init (its Rust one
+ships for x86_64 only), ~100 execs: busybox-static's applets come first in PATH
+(/usr/local/sbin) for the commands it runs. The stdlib's .pyc files are written at
+build time, or the agent's Python compiles them every boot.
 """
 
 from __future__ import annotations
 
 import compileall
+import contextlib
 import hashlib
 import os
 import re
@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.cache import cache_root, locked, staging_dir
@@ -91,6 +92,7 @@ def ensure_rootfs(arch: str) -> Path:
         raise TargetSetupError(f"no root filesystem recipe for arch {arch!r}")
     final = rootfs_path(arch)
     if _complete(final):
+        _prune_vng_scripts(final)
         return final
     with locked(final):
         if _complete(final):  # another worker built it while we waited
@@ -102,6 +104,19 @@ def ensure_rootfs(arch: str) -> Path:
             _check(tmp)
             (tmp / ".harness-rootfs-ok").write_text(f"recipe {RECIPE}\n")
     return final
+
+
+def _prune_vng_scripts(tree: Path, max_age: float = 600.0) -> None:
+    """Remove the init scripts vng left in the tree's top dir.
+
+    vng writes /virtme-init-XXXX into a --root tree for each boot and deletes it at exit,
+    which a killed vng never reaches. Only old ones go: a booting guest still needs its own.
+    """
+    cutoff = time.time() - max_age
+    for script in tree.glob("virtme-init-*"):
+        with contextlib.suppress(OSError):
+            if script.is_file() and script.stat().st_mtime < cutoff:
+                script.unlink()
 
 
 def _build(arch: str, tree: Path) -> None:

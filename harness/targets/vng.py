@@ -1,7 +1,7 @@
 """virtme-ng command lines per architecture, and the host preconditions vng needs.
 
-One class per architecture (after virtme-ng's own architectures.py): x86_64 boots on
-the host's root, arm64 on a cached Debian tree with `-cpu max` (vng's default
+Both architectures boot on a root tree given with --root (the host's own root only when
+asked, x86_64 on an x86_64 host); arm64 under TCG gets `-cpu max` (vng's default
 cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some programs).
 """
 
@@ -18,6 +18,9 @@ from pathlib import Path
 from harness.targets.errors import TargetSetupError
 
 UDEVD = "/lib/systemd/systemd-udevd"
+# virtme-ng 1.42's own root mount options plus cache=loose. The kernel takes the last
+# rootflags= and vng puts --append values after its own, so this replaces them.
+CACHED_ROOTFLAGS = "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,11 @@ class BootSpec:
     arch: str
     kernel: Path
     root: Path | None = None  # None: the host's root (x86_64 on an x86_64 host only)
+    # The root tree never changes while a guest runs (the cached Debian trees): the guest
+    # may cache it (9p cache=loose). Without it every lookup, exec and page fault is a 9p
+    # round trip: a TCG x86_64 boot-to-command took 4.3 s instead of 2.9-3.6 s, and a
+    # command's round trip 0.15 s instead of 0.02 s.
+    cache_root: bool = False
     memory: str = "1G"
     cpus: int = 1
     kvm_cpu: str | None = None  # None: TCG (--disable-kvm); else the -cpu model KVM booted
@@ -80,6 +88,8 @@ def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
         qemu_opts = ["-cpu", spec.kvm_cpu, *qemu_opts]
     for item in spec.rwdirs:
         argv += ["--rwdir", item]
+    if spec.cache_root and spec.root is not None:
+        argv += ["--append", CACHED_ROOTFLAGS]
     for item in spec.append:
         argv += ["--append", item]
     argv += ["--exec", script]

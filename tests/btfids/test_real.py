@@ -8,15 +8,19 @@ flag set, since pahole takes seconds). The 7.2 profile is checked with the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from conftest import CACHE, PY_TOOL, SCRATCH_X86, build_dirs, run_tool
 
 from harness.btfids import differential
+from harness.cache import locked
 
 PAHOLE = CACHE / "toolchains"
 FLAGS_73 = ["-j1", "--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
@@ -31,11 +35,32 @@ INPUTS = {"7.3-pahole1.32": ("1.32", FLAGS_73), "7.3-pahole1.24": ("1.24", FLAGS
 pytestmark = pytest.mark.slow
 
 
+@functools.cache
 def _elf() -> Path:
-    elf = SCRATCH_X86 / ".tmp_vmlinux1"
-    if not elf.exists():
-        pytest.skip(f"no {elf}")
-    return elf
+    """A stable copy of the scratch build's `.tmp_vmlinux1`, keyed by its content.
+
+    Other tests relink that build dir in place (a pahole swap is a BTF-stage-only
+    rebuild), and pahole run on a half-written ELF writes nothing: the copy is taken
+    under the lock the builder holds while it runs make.
+    """
+    live = SCRATCH_X86 / ".tmp_vmlinux1"
+    with locked(SCRATCH_X86):
+        if not live.exists():
+            pytest.skip(f"no {live}")
+        digest = hashlib.sha256()
+        with open(live, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        snap = CACHE / "btfids-tests" / "elf" / digest.hexdigest()[:16] / live.name
+        if not snap.exists():
+            for old in snap.parent.parent.glob("*"):  # bounded: older kernels' copies go
+                if old.stat().st_mtime < time.time() - 86400:
+                    shutil.rmtree(old, ignore_errors=True)
+            snap.parent.mkdir(parents=True, exist_ok=True)
+            tmp = snap.with_name(f".{live.name}.{os.getpid()}")
+            shutil.copyfile(live, tmp)
+            os.replace(tmp, snap)
+    return snap
 
 
 def pahole_input(name: str) -> Path:
@@ -100,7 +125,8 @@ def test_build_dirs_differential(build: Path) -> None:
                     "bpf_kfunc tags the Python tool discovers kfuncs and the 7.2 C tool does "
                     "not, by design (test_seed002 covers that difference)")
     try:
-        same, total = differential.check_build(build)
+        with locked(build):  # no relink (another test's pahole swap) while we read it
+            same, total = differential.check_build(build)
     except differential.DifferentialError as exc:
         pytest.skip(str(exc))
     assert same == total

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import base64
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
 
-from harness.targets.channel import FrameParser, get_request, loop_script, put_request
+import pytest
+
+from harness.targets.channel import (
+    Frame,
+    FrameParser,
+    get_request,
+    loop_script,
+    put_request,
+    run_request,
+)
 
 
 def frame(nonce: str, req: int, rc: int, out: bytes, err: bytes, taint: int = 0) -> bytes:
@@ -35,9 +49,69 @@ def test_other_nonce_is_ignored() -> None:
 
 
 def test_requests_and_loop_fit_the_kernel_command_line() -> None:
-    assert put_request(3, "/run/a b", b"\x00\x01", 0o755).startswith(
-        b"P 3 2 " + base64.b64encode(b"/run/a b") + b" 755\n"
-    )
-    assert get_request(4, "/x") == b"G 4 " + base64.b64encode(b"/x") + b"\n"
+    assert put_request(3, "/run/a b", b"\x00\x01", 0o755) == b"P 3 2 755\n/run/a b\n\x00\x01"
+    assert get_request(4, "/x") == b"G 4\n/x\n"
+    with pytest.raises(ValueError):
+        put_request(5, "/a\nb", b"", 0o644)
     # vng base64-encodes the script into virtme.exec=; COMMAND_LINE_SIZE is 2048
     assert len(base64.b64encode(loop_script("0" * 16).encode())) < 1000
+
+
+class _HostLoop:
+    """The real guest loop, run by this host's /bin/sh with its scratch dir in tmp_path."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.parser = FrameParser("n0nce")
+        self.buf = bytearray()
+        self.proc = subprocess.Popen(["sh", "-c", loop_script("n0nce")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=dict(os.environ, HW=str(scratch)))
+
+    def answer(self, request: bytes = b"", timeout: float = 20.0) -> Frame:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if request:
+            self.proc.stdin.write(request)
+            self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while (frame := self.parser.take(self.buf)) is None:
+            assert time.monotonic() < deadline, f"no frame; got {bytes(self.buf)!r}"
+            select.select([self.proc.stdout], [], [], 0.5)
+            self.buf += os.read(self.proc.stdout.fileno(), 65536)
+        return frame
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox sh"])
+def test_loop_serves_binary_puts_gets_and_commands(tmp_path: Path, shell: str) -> None:
+    """The loop as the guest runs it, on this host: the frames, exact bytes, error paths."""
+    if shell == "busybox sh" and not any(Path(d, "busybox").exists() for d in ("/bin", "/usr/bin")):
+        pytest.skip("busybox not installed")
+    loop = _HostLoop(tmp_path / "w")
+    if shell != "sh":
+        loop.proc.kill()
+        loop.proc.wait()
+        loop.proc = subprocess.Popen([*shell.split(), "-c", loop_script("n0nce")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, HW=str(tmp_path / "w")))
+    try:
+        assert loop.answer().req_id == 0
+        blob = bytes(range(256)) * 300 + b"\n@@n0nce 9 9 9 9 9\n"
+        dest = tmp_path / "a dir" / " spaced name"
+        dest.parent.mkdir()
+        put = loop.answer(put_request(1, str(dest), blob, 0o750))
+        assert (put.req_id, put.rc) == (1, 0)
+        assert dest.read_bytes() == blob and dest.stat().st_mode & 0o777 == 0o750
+        got = loop.answer(get_request(2, str(dest)))
+        assert (got.req_id, got.rc, got.stdout) == (2, 0, blob)
+        bad = loop.answer(put_request(3, str(tmp_path / "missing" / "f"), b"x" * 5000, 0o644))
+        assert bad.rc != 0 and bad.stderr  # its bytes were consumed: the next request works
+        cmd = loop.answer(run_request(4, "cat; printf 'out\\0'; echo err >&2; exit 7"))
+        assert (cmd.req_id, cmd.rc, cmd.stdout, cmd.stderr) == (4, 7, b"out\0", b"err\n")
+        script = "x='  a\\\\b  '\n\n  printf '%s|' \"$x\"\nif true; then\n  exit 3\nfi\necho never"
+        lines = loop.answer(run_request(5, script))
+        assert (lines.rc, lines.stdout) == (3, b"  a\\\\b  |")
+        missing = loop.answer(get_request(6, str(tmp_path / "nope")))
+        assert missing.rc != 0 and b"nope" in missing.stderr
+        taint = int(Path("/proc/sys/kernel/tainted").read_text())
+        assert cmd.taint == taint
+    finally:
+        loop.proc.kill()
+        loop.proc.wait()

@@ -68,6 +68,23 @@ def test_boot_run_put_get(x86_kernel: Any, tmp_path: Path, no_stray_guests: list
     assert target.processes() == []
 
 
+def test_x86_guest_boots_on_the_cached_tree_with_the_host_root_on_request(
+        x86_kernel: Any, no_stray_guests: list) -> None:
+    """Default: the cached Debian tree, mounted cache=loose; root="host": the host's own /."""
+    with _target(x86_kernel, no_stray_guests, boot_timeout=90) as target:
+        root = target.run("grep ' / 9p ' /proc/mounts; cat /.harness-rootfs-ok; command -v head",
+                          timeout=30)
+        assert "cache=loose" in root.out or "cache=0xf" in root.out  # kernels print either
+        assert "recipe" in root.out  # rootfs.py's completion stamp: the cached tree
+        assert "/usr/local/sbin/head" in root.out  # busybox applets first in the loop's PATH
+        port = target.run("readlink /dev/virtio-ports/virtme.stdin", timeout=30)
+        assert port.out.strip().startswith("../vport")  # made by the udev stand-in
+    with _target(x86_kernel, no_stray_guests, boot_timeout=90, root="host") as target:
+        host = target.run("grep ' / 9p ' /proc/mounts; ls /.harness-rootfs-ok; ls -d /work",
+                          timeout=30)
+        assert "cache=loose" not in host.out and "cache=0xf" not in host.out
+        assert "/work" in host.out and "No such file" in host.err
+
 def test_panic_at_boot_is_reported_as_panic(x86_kernel: Any, no_stray_guests: list) -> None:
     # vng's rootfstype=9p comes first; ours wins, the root mount fails, the kernel panics.
     target = _target(x86_kernel, no_stray_guests, boot_timeout=60, append=["rootfstype=nope"])
