@@ -9,7 +9,7 @@ stamp_dir=${HARNESS_CACHE:-$HOME/.cache/kfunc-harness}
 mkdir -p "$stamp_dir"
 
 APT_PACKAGES=(
-  build-essential flex bison bc cpio kmod rsync xz-utils zstd git patch
+  build-essential flex bison bc cpio kmod rsync xz-utils zstd lz4 git patch
   libelf-dev libssl-dev libdw-dev zlib1g-dev libcap-dev pkg-config
   dwarves ccache
   gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
