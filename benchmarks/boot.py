@@ -2,7 +2,7 @@
 
 TCG always; KVM too when the (cached) probe says KVM really boots a kernel here.
 Usage: python benchmarks/boot.py [--runs N] [--x86 IMAGE] [--arm64 IMAGE]
-(default images: the scratch builds in the harness cache, skipped if absent).
+(default images: the default `harness build` of each arch, built first if not cached).
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cache import cache_root
 from harness.errors import HarnessError
+from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.targets import procs
 from harness.targets.kvm import probe_kvm
 from harness.targets.qemu import QemuTarget
 
-DEFAULTS = {
-    "x86_64": "scratch/x86/arch/x86/boot/bzImage",
-    "arm64": "scratch/arm64/arch/arm64/boot/Image",
-}
+
+def default_image(arch: str) -> Path:
+    """The boot image of the default build for `arch` (a cache hit after the first run)."""
+    return Path(Builder(make_plan(BuildRequest(arch=arch)), quiet=True).build().boot_image)
 
 
 def boot_to_exit(image: Path, arch: str, kvm: bool) -> tuple[float, float]:
@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for arch in ("x86_64", "arm64"):
-        image = getattr(args, arch) or cache_root() / DEFAULTS[arch]
+        try:
+            image = getattr(args, arch) or default_image(arch)
+        except HarnessError as exc:
+            print(f"{arch}: skipped, cannot build its kernel: {exc}", file=sys.stderr)
+            continue
         if not image.is_file():
             print(f"{arch}: skipped, no image at {image}", file=sys.stderr)
             continue
