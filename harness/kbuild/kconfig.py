@@ -54,6 +54,12 @@ def user_fragment(spec: str) -> Fragment:
     return Fragment(path.name, path.resolve(), path.read_text(errors="replace"))
 
 
+def tiny_fragments(tree: Path, srcarch: str) -> list[Fragment]:
+    """What `make tinyconfig` merges after its allnoconfig: the generic and the arch tiny.config."""
+    paths = [tree / "kernel/configs/tiny.config", tree / f"arch/{srcarch}/configs/tiny.config"]
+    return [Fragment(p.name, p, p.read_text(errors="replace")) for p in paths if p.is_file()]
+
+
 def parse_fragment(fragment: Fragment) -> list[Request]:
     requests = []
     for number, raw in enumerate(fragment.text.splitlines(), 1):
@@ -113,19 +119,39 @@ def apply_requests(config: Path, requests: dict[str, Request]) -> None:
     config.write_text("\n".join(lines) + "\n")
 
 
-def kconfig_symbols(tree: Path) -> set[str]:
-    """Every symbol some Kconfig file of the tree declares (to catch typos by name)."""
+_ENTRY = re.compile(r"^\s*(?:menu)?config\s+([A-Za-z0-9_]+)\s*$")
+_BLOCK_END = re.compile(r"^\s*(?:(?:menu)?config|choice|endchoice|menu|endmenu|if|endif|source|"
+                        r"comment|osource|rsource)\b")
+_PROMPT = re.compile(r"^\s*(?:(?:bool|tristate|string|int|hex)\s+[\"']|prompt\b)")
+
+
+def kconfig_symbols(tree: Path) -> tuple[set[str], set[str]]:
+    """(declared, settable): every symbol some Kconfig file of the tree declares, and those
+    with a prompt somewhere (a promptless symbol follows its default; no fragment sets it)."""
     declared: set[str] = set()
-    pattern = re.compile(r"^\s*(?:menu)?config\s+([A-Za-z0-9_]+)", re.M)
+    settable: set[str] = set()
     for path in tree.rglob("Kconfig*"):
-        if path.is_file() and "Documentation" not in path.parts:
-            declared.update(pattern.findall(path.read_text(errors="replace")))
-    return declared
+        if not path.is_file() or "Documentation" in path.parts:
+            continue
+        current = None
+        for line in path.read_text(errors="replace").splitlines():
+            if match := _ENTRY.match(line):
+                current = match.group(1)
+                declared.add(current)
+            elif _BLOCK_END.match(line):
+                current = None
+            elif current and _PROMPT.match(line):
+                settable.add(current)
+    return declared, settable
 
 
-def unknown_symbols(tree: Path, requests: dict[str, Request]) -> list[Request]:
-    declared = kconfig_symbols(tree)
-    return [r for r in requests.values() if r.symbol not in declared]
+def unreachable_pins(tree: Path,
+                     requests: dict[str, Request]) -> tuple[list[Request], list[Request]]:
+    """(unknown, promptless) requests: symbols the tree lacks, and ones it sets by itself."""
+    declared, settable = kconfig_symbols(tree)
+    unknown = [r for r in requests.values() if r.symbol not in declared]
+    promptless = [r for r in requests.values() if r.symbol in declared - settable]
+    return unknown, promptless
 
 
 @dataclass(frozen=True)

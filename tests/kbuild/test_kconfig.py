@@ -37,14 +37,36 @@ def test_project_fragments_declare_only_real_symbols() -> None:
     for arch in ("x86_64", "arm64"):
         merged = kconfig.merge(kconfig.standard_fragments(arch))
         assert "BPF_SYSCALL" in merged and "DEBUG_INFO_BTF" in merged
-        assert kconfig.unknown_symbols(tree, merged) == []
+        unknown, promptless = kconfig.unreachable_pins(tree, merged)
+        assert unknown == []
+        # every symbol we pin off is one a user can set in 7.3 (promptless ones we want on,
+        # like DYNAMIC_FTRACE, follow their defaults and the drift check still covers them)
+        assert [r for r in promptless if r.value == "n"] == []
 
 
 def test_typo_is_reported_with_origin(tmp_path: Path) -> None:
     tree = from_debian("7.3").path
     typo = frag(tmp_path, "typo.config", "CONFIG_BPF_SYSCAL=y\n")
-    unknown = kconfig.unknown_symbols(tree, kconfig.merge([typo]))
+    unknown, _ = kconfig.unreachable_pins(tree, kconfig.merge([typo]))
     assert [(u.symbol, u.origin) for u in unknown] == [("BPF_SYSCAL", "typo.config:1")]
+
+
+def test_promptless_symbols_are_told_apart_from_settable_ones(tmp_path: Path) -> None:
+    """6.12's AF_UNIX_OOB has no prompt (7.3's has one): a pin-off there is the tree's call."""
+    tree = tmp_path / "tree"
+    (tree / "net").mkdir(parents=True)
+    (tree / "net/Kconfig").write_text(
+        'config UNIX\n\ttristate "Unix domain sockets"\n\tdefault y\n\n'
+        "config\tAF_UNIX_OOB\n\tbool\n\tdepends on UNIX\n\tdefault y\n\n"
+        "if UNIX\nconfig UNIX_DIAG\n\ttristate\n\tprompt \"diag\" if UNIX\nendif\n"
+        "menuconfig NET_X\n\tbool\n\nconfig NET_X\n\tbool \"now with a prompt\"\n")
+    declared, settable = kconfig.kconfig_symbols(tree)
+    assert declared == {"UNIX", "AF_UNIX_OOB", "UNIX_DIAG", "NET_X"}
+    assert settable == {"UNIX", "UNIX_DIAG", "NET_X"}
+    pins = kconfig.merge([frag(tmp_path, "p.config", "# CONFIG_AF_UNIX_OOB is not set\n"
+                                                    "# CONFIG_UNIX_DIAG is not set\n")])
+    unknown, promptless = kconfig.unreachable_pins(tree, pins)
+    assert unknown == [] and [r.symbol for r in promptless] == ["AF_UNIX_OOB"]
 
 
 def test_drift_lists_name_wanted_and_got() -> None:
