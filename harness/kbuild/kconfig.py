@@ -147,10 +147,12 @@ def kconfig_symbols(tree: Path) -> tuple[set[str], set[str]]:
 
 def unreachable_pins(tree: Path,
                      requests: dict[str, Request]) -> tuple[list[Request], list[Request]]:
-    """(unknown, promptless) requests: symbols the tree lacks, and ones it sets by itself."""
+    """(unknown, promptless pin-offs): requests for symbols the tree lacks, and pin-offs of
+    symbols it sets by itself (wanted-on promptless ones are left to the drift check)."""
     declared, settable = kconfig_symbols(tree)
     unknown = [r for r in requests.values() if r.symbol not in declared]
-    promptless = [r for r in requests.values() if r.symbol in declared - settable]
+    promptless = [r for r in requests.values()
+                  if r.value == "n" and r.symbol in declared - settable]
     return unknown, promptless
 
 

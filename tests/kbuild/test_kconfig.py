@@ -105,3 +105,14 @@ def test_pinning_off_a_symbol_the_tree_lacks_is_not_a_typo(tmp_path: Path) -> No
     plan = make_plan(BuildRequest(kconfigs=[str(absent)]))
     text = Builder(plan, quiet=True).merged_config(plan.source)
     assert "NO_SUCH_SYMBOL_XYZ" not in text
+
+
+def test_pinning_off_a_symbol_the_tree_sets_itself_passes_fresh_and_cached(tmp_path: Path) -> None:
+    """DYNAMIC_FTRACE has no prompt in 7.3 (as AF_UNIX_OOB has none in 6.12): a pin-off is
+    the tree's call, on the run that merges the config and on the one that reads it back."""
+    pin = tmp_path / "pin.config"
+    pin.write_text("# CONFIG_DYNAMIC_FTRACE is not set\n")
+    plan = make_plan(BuildRequest(kconfigs=[str(pin)]))
+    first = Builder(plan, quiet=True).merged_config(plan.source)
+    again = Builder(plan, quiet=True).merged_config(plan.source)
+    assert first == again and "CONFIG_DYNAMIC_FTRACE=y" in first

@@ -58,13 +58,14 @@ def test_requests_and_loop_fit_the_kernel_command_line() -> None:
 
 
 class _HostLoop:
-    """The real guest loop, run by this host's /bin/sh with its scratch dir in tmp_path."""
+    """The real guest loop, run by a shell of this host with its scratch dir in tmp_path."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, shell: str, scratch: Path) -> None:
         self.parser = FrameParser("n0nce")
         self.buf = bytearray()
-        self.proc = subprocess.Popen(["sh", "-c", loop_script("n0nce")], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=dict(os.environ, HW=str(scratch)))
+        self.proc = subprocess.Popen([*shell.split(), "-c", loop_script("n0nce")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, HW=str(scratch)))
 
     def answer(self, request: bytes = b"", timeout: float = 20.0) -> Frame:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -84,13 +85,7 @@ def test_loop_serves_binary_puts_gets_and_commands(tmp_path: Path, shell: str) -
     """The loop as the guest runs it, on this host: the frames, exact bytes, error paths."""
     if shell == "busybox sh" and not any(Path(d, "busybox").exists() for d in ("/bin", "/usr/bin")):
         pytest.skip("busybox not installed")
-    loop = _HostLoop(tmp_path / "w")
-    if shell != "sh":
-        loop.proc.kill()
-        loop.proc.wait()
-        loop.proc = subprocess.Popen([*shell.split(), "-c", loop_script("n0nce")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=dict(os.environ, HW=str(tmp_path / "w")))
+    loop = _HostLoop(shell, tmp_path / "w")
     try:
         assert loop.answer().req_id == 0
         blob = bytes(range(256)) * 300 + b"\n@@n0nce 9 9 9 9 9\n"
