@@ -2,14 +2,16 @@
 BTF-stage-only rebuild (pahole swap) and ccache-warm rebuilds after a config change and
 after a patch series change.
 
-    python benchmarks/build.py --arch x86_64 [--arch arm64] [--skip-cold] [--skip-warm]
-                               [--cold-ccache]
+    python benchmarks/build.py --arch x86_64 [--arch arm64] [--pairs N] [--skip-cold]
+                               [--skip-warm] [--cold-ccache]
 
 Each cold build uses a throwaway cache (HARNESS_CACHE) with ccache off, so it measures
 compiling, not cache hits; pinned pahole and sources are shared from the main cache.
 The bare figure replays the very make commands the harness logged (kernel, libbpf,
 bpftool, bpf_testmod) into a fresh dir holding the same .config, so the ratio is the
 harness's own cost: config merging and checking, progress parsing, publishing.
+`--pairs N` runs N harness/bare pairs in ABBA order and reports the median ratio (this
+machine's speed drifts by more than the 3 % the ratio is judged on).
 `--cold-ccache` adds a newcomer's first build: ccache on, as by default, but empty.
 Prints one table; targets (2-core machine): cold <= 240 s, overhead ratio <= 1.03,
 no-change <= 10 s, BTF-stage-only <= 60 s, warm rebuild after a change <= 90 s.
@@ -24,10 +26,12 @@ import re
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root
@@ -84,13 +88,13 @@ def _what(cmd: list[str]) -> str:
     return "kernel"
 
 
-def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path,
-                env: dict[str, str]) -> dict[str, float]:
+def bare_replay(cmds: list[list[str]], build_dir: Path, config: Path, bare: Path,
+                source: Path, env: dict[str, str]) -> dict[str, float]:
     """Run the harness's own make commands, unwrapped, into `bare` (same .config).
 
     Returns seconds per stage, named like the harness's `# stage` lines.
     """
-    shutil.copy2(build_dir / ".config", bare / ".config")
+    shutil.copy2(config, bare / ".config")
     stages: dict[str, float] = {}
     for cmd in cmds:
         cmd = [arg.replace(str(build_dir), str(bare)) for arg in cmd]
@@ -128,35 +132,88 @@ def keys(request: BuildRequest) -> tuple[Path, Path]:
             cache_root() / "builds" / compile_key)
 
 
-def bench_cold(arch: str, env: dict[str, str]) -> dict[str, float]:
-    figures: dict[str, float] = {}
+@dataclass
+class ColdRun:
+    wall: float
+    cpu: float
+    stages: dict[str, float]
+
+
+@dataclass
+class Recipe:
+    """What a bare replay needs from a harness build: its make lines, dir and .config."""
+
+    cmds: list[list[str]]
+    build_dir: Path
+    config: Path
+
+
+def harness_cold(arch: str, env: dict[str, str], keep: Path) -> tuple[ColdRun, Recipe]:
+    """One cold harness build in a throwaway cache; its .config is kept under `keep`."""
     cold_cache = fresh_cache()
     try:
-        cold_env = dict(env, HARNESS_CACHE=str(cold_cache))
         cpu_before = children_cpu()
-        figures["cold build (harness, no ccache)"] = timed(
-            [*HARNESS, "--arch", arch, "--no-ccache"], cold_env)
-        harness_cpu = children_cpu() - cpu_before
+        wall = timed([*HARNESS, "--arch", arch, "--no-ccache"],
+                     dict(env, HARNESS_CACHE=str(cold_cache)))
+        cpu = children_cpu() - cpu_before
         build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
         log = newest_log(cold_cache)
-        for name, secs in stage_times(log).items():
-            figures[f"  of which {name}"] = secs
-        bare = cold_cache / "bare"
-        bare.mkdir()
-        source = next(p for p in (cache_root() / "sources").iterdir() if p.is_dir())
-        cpu_before = children_cpu()
-        bare_stages = bare_replay(logged_makes(log, build_dir), build_dir, bare, source, env)
-        bare_cpu = children_cpu() - cpu_before
-        bare_s = sum(bare_stages.values())
-        figures["same .config, bare make -j2 (same commands)"] = bare_s
-        for name, secs in bare_stages.items():
-            figures[f"  of which {name} (bare)"] = secs
-        figures["harness overhead ratio"] = figures["cold build (harness, no ccache)"] / bare_s
-        figures["CPU time, harness"] = harness_cpu
-        figures["CPU time, bare"] = bare_cpu
-        figures["harness overhead ratio (CPU time)"] = harness_cpu / bare_cpu
+        config = keep / f"{arch}.config"
+        shutil.copy2(build_dir / ".config", config)
+        return (ColdRun(wall, cpu, stage_times(log)),
+                Recipe(logged_makes(log, build_dir), build_dir, config))
     finally:
         shutil.rmtree(cold_cache, ignore_errors=True)
+
+
+def bare_cold(recipe: Recipe, env: dict[str, str]) -> ColdRun:
+    """The harness's make lines replayed bare into an empty dir holding the same .config."""
+    bare = Path(tempfile.mkdtemp(prefix="harness-bare-", dir=cache_root().parent))
+    try:
+        source = next(p for p in (cache_root() / "sources").iterdir() if p.is_dir())
+        cpu_before = children_cpu()
+        stages = bare_replay(recipe.cmds, recipe.build_dir, recipe.config, bare, source, env)
+        return ColdRun(sum(stages.values()), children_cpu() - cpu_before, stages)
+    finally:
+        shutil.rmtree(bare, ignore_errors=True)
+
+
+def bench_cold(arch: str, env: dict[str, str], pairs: int = 1) -> dict[str, float]:
+    """Cold harness builds against bare replays of the same make lines, in ABBA order.
+
+    Back-to-back runs of identical make lines differ by 5-20 % in wall and CPU time on
+    this shared machine, and drift over an hour; alternating which side goes first
+    (harness, bare, bare, harness, ...) cancels a steady drift, and the median of the
+    pairs' ratios is the figure.
+    """
+    figures: dict[str, float] = {}
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as keep:
+        recipe: Recipe | None = None
+        for pair in range(pairs):
+            tag = "" if pairs == 1 else f" [pair {pair + 1}]"
+            if pair % 2 == 0 or recipe is None:
+                harness, recipe = harness_cold(arch, env, Path(keep))
+                bare = bare_cold(recipe, env)
+            else:
+                bare = bare_cold(recipe, env)
+                harness, _ = harness_cold(arch, env, Path(keep))
+            figures[f"cold build (harness, no ccache){tag}"] = harness.wall
+            for name, secs in harness.stages.items():
+                figures[f"  of which {name}{tag}"] = secs
+            figures[f"same .config, bare make -j2 (same commands){tag}"] = bare.wall
+            for name, secs in bare.stages.items():
+                figures[f"  of which {name} (bare){tag}"] = secs
+            ratios.append(harness.wall / bare.wall)
+            cpu_ratios.append(harness.cpu / bare.cpu)
+            figures[f"harness overhead ratio{tag}"] = ratios[-1]
+            figures[f"CPU time, harness{tag}"] = harness.cpu
+            figures[f"CPU time, bare{tag}"] = bare.cpu
+            figures[f"harness overhead ratio (CPU time){tag}"] = cpu_ratios[-1]
+    if pairs > 1:
+        figures[f"harness overhead ratio, median of {pairs} pairs"] = statistics.median(ratios)
+        figures[f"ratio (CPU time), median of {pairs} pairs"] = statistics.median(cpu_ratios)
     return figures
 
 
@@ -244,6 +301,9 @@ def main() -> None:
     parser.add_argument("--arch", action="append", choices=["x86_64", "arm64"])
     parser.add_argument("--skip-cold", action="store_true",
                         help="skip the two cold builds (about 2 x 4-12 min per arch)")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="cold harness/bare pairs per arch, in ABBA order; the "
+                             "overhead ratio is their median (default 1)")
     parser.add_argument("--skip-warm", action="store_true",
                         help="skip the rebuild figures (about 3 min per arch)")
     parser.add_argument("--cold-ccache", action="store_true",
@@ -251,7 +311,7 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(os.environ)
     for arch in args.arch or ["x86_64"]:
-        parts = [] if args.skip_cold else [bench_cold]
+        parts = [] if args.skip_cold else [lambda a, e: bench_cold(a, e, args.pairs)]
         parts += [] if args.skip_warm else [bench_warm]
         parts += [bench_cold_ccache] if args.cold_ccache else []
         for part in parts:

@@ -206,7 +206,8 @@ class Builder:
         scratch = self._kconfig_scratch(source)
         with locked(scratch):
             self.say(f"merging {len(plan.fragments)} fragments over tinyconfig")
-            base = ["make", "-C", str(source.path), f"O={scratch}", *plan.make_vars()]
+            base = ["make", "-C", str(source.path), f"O={scratch}", *plan.make_vars(),
+                    f"-j{plan.request.jobs}"]  # conf and fixdep compile in parallel
             # tinyconfig is allnoconfig over tiny-base.config, then tiny.config merged and
             # an olddefconfig; ours fold into that one olddefconfig (a Kconfig run less: ~3 s
             # of a cold build; same .config for 7.3 x86_64/arm64 and 7.2 as the two-pass way).
@@ -286,13 +287,13 @@ class Builder:
             try:
                 with self._stage("kernel"):
                     self._compile(source, config_text, build_dir)
+                with self._stage("tools"):  # what is left of them once the kernel is done
+                    side.finish(self.log)
             except BaseException:
-                side.cancel()
+                side.cancel()  # Ctrl-C, a kernel error: no make may outlive the build
                 raise
-            with self._stage("tools"):  # what is left of them once the kernel is done
-                side.finish(self.log)
-                self._log(f"# tools alongside the kernel {side.seconds:.2f} s")
-                tools = self._tools(build_dir)
+            self._log(f"# tools alongside the kernel {side.seconds:.2f} s")
+            tools = self._tools(build_dir)
             with self._stage("bpf_testmod"):
                 testmod = (self._build_testmod(source, build_dir) if plan.request.testmod
                            else None)
