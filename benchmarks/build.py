@@ -141,29 +141,27 @@ class ColdRun:
 
 @dataclass
 class Recipe:
-    """What a bare replay needs from a harness build: its make lines, dir and .config."""
+    """What a bare replay needs from a harness build: its make lines, dir and .config.
+
+    The lines name paths inside that build's throwaway cache (the source and pahole
+    links, the btfids wrapper), so the cache lives as long as the recipe is replayed.
+    """
 
     cmds: list[list[str]]
     build_dir: Path
     config: Path
 
 
-def harness_cold(arch: str, env: dict[str, str], keep: Path) -> tuple[ColdRun, Recipe]:
-    """One cold harness build in a throwaway cache; its .config is kept under `keep`."""
-    cold_cache = fresh_cache()
-    try:
-        cpu_before = children_cpu()
-        wall = timed([*HARNESS, "--arch", arch, "--no-ccache"],
-                     dict(env, HARNESS_CACHE=str(cold_cache)))
-        cpu = children_cpu() - cpu_before
-        build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
-        log = newest_log(cold_cache)
-        config = keep / f"{arch}.config"
-        shutil.copy2(build_dir / ".config", config)
-        return (ColdRun(wall, cpu, stage_times(log)),
-                Recipe(logged_makes(log, build_dir), build_dir, config))
-    finally:
-        shutil.rmtree(cold_cache, ignore_errors=True)
+def harness_cold(arch: str, env: dict[str, str], cold_cache: Path) -> tuple[ColdRun, Recipe]:
+    """One cold harness build into the empty cache `cold_cache`."""
+    cpu_before = children_cpu()
+    wall = timed([*HARNESS, "--arch", arch, "--no-ccache"],
+                 dict(env, HARNESS_CACHE=str(cold_cache)))
+    cpu = children_cpu() - cpu_before
+    build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
+    log = newest_log(cold_cache)
+    return (ColdRun(wall, cpu, stage_times(log)),
+            Recipe(logged_makes(log, build_dir), build_dir, build_dir / ".config"))
 
 
 def bare_cold(recipe: Recipe, env: dict[str, str]) -> ColdRun:
@@ -189,16 +187,24 @@ def bench_cold(arch: str, env: dict[str, str], pairs: int = 1) -> dict[str, floa
     figures: dict[str, float] = {}
     ratios: list[float] = []
     cpu_ratios: list[float] = []
-    with tempfile.TemporaryDirectory() as keep:
+    recipe_cache = fresh_cache()  # the first harness build's: every bare run replays it
+    try:
         recipe: Recipe | None = None
         for pair in range(pairs):
             tag = "" if pairs == 1 else f" [pair {pair + 1}]"
-            if pair % 2 == 0 or recipe is None:
-                harness, recipe = harness_cold(arch, env, Path(keep))
+            if recipe is None:
+                harness, recipe = harness_cold(arch, env, recipe_cache)
                 bare = bare_cold(recipe, env)
             else:
-                bare = bare_cold(recipe, env)
-                harness, _ = harness_cold(arch, env, Path(keep))
+                if pair % 2 == 1:
+                    bare = bare_cold(recipe, env)
+                again = fresh_cache()
+                try:
+                    harness, _ = harness_cold(arch, env, again)
+                finally:
+                    shutil.rmtree(again, ignore_errors=True)
+                if pair % 2 == 0:
+                    bare = bare_cold(recipe, env)
             figures[f"cold build (harness, no ccache){tag}"] = harness.wall
             for name, secs in harness.stages.items():
                 figures[f"  of which {name}{tag}"] = secs
@@ -211,6 +217,8 @@ def bench_cold(arch: str, env: dict[str, str], pairs: int = 1) -> dict[str, floa
             figures[f"CPU time, harness{tag}"] = harness.cpu
             figures[f"CPU time, bare{tag}"] = bare.cpu
             figures[f"harness overhead ratio (CPU time){tag}"] = cpu_ratios[-1]
+    finally:
+        shutil.rmtree(recipe_cache, ignore_errors=True)
     if pairs > 1:
         figures[f"harness overhead ratio, median of {pairs} pairs"] = statistics.median(ratios)
         figures[f"ratio (CPU time), median of {pairs} pairs"] = statistics.median(cpu_ratios)
