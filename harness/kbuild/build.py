@@ -1,6 +1,4 @@
-"""The build pipeline: source → patches → config → kernel (+ tools alongside) → bpf_testmod.
-
-The finished outputs are published as artifacts.
+"""The build pipeline: source → patches → config → kernel → tools → bpf_testmod → artifacts.
 
 Three cache levels keep repeated work away:
 - configs/<config key>: the merged, checked .config (kconfig runs once per input set);
@@ -28,7 +26,7 @@ from harness.cache import atomic_write, cache_dir, locked, staging_dir, touch_us
 from harness.errors import HarnessError, UsageError
 from harness.kbuild import kconfig, patches, seed, sources, toolchains
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.kbuild.make import Progress, SideMakes, run_make
+from harness.kbuild.make import Progress, run_make
 
 MIN_FREE_BYTES = 3 * 1024**3
 DEFAULT_EXPECTED_STEPS = {"x86_64": 2000, "arm64": 1700}
@@ -281,19 +279,10 @@ class Builder:
             self._check_disk(build_dir)
             with self._stage("seed"):
                 self._seed(source, config_text, build_dir)
-            side = SideMakes(self._tool_makes(source, build_dir),
-                             self.log.with_suffix(".tools.log"), self._env())
-            side.start()
-            try:
-                with self._stage("kernel"):
-                    self._compile(source, config_text, build_dir)
-                with self._stage("tools"):  # what is left of them once the kernel is done
-                    side.finish(self.log)
-            except BaseException:
-                side.cancel()  # Ctrl-C, a kernel error: no make may outlive the build
-                raise
-            self._log(f"# tools alongside the kernel {side.seconds:.2f} s")
-            tools = self._tools(build_dir)
+            with self._stage("kernel"):
+                self._compile(source, config_text, build_dir)
+            with self._stage("tools"):
+                tools = self._build_tools(source, build_dir)
             with self._stage("bpf_testmod"):
                 testmod = (self._build_testmod(source, build_dir) if plan.request.testmod
                            else None)
@@ -388,64 +377,49 @@ class Builder:
         atomic_write(stage_file, btf_stage)
         self.say(f"kernel built in {time.monotonic() - started:.0f} s ({steps} steps)")
 
-    def _tool_dirs(self, build_dir: Path) -> dict[str, Path]:
-        tools = build_dir / "harness-tools"
-        libbpf_out = tools / f"libbpf-{self.plan.arch}"
-        return {"tools": tools, "libbpf_out": libbpf_out,
-                "libbpf_so": libbpf_out / "libbpf.so", "headers": tools / "include",
-                # The bootstrap bpftool: `btf dump` (vmlinux.h, raw dumps) is all the
-                # harness asks of it, and it builds in a fifth of the time of the full one
-                # (no second libbpf, no BPF skeletons compiled with clang).
-                "bpftool": tools / "bpftool" / "bootstrap" / "bpftool"}
-
-    def _tool_makes(self, source: sources.KernelSource,
-                    build_dir: Path) -> list[tuple[list[str], Path]]:
-        """The make runs for libbpf (target arch) and bpftool (host) still missing.
-
-        Decided here, in the main thread (a cross sysroot may have to be fetched);
-        SideMakes runs them alongside the kernel.
-        """
+    def _build_tools(self, source: sources.KernelSource, build_dir: Path) -> dict[str, Path]:
+        """libbpf for the target arch, host bpftool; resolve_btfids came with the kernel."""
         plan = self.plan
-        dirs = self._tool_dirs(build_dir)
-        libbpf_out, headers, bpftool = dirs["libbpf_out"], dirs["headers"], dirs["bpftool"]
-        cmds: list[tuple[list[str], Path]] = []
-        if not dirs["libbpf_so"].exists() or not (headers / "bpf" / "libbpf.h").exists():
+        tools = build_dir / "harness-tools"
+        env = self._env()
+        libbpf_out = tools / f"libbpf-{plan.arch}"
+        libbpf_so = libbpf_out / "libbpf.so"
+        headers = tools / "include"
+        prefix = toolchains.cross_prefix(plan.arch)
+        if not libbpf_so.exists() or not (headers / "bpf" / "libbpf.h").exists():
             libbpf_out.mkdir(parents=True, exist_ok=True)
             # Only the shared library (the agent's): "all" would compile every object
             # twice, for libbpf.a too, which nothing here uses.
             lib_make = ["make", "-C", str(source.path / "tools/lib/bpf"),
                         f"OUTPUT={libbpf_out}/", f"-j{plan.request.jobs}",
                         "fixdep", f"{libbpf_out}/libbpf.so"]
-            prefix = toolchains.cross_prefix(plan.arch)
             if prefix:
                 sysroot = target_sysroot(plan.arch)
                 lib_make += [f"CC={prefix}gcc", f"AR={prefix}ar", f"LD={prefix}ld",
                              f"EXTRA_CFLAGS=-I{sysroot}/usr/include -O2",
                              f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
                              f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
-            cmds.append((lib_make, build_dir))
-            cmds.append((["make", "-C", str(source.path / "tools/lib/bpf"),
-                          f"OUTPUT={libbpf_out}/", f"DESTDIR={dirs['tools']}", "prefix=",
-                          "INCLUDEDIR=/include", "install_headers"], build_dir))
+            self.say(f"building libbpf ({plan.arch})")
+            run_make(lib_make, self.log, None, build_dir, env=env)
+            run_make(["make", "-C", str(source.path / "tools/lib/bpf"),
+                      f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
+                      "INCLUDEDIR=/include", "install_headers"], self.log, None, build_dir,
+                     env=env)
+        # The bootstrap bpftool: `btf dump` (vmlinux.h, raw dumps) is all the harness
+        # asks of it, and it builds in a fifth of the time of the full one (no second
+        # libbpf, no BPF skeletons compiled with clang).
+        bpftool = tools / "bpftool" / "bootstrap" / "bpftool"
         if not bpftool.exists():
             bpftool.parent.mkdir(parents=True, exist_ok=True)
-            cmds.append((["make", "-C", str(source.path / "tools/bpf/bpftool"),
-                          f"OUTPUT={bpftool.parent.parent}/", f"-j{plan.request.jobs}",
-                          "bootstrap"], build_dir))
-        if cmds:
-            self.say(f"building libbpf ({plan.arch}) and bpftool (host) alongside the "
-                     "kernel, at low priority")
-        return cmds
-
-    def _tools(self, build_dir: Path) -> dict[str, Path]:
-        """libbpf, its headers, bpftool and the resolve_btfids kbuild built with the kernel."""
-        dirs = self._tool_dirs(build_dir)
+            self.say("building bpftool (host, bootstrap)")
+            run_make(["make", "-C", str(source.path / "tools/bpf/bpftool"),
+                      f"OUTPUT={bpftool.parent.parent}/", f"-j{plan.request.jobs}", "bootstrap"],
+                     self.log, None, build_dir, env=env)
         resolve_btfids = build_dir / "tools/bpf/resolve_btfids/resolve_btfids"
-        for path in (dirs["libbpf_so"], dirs["bpftool"], resolve_btfids):
-            if not path.exists():
-                raise HarnessError(f"the build did not produce {path} (log: {self.log})")
-        return {"libbpf_so": dirs["libbpf_so"], "headers": dirs["headers"],
-                "bpftool": dirs["bpftool"], "resolve_btfids": resolve_btfids}
+        if not resolve_btfids.exists():
+            raise HarnessError(f"kbuild did not build {resolve_btfids} (log: {self.log})")
+        return {"libbpf_so": libbpf_so, "headers": headers, "bpftool": bpftool,
+                "resolve_btfids": resolve_btfids}
 
     def _build_testmod(self, source: sources.KernelSource, build_dir: Path) -> Path | None:
         """bpf_testmod.ko, an out-of-tree module: its BTF goes through --distill_base."""

@@ -7,14 +7,13 @@ import ctypes
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -78,27 +77,10 @@ def _first_error(lines: list[str]) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def _libc_prctl():
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the harness dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl
-    return None
-
-
-# Looked up once here: a child forked while another thread runs must not dlopen.
-_PRCTL = _libc_prctl()
-
-
-def _child_setup(nice: int) -> Callable[[], None]:
-    """In the child: get SIGTERM if the harness dies, even by SIGKILL (PR_SET_PDEATHSIG),
-    and take the CPU priority asked for."""
-
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(1, signal.SIGTERM)
-        if nice:
-            os.nice(nice)
-
-    return setup
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -120,13 +102,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
-             env: dict[str, str] | None = None, nice: int = 0,
-             on_start: Callable[[subprocess.Popen], None] | None = None) -> int:
+             env: dict[str, str] | None = None) -> int:
     """Run `cmd`, appending all output to `log`; returns the number of kbuild steps seen.
 
     On failure raises MakeError naming the first error line and the log. Ctrl-C stops
     make's whole process group before re-raising, so nothing keeps compiling.
-    `on_start` gets the process, for a caller in another thread that may have to stop it.
     """
     steps = 0
     tail: deque[str] = deque(maxlen=400)
@@ -135,9 +115,7 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
         out.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", env=env, start_new_session=True,
-                                preexec_fn=_child_setup(nice))
-        if on_start is not None:
-            on_start(proc)
+                                preexec_fn=_die_with_parent)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -176,63 +154,3 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-class SideMakes:
-    """make runs in a thread, one after another, at the lowest CPU priority.
-
-    Why: libbpf and bpftool need neither the kernel's .config nor its objects. Niced
-    alongside the kernel make they take the core it leaves idle (its serial start, the
-    vmlinux links and BTF stage) instead of adding their ~10 s after it. Their output
-    goes to a log of their own (two makes' lines would interleave); `finish` appends it
-    to the build log, so that log still holds every command the build ran.
-    """
-
-    def __init__(self, cmds: list[tuple[list[str], Path]], log: Path,
-                 env: dict[str, str]) -> None:
-        self.cmds = cmds  # (command, cwd)
-        self.log = log
-        self.env = env
-        self.seconds = 0.0
-        self._running: list[subprocess.Popen] = []
-        self._cancelled = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="side-makes", daemon=True)
-
-    def start(self) -> None:
-        self.log.write_text("")
-        self._thread.start()
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        try:
-            for cmd, cwd in self.cmds:
-                if self._cancelled.is_set():
-                    return
-                run_make(cmd, self.log, None, cwd, env=self.env, nice=19,
-                         on_start=self._running.append)
-        except BaseException as error:  # handed to the main thread by finish()
-            self._error = error
-        finally:
-            self.seconds = time.monotonic() - started
-
-    def cancel(self) -> None:
-        """Stop the running make's process group and wait for the thread."""
-        self._cancelled.set()
-        while self._thread.is_alive():  # a make may start between a check and a stop
-            for proc in self._running:
-                if proc.poll() is None:
-                    _stop(proc)
-            self._thread.join(timeout=0.2)
-
-    def finish(self, build_log: Path) -> None:
-        """Wait for the chain, copy its log into `build_log`, raise its failure if any.
-
-        The side log is removed only on success: a failure's message names it.
-        """
-        self._thread.join()
-        with open(build_log, "a") as out, open(self.log) as side:
-            shutil.copyfileobj(side, out)
-        if self._error is not None:
-            raise self._error
-        self.log.unlink()
