@@ -88,13 +88,13 @@ def _what(cmd: list[str]) -> str:
     return "kernel"
 
 
-def bare_replay(cmds: list[list[str]], build_dir: Path, config: Path, bare: Path,
-                source: Path, env: dict[str, str]) -> dict[str, float]:
+def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path,
+                env: dict[str, str]) -> dict[str, float]:
     """Run the harness's own make commands, unwrapped, into `bare` (same .config).
 
     Returns seconds per stage, named like the harness's `# stage` lines.
     """
-    shutil.copy2(config, bare / ".config")
+    shutil.copy2(build_dir / ".config", bare / ".config")
     stages: dict[str, float] = {}
     for cmd in cmds:
         cmd = [arg.replace(str(build_dir), str(bare)) for arg in cmd]
@@ -141,15 +141,14 @@ class ColdRun:
 
 @dataclass
 class Recipe:
-    """What a bare replay needs from a harness build: its make lines, dir and .config.
+    """What a bare replay needs from a harness build: its make lines and build dir.
 
     The lines name paths inside that build's throwaway cache (the source and pahole
     links, the btfids wrapper), so the cache lives as long as the recipe is replayed.
     """
 
     cmds: list[list[str]]
-    build_dir: Path
-    config: Path
+    build_dir: Path  # holds the .config the replay builds
 
 
 def harness_cold(arch: str, env: dict[str, str], cold_cache: Path) -> tuple[ColdRun, Recipe]:
@@ -161,7 +160,16 @@ def harness_cold(arch: str, env: dict[str, str], cold_cache: Path) -> tuple[Cold
     build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
     log = newest_log(cold_cache)
     return (ColdRun(wall, cpu, stage_times(log)),
-            Recipe(logged_makes(log, build_dir), build_dir, build_dir / ".config"))
+            Recipe(logged_makes(log, build_dir), build_dir))
+
+
+def harness_again(arch: str, env: dict[str, str]) -> ColdRun:
+    """Another cold harness build, in a throwaway cache removed right after."""
+    cold_cache = fresh_cache()
+    try:
+        return harness_cold(arch, env, cold_cache)[0]
+    finally:
+        shutil.rmtree(cold_cache, ignore_errors=True)
 
 
 def bare_cold(recipe: Recipe, env: dict[str, str]) -> ColdRun:
@@ -170,7 +178,7 @@ def bare_cold(recipe: Recipe, env: dict[str, str]) -> ColdRun:
     try:
         source = next(p for p in (cache_root() / "sources").iterdir() if p.is_dir())
         cpu_before = children_cpu()
-        stages = bare_replay(recipe.cmds, recipe.build_dir, recipe.config, bare, source, env)
+        stages = bare_replay(recipe.cmds, recipe.build_dir, bare, source, env)
         return ColdRun(sum(stages.values()), children_cpu() - cpu_before, stages)
     finally:
         shutil.rmtree(bare, ignore_errors=True)
@@ -189,22 +197,17 @@ def bench_cold(arch: str, env: dict[str, str], pairs: int = 1) -> dict[str, floa
     cpu_ratios: list[float] = []
     recipe_cache = fresh_cache()  # the first harness build's: every bare run replays it
     try:
-        recipe: Recipe | None = None
+        harness, recipe = harness_cold(arch, env, recipe_cache)
         for pair in range(pairs):
             tag = "" if pairs == 1 else f" [pair {pair + 1}]"
-            if recipe is None:
-                harness, recipe = harness_cold(arch, env, recipe_cache)
+            if pair == 0:
                 bare = bare_cold(recipe, env)
+            elif pair % 2:  # bare first, then harness
+                bare = bare_cold(recipe, env)
+                harness = harness_again(arch, env)
             else:
-                if pair % 2 == 1:
-                    bare = bare_cold(recipe, env)
-                again = fresh_cache()
-                try:
-                    harness, _ = harness_cold(arch, env, again)
-                finally:
-                    shutil.rmtree(again, ignore_errors=True)
-                if pair % 2 == 0:
-                    bare = bare_cold(recipe, env)
+                harness = harness_again(arch, env)
+                bare = bare_cold(recipe, env)
             figures[f"cold build (harness, no ccache){tag}"] = harness.wall
             for name, secs in harness.stages.items():
                 figures[f"  of which {name}{tag}"] = secs

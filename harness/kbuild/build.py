@@ -179,7 +179,7 @@ class Builder:
         cached = cache_dir("configs") / f"{key}.config"
         plan = self.plan
         requests = kconfig.merge(plan.fragments)
-        # pin-offs the tree decides by itself, found by the Kconfig scan of the first run
+        # pin-offs this tree cannot take, found by the Kconfig scan of the first run
         moot = cache_dir("configs") / f"{key}.moot"
         if cached.exists():
             # cached with or without --allow-config-drift: check this request's wish again
@@ -192,7 +192,8 @@ class Builder:
         # Pinning off a symbol this tree lacks (an older or newer release) is already true,
         # and one it gives no prompt (6.12's AF_UNIX_OOB) is the tree's to decide; only a
         # symbol we want on must exist, or it is a typo.
-        for request in [r for r in unknown if r.value == "n"] + promptless:
+        dropped = [r for r in unknown if r.value == "n"] + promptless
+        for request in dropped:
             requests.pop(request.symbol, None)
         unknown = [r for r in unknown if r.value != "n"]
         if unknown:
@@ -217,7 +218,7 @@ class Builder:
             self._quiet_make([*base, "olddefconfig"])
             text = (scratch / ".config").read_text()
         self._check_drift(requests, text)
-        atomic_write(moot, "".join(f"{r.symbol}\n" for r in promptless))  # before the config
+        atomic_write(moot, "".join(f"{r.symbol}\n" for r in dropped))  # before the config
         atomic_write(cached, text)
         return text
 
