@@ -3,7 +3,7 @@ BTF-stage-only rebuild (pahole swap) and ccache-warm rebuilds after a config cha
 after a patch series change.
 
     python benchmarks/build.py --arch x86_64 [--arch arm64] [--pairs N] [--skip-cold]
-                               [--skip-warm] [--cold-ccache]
+                               [--skip-warm] [--cold-ccache] [--reference [DIR]]
 
 Each cold build uses a throwaway cache (HARNESS_CACHE) with ccache off, so it measures
 compiling, not cache hits; pinned pahole and sources are shared from the main cache.
@@ -13,6 +13,10 @@ harness's own cost: config merging and checking, progress parsing, publishing.
 `--pairs N` runs N harness/bare pairs in ABBA order and reports the median ratio (this
 machine's speed drifts by more than the 3 % the ratio is judged on).
 `--cold-ccache` adds a newcomer's first build: ccache on, as by default, but empty.
+`--reference` builds the measured minimal fragments the cold target was derived from
+(../shared/reference/kconfig, 228.5 s for x86_64 and 220.4 s for arm64 where they were
+measured) with bare make on this machine: the ratio of the two is this machine's speed
+against that one, and the cold build is also given scaled by it.
 Prints one table; targets (2-core machine): cold <= 240 s, overhead ratio <= 1.03,
 no-change <= 10 s, BTF-stage-only <= 60 s, warm rebuild after a change <= 90 s.
 """
@@ -35,9 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root
+from harness.kbuild import kconfig, toolchains
 from harness.kbuild.build import Builder, BuildRequest, make_plan, stage_testmod
 
 HARNESS = [sys.executable, "-m", "harness", "build"]
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kconfig"
+# Clean -j2 builds of REFERENCE_DIR's fragments on the machine the cold target came from.
+REFERENCE_SECONDS = {"x86_64": 228.5, "arm64": 220.4}
 
 
 def children_cpu() -> float:
@@ -307,6 +315,39 @@ def bench_patch_change(arch: str, env: dict[str, str]) -> dict[str, float]:
     return figures
 
 
+def bench_reference(arch: str, env: dict[str, str], reference_dir: Path) -> dict[str, float]:
+    """The reference fragments over tinyconfig, built by bare make in a throwaway dir.
+
+    Same tree, compiler and pahole as the harness uses, no ccache, kbuild's own C
+    resolve_btfids: the build the target's 228.5 s / 220.4 s figures describe.
+    """
+    fragment = reference_dir / f"min-{arch}.config"
+    if not fragment.is_file():
+        raise SystemExit(f"--reference: no {fragment}")
+    plan = make_plan(BuildRequest(arch=arch, use_ccache=False))
+    make = ["make", "-C", str(plan.source.path),
+            *[v for v in plan.make_vars() if not v.startswith("RESOLVE_BTFIDS=")],
+            f"-j{plan.request.jobs}"]
+    image = toolchains.BOOT_IMAGE[arch].rsplit("/", 1)[1]
+    work = Path(tempfile.mkdtemp(prefix="harness-ref-", dir=cache_root().parent))
+    try:
+        out = [f"O={work}"]
+        timed([*make, *out, "tinyconfig"], env)
+        requests = kconfig.merge([kconfig.user_fragment(str(fragment))])
+        kconfig.apply_requests(work / ".config", requests)
+        timed([*make, *out, "olddefconfig"], env)
+        drifted = kconfig.drift(requests, kconfig.read_config(work / ".config"))
+        if drifted:
+            raise SystemExit(f"--reference: {len(drifted)} symbols did not take, "
+                             f"first {drifted[0]}")
+        here = timed([*make, *out, image, "modules"], env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"reference config, bare make here": here,
+            "reference config where the target was set": REFERENCE_SECONDS[arch],
+            "machine speed factor (here / there)": here / REFERENCE_SECONDS[arch]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", action="append", choices=["x86_64", "arm64"])
@@ -319,16 +360,30 @@ def main() -> None:
                         help="skip the rebuild figures (about 3 min per arch)")
     parser.add_argument("--cold-ccache", action="store_true",
                         help="also time a first build with ccache on but empty (4-12 min)")
+    parser.add_argument("--reference", nargs="?", const=REFERENCE_DIR, type=Path,
+                        metavar="DIR", help="also build the reference fragments "
+                        f"(min-<arch>.config, default {REFERENCE_DIR}) bare: this "
+                        "machine's speed against the target's (4-6 min per arch)")
     args = parser.parse_args()
     env = dict(os.environ)
     for arch in args.arch or ["x86_64"]:
+        figures: dict[str, float] = {}
         parts = [] if args.skip_cold else [lambda a, e: bench_cold(a, e, args.pairs)]
         parts += [] if args.skip_warm else [bench_warm]
         parts += [bench_cold_ccache] if args.cold_ccache else []
+        if args.reference:
+            parts += [lambda a, e: bench_reference(a, e, args.reference)]
         for part in parts:
             for name, value in part(arch, env).items():
-                unit = "" if "ratio" in name else " s"
+                figures[name] = value
+                unit = "" if "ratio" in name or "factor" in name else " s"
                 print(f"{arch:7s} {name:52s} {value:8.2f}{unit}", flush=True)
+        factor = figures.get("machine speed factor (here / there)")
+        colds = [v for k, v in figures.items() if k.startswith("cold build (harness, no")]
+        if factor and colds:
+            scaled = statistics.median(colds) / factor
+            print(f"{arch:7s} {'cold build (median) scaled to the reference machine':52s} "
+                  f"{scaled:8.2f} s", flush=True)
 
 
 if __name__ == "__main__":
