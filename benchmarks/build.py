@@ -8,8 +8,9 @@ after a patch series change.
 Each cold build uses a throwaway cache (HARNESS_CACHE) with ccache off, so it measures
 compiling, not cache hits; pinned pahole and sources are shared from the main cache.
 The bare figure replays the very make commands the harness logged (kernel, libbpf,
-bpftool, bpf_testmod) into a fresh dir holding the same .config, so the ratio is the
-harness's own cost: config merging and checking, progress parsing, publishing.
+bpftool, bpf_testmod) one after another into a fresh dir holding the same .config, so
+the ratio is the harness's own cost (config merging and checking, progress parsing,
+publishing) less what it saves by making libbpf and bpftool while Kconfig runs.
 `--pairs N` runs N harness/bare pairs in ABBA order and reports the median ratio (this
 machine's speed drifts by more than the 3 % the ratio is judged on).
 `--cold-ccache` adds a newcomer's first build: ccache on, as by default, but empty.
@@ -78,11 +79,11 @@ def fresh_cache() -> Path:
     return root
 
 
-def logged_makes(log: Path, build_dir: Path) -> list[list[str]]:
-    """The make command lines a harness build ran in `build_dir` (kconfig runs excluded)."""
+def logged_makes(log: Path, dirs: list[Path]) -> list[list[str]]:
+    """The make command lines a harness build ran into `dirs` (kconfig runs excluded)."""
     cmds = []
     for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("$ make ") and str(build_dir) in line:
+        if line.startswith("$ make ") and any(str(d) in line for d in dirs):
             cmds.append(shlex.split(line[2:]))
     return cmds
 
@@ -96,16 +97,19 @@ def _what(cmd: list[str]) -> str:
     return "kernel"
 
 
-def bare_replay(cmds: list[list[str]], build_dir: Path, bare: Path, source: Path,
-                env: dict[str, str]) -> dict[str, float]:
-    """Run the harness's own make commands, unwrapped, into `bare` (same .config).
+def bare_replay(cmds: list[list[str]], build_dir: Path, tools_dir: Path, bare: Path,
+                source: Path, env: dict[str, str]) -> dict[str, float]:
+    """Run the harness's own make commands, unwrapped, one after another into `bare`
+    (same .config; libbpf and bpftool into bare/tools).
 
     Returns seconds per stage, named like the harness's `# stage` lines.
     """
     shutil.copy2(build_dir / ".config", bare / ".config")
     stages: dict[str, float] = {}
     for cmd in cmds:
-        cmd = [arg.replace(str(build_dir), str(bare)) for arg in cmd]
+        cmd = [arg.replace(str(tools_dir), str(bare / "tools")).replace(str(build_dir),
+                                                                         str(bare))
+               for arg in cmd]
         for arg in cmd:
             if arg.startswith("OUTPUT="):
                 Path(arg[len("OUTPUT="):]).mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,7 @@ class Recipe:
 
     cmds: list[list[str]]
     build_dir: Path  # holds the .config the replay builds
+    tools_dir: Path  # where the harness made libbpf and bpftool
 
 
 def harness_cold(arch: str, env: dict[str, str], cold_cache: Path) -> tuple[ColdRun, Recipe]:
@@ -166,9 +171,10 @@ def harness_cold(arch: str, env: dict[str, str], cold_cache: Path) -> tuple[Cold
                  dict(env, HARNESS_CACHE=str(cold_cache)))
     cpu = children_cpu() - cpu_before
     build_dir = next(p for p in (cold_cache / "builds").iterdir() if p.is_dir())
+    tools_dir = next(p for p in (cold_cache / "tools").iterdir() if p.is_dir())
     log = newest_log(cold_cache)
     return (ColdRun(wall, cpu, stage_times(log)),
-            Recipe(logged_makes(log, build_dir), build_dir))
+            Recipe(logged_makes(log, [build_dir, tools_dir]), build_dir, tools_dir))
 
 
 def harness_again(arch: str, env: dict[str, str]) -> ColdRun:
@@ -186,7 +192,8 @@ def bare_cold(recipe: Recipe, env: dict[str, str]) -> ColdRun:
     try:
         source = next(p for p in (cache_root() / "sources").iterdir() if p.is_dir())
         cpu_before = children_cpu()
-        stages = bare_replay(recipe.cmds, recipe.build_dir, bare, source, env)
+        stages = bare_replay(recipe.cmds, recipe.build_dir, recipe.tools_dir, bare, source,
+                             env)
         return ColdRun(sum(stages.values()), children_cpu() - cpu_before, stages)
     finally:
         shutil.rmtree(bare, ignore_errors=True)

@@ -8,6 +8,8 @@ Three cache levels keep repeated work away:
   only what the changed symbols touch;
 - artifacts/<full key>: the finished outputs with artifacts.json written last; its
   presence is what "cached" means, so a failed or interrupted build never counts.
+libbpf and bpftool need no .config: they live in tools/<tree, arch, compiler>, made
+incrementally every build, and a cold build makes them while Kconfig runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from harness.cache import atomic_write, cache_dir, locked, staging_dir, touch_us
 from harness.errors import HarnessError, UsageError
 from harness.kbuild import kconfig, patches, seed, sources, toolchains
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.kbuild.make import Progress, run_make
+from harness.kbuild.make import Overlapped, Progress, run_make
 
 MIN_FREE_BYTES = 3 * 1024**3
 DEFAULT_EXPECTED_STEPS = {"x86_64": 2000, "arm64": 1700}
@@ -173,10 +175,13 @@ class Builder:
         return patches.patched_tree(self.plan.source, self.plan.patch_series,
                                     progress=not self.quiet)
 
+    def _config_cache(self, source: sources.KernelSource) -> Path:
+        return cache_dir("configs") / f"{self.config_key(source)}.config"
+
     def merged_config(self, source: sources.KernelSource) -> str:
         """The checked .config for this source and fragment set (cached)."""
         key = self.config_key(source)
-        cached = cache_dir("configs") / f"{key}.config"
+        cached = self._config_cache(source)
         plan = self.plan
         requests = kconfig.merge(plan.fragments)
         # pin-offs this tree cannot take, found by the Kconfig scan of the first run
@@ -261,6 +266,22 @@ class Builder:
         self.log = logs / f"build-{plan.arch}-{stamp}-{os.getpid()}.log"
         self.log.write_text(f"# harness build {plan.arch} {plan.source.description}\n")
         source = self.prepared_source()
+        # Kconfig runs mostly on one core for a few seconds: libbpf and bpftool (which
+        # need no .config) fill the other one. With the config cached there is nothing
+        # to overlap, and a cached build needs no tools at all.
+        tools_job = None
+        if not self._config_cache(source).exists():
+            tools_job = Overlapped(lambda job: self._build_tools(source, job))
+        try:
+            return self._build_from(source, tools_job)
+        except BaseException:
+            if tools_job is not None:
+                tools_job.cancel()
+            raise
+
+    def _build_from(self, source: sources.KernelSource,
+                    tools_job: Overlapped[dict[str, Path]] | None) -> BuildArtifacts:
+        plan = self.plan
         config_text = self.merged_config(source)
         compile_key = self.compile_key(source, plan.arch, config_text, plan.compiler)
         full_key = self.full_key(compile_key)
@@ -268,6 +289,8 @@ class Builder:
         record = final / "artifacts.json"
         build_dir = cache_dir("builds") / compile_key
         if record.exists():
+            if tools_job is not None:
+                self._join_tools(tools_job)
             touch_used(final)
             self._mark_lineage(source, build_dir)
             self.say(f"cached build {full_key} ({plan.arch})")
@@ -280,10 +303,14 @@ class Builder:
             self._check_disk(build_dir)
             with self._stage("seed"):
                 self._seed(source, config_text, build_dir)
+            with self._stage("tools"):  # before the kernel: it leaves no core idle
+                tools = self._join_tools(tools_job) if tools_job else self._build_tools(source)
             with self._stage("kernel"):
                 self._compile(source, config_text, build_dir)
-            with self._stage("tools"):
-                tools = self._build_tools(source, build_dir)
+            tools["resolve_btfids"] = build_dir / "tools/bpf/resolve_btfids/resolve_btfids"
+            if not tools["resolve_btfids"].exists():
+                raise HarnessError(f"kbuild did not build {tools['resolve_btfids']} "
+                                   f"(log: {self.log})")
             with self._stage("bpf_testmod"):
                 testmod = (self._build_testmod(source, build_dir) if plan.request.testmod
                            else None)
@@ -378,49 +405,91 @@ class Builder:
         atomic_write(stage_file, btf_stage)
         self.say(f"kernel built in {time.monotonic() - started:.0f} s ({steps} steps)")
 
-    def _build_tools(self, source: sources.KernelSource, build_dir: Path) -> dict[str, Path]:
-        """libbpf for the target arch, host bpftool; resolve_btfids came with the kernel."""
+    def tools_tree(self, source: sources.KernelSource) -> Path:
+        """The tree libbpf and bpftool are made from: a patched copy's origin when the
+        series leaves them alone, so each new series does not make them again."""
+        if source.origin is not None and not patches.changes_tools(self.plan.patch_series):
+            return source.origin
+        return source.path
+
+    def tools_dir(self, source: sources.KernelSource) -> Path:
+        """libbpf and bpftool of one tree (by path: make tracks its edits), arch, compiler."""
+        return cache_dir("tools") / _digest("tools-v1", str(self.tools_tree(source)),
+                                            self.plan.arch, self.plan.compiler.label)
+
+    def _build_tools(self, source: sources.KernelSource,
+                     job: Overlapped | None = None) -> dict[str, Path]:
+        """libbpf for the target arch and host bpftool, made incrementally in tools_dir.
+
+        Each make runs every time (a no-op when nothing changed), so an edit or a patch
+        to tools/lib/bpf is picked up. A dir whose last make did not finish is started
+        afresh: an interrupted compiler can leave an object newer than its source.
+        Runs on a thread when `job` is given, logging to the side log _join_tools
+        appends to the build log.
+        """
+        tools = self.tools_dir(source)
+        log = self._tools_log() if job else self.log
+        assert log is not None
+        with locked(tools):
+            done = tools / ".harness-complete"
+            if not done.exists() and tools.exists():
+                shutil.rmtree(tools)
+            done.unlink(missing_ok=True)
+            built = self._make_tools(source, tools, log, job)
+            done.write_text("")
+        return built
+
+    def _tools_log(self) -> Path:
+        assert self.log is not None
+        return self.log.with_suffix(".tools.log")
+
+    def _join_tools(self, job: Overlapped[dict[str, Path]]) -> dict[str, Path]:
+        """Wait for the overlapped tools; their log joins the build log in one piece."""
+        built = job.result()  # on failure the side log stays, named in the error
+        side = self._tools_log()
+        with open(side, errors="replace") as src, open(self.log, "a") as out:
+            shutil.copyfileobj(src, out)
+        side.unlink()
+        return built
+
+    def _make_tools(self, source: sources.KernelSource, tools: Path, log: Path,
+                    job: Overlapped | None) -> dict[str, Path]:
         plan = self.plan
-        tools = build_dir / "harness-tools"
         env = self._env()
+        cwd = tools
+        tree = self.tools_tree(source)
         libbpf_out = tools / f"libbpf-{plan.arch}"
         libbpf_so = libbpf_out / "libbpf.so"
         headers = tools / "include"
         prefix = toolchains.cross_prefix(plan.arch)
-        if not libbpf_so.exists() or not (headers / "bpf" / "libbpf.h").exists():
-            libbpf_out.mkdir(parents=True, exist_ok=True)
-            # Only the shared library (the agent's): "all" would compile every object
-            # twice, for libbpf.a too, which nothing here uses.
-            lib_make = ["make", "-C", str(source.path / "tools/lib/bpf"),
-                        f"OUTPUT={libbpf_out}/", f"-j{plan.request.jobs}",
-                        "fixdep", f"{libbpf_out}/libbpf.so"]
-            if prefix:
-                sysroot = target_sysroot(plan.arch)
-                lib_make += [f"CC={prefix}gcc", f"AR={prefix}ar", f"LD={prefix}ld",
-                             f"EXTRA_CFLAGS=-I{sysroot}/usr/include -O2",
-                             f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
-                             f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
-            self.say(f"building libbpf ({plan.arch})")
-            run_make(lib_make, self.log, None, build_dir, env=env)
-            run_make(["make", "-C", str(source.path / "tools/lib/bpf"),
-                      f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
-                      "INCLUDEDIR=/include", "install_headers"], self.log, None, build_dir,
-                     env=env)
+        libbpf_out.mkdir(parents=True, exist_ok=True)
+        # Only the shared library (the agent's): "all" would compile every object
+        # twice, for libbpf.a too, which nothing here uses.
+        lib_make = ["make", "-C", str(tree / "tools/lib/bpf"),
+                    f"OUTPUT={libbpf_out}/", f"-j{plan.request.jobs}",
+                    "fixdep", f"{libbpf_out}/libbpf.so"]
+        if prefix:
+            sysroot = target_sysroot(plan.arch)
+            lib_make += [f"CC={prefix}gcc", f"AR={prefix}ar", f"LD={prefix}ld",
+                         f"EXTRA_CFLAGS=-I{sysroot}/usr/include -O2",
+                         f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
+                         f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
+        self.say(f"making libbpf ({plan.arch})")
+        run_make(lib_make, log, None, cwd, env=env, owner=job)
+        run_make(["make", "-C", str(tree / "tools/lib/bpf"),
+                  f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
+                  "INCLUDEDIR=/include", "install_headers"], log, None, cwd, env=env,
+                 owner=job)
         # The bootstrap bpftool: `btf dump` (vmlinux.h, raw dumps) is all the harness
         # asks of it, and it builds in a fifth of the time of the full one (no second
         # libbpf, no BPF skeletons compiled with clang).
         bpftool = tools / "bpftool" / "bootstrap" / "bpftool"
-        if not bpftool.exists():
-            bpftool.parent.mkdir(parents=True, exist_ok=True)
-            self.say("building bpftool (host, bootstrap)")
-            run_make(["make", "-C", str(source.path / "tools/bpf/bpftool"),
-                      f"OUTPUT={bpftool.parent.parent}/", f"-j{plan.request.jobs}", "bootstrap"],
-                     self.log, None, build_dir, env=env)
-        resolve_btfids = build_dir / "tools/bpf/resolve_btfids/resolve_btfids"
-        if not resolve_btfids.exists():
-            raise HarnessError(f"kbuild did not build {resolve_btfids} (log: {self.log})")
-        return {"libbpf_so": libbpf_so, "headers": headers, "bpftool": bpftool,
-                "resolve_btfids": resolve_btfids}
+        bpftool.parent.mkdir(parents=True, exist_ok=True)
+        self.say("making bpftool (host, bootstrap)")
+        run_make(["make", "-C", str(tree / "tools/bpf/bpftool"),
+                  f"OUTPUT={bpftool.parent.parent}/", f"-j{plan.request.jobs}", "bootstrap"],
+                 log, None, cwd, env=env, owner=job)
+        return {"libbpf_so": libbpf_so, "headers": headers, "bpftool": bpftool}
 
     def _build_testmod(self, source: sources.KernelSource, build_dir: Path) -> Path | None:
         """bpf_testmod.ko, an out-of-tree module: its BTF goes through --distill_base."""
@@ -462,10 +531,10 @@ class Builder:
                 testmod_dest = tmp / "bpf_testmod.ko"
                 shutil.copy2(testmod, testmod_dest)
             (tmp / "lib").mkdir()
-            libbpf_real = tools["libbpf_so"].resolve()
-            shutil.copy2(libbpf_real, tmp / "lib" / "libbpf.so")
-            shutil.copytree(tools["headers"], tmp / "include")
-            shutil.copy2(tools["bpftool"], tmp / "bpftool")
+            with locked(self.tools_dir(source)):  # another build may be making them
+                shutil.copy2(tools["libbpf_so"].resolve(), tmp / "lib" / "libbpf.so")
+                shutil.copytree(tools["headers"], tmp / "include")
+                shutil.copy2(tools["bpftool"], tmp / "bpftool")
             shutil.copy2(tools["resolve_btfids"], tmp / "resolve_btfids")
             log_copy = tmp / "build.log"
             shutil.copy2(self.log, log_copy)

@@ -75,6 +75,7 @@ def print_plan(plan: BuildPlan, builder: Builder) -> None:
     if plan.patch_series:
         print(f"patched:   {tree.path}")
     print(f"config:    cache key {builder.config_key(tree)} (over tinyconfig)")
+    print(f"tools:     {builder.tools_dir(tree)} (libbpf, bpftool)")
     build_dir = cache.cache_root() / "builds" / "<key>"
     print("make:      " + shlex.join(plan.kernel_make(tree.path, build_dir)))
 
@@ -124,7 +125,7 @@ def cmd_cache_show(args: argparse.Namespace) -> int:
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     keep = _parse_size(args.keep)
-    for section in ("artifacts", "builds", "trees", "rootfs", "progs"):
+    for section in ("artifacts", "builds", "trees", "tools", "rootfs", "progs"):
         for removed in cache.prune(section, keep):
             print(f"removed {removed}")
     print(json.dumps({"kept_per_section": keep}))

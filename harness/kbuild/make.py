@@ -13,10 +13,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from harness.errors import HarnessError
+
+T = TypeVar("T")
 
 # kbuild's quiet lines: "  CC      kernel/bpf/core.o"
 _STEP = re.compile(r"^  ([A-Z][A-Z0-9_-]*)\s+(\S.*)$")
@@ -101,12 +104,59 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Overlapped(Generic[T]):
+    """Work that runs makes on a thread while the caller does something else.
+
+    The makes run in their own process groups, out of the terminal's Ctrl-C, so each
+    one registers here (run_make's `owner`) and cancel() can stop the one running.
+    result() joins and re-raises the work's own error.
+    """
+
+    def __init__(self, work: Callable[[Overlapped[T]], T]) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._cancelled = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[Overlapped[T]], T]) -> None:
+        try:
+            self._value = work(self)
+        except BaseException as error:  # handed to result()
+            self._error = error
+
+    def started(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._proc = proc
+            cancelled = self._cancelled
+        if cancelled:
+            _stop(proc)
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        """Stop the running make and wait for the thread (its error is dropped)."""
+        with self._lock:
+            self._cancelled = True
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _stop(proc)
+        self._thread.join(timeout=60)
+
+
 def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
-             env: dict[str, str] | None = None) -> int:
+             env: dict[str, str] | None = None, owner: Overlapped | None = None) -> int:
     """Run `cmd`, appending all output to `log`; returns the number of kbuild steps seen.
 
     On failure raises MakeError naming the first error line and the log. Ctrl-C stops
-    make's whole process group before re-raising, so nothing keeps compiling.
+    make's whole process group before re-raising, so nothing keeps compiling; a make
+    run for an Overlapped `owner` is stopped by its cancel().
     """
     steps = 0
     tail: deque[str] = deque(maxlen=400)
@@ -116,6 +166,8 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", env=env, start_new_session=True,
                                 preexec_fn=_die_with_parent)
+        if owner is not None:
+            owner.started(proc)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:

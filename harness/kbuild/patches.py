@@ -200,6 +200,14 @@ def changes_kconfig(patches: list[Patch]) -> bool:
         or "/configs/" in f"/{path}" for path in paths)
 
 
+def changes_tools(patches: list[Patch]) -> bool:
+    """Whether the series may change libbpf or bpftool: anything under tools/, or the
+    kernel's BPF disassembler that bpftool compiles in."""
+    paths = touched_paths(patches)
+    return not paths or any(path.startswith(("tools/", "kernel/bpf/disasm."))
+                            for path in paths)
+
+
 def patched_source(source: KernelSource, patches: list[Patch]) -> KernelSource:
     """The copy of `source` with `patches` applied, as it will be: one per tree and series.
 

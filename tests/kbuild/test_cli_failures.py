@@ -113,3 +113,37 @@ def test_ctrl_c_stops_make_and_caches_nothing(tmp_path: Path, tree: str) -> None
     recorded = [p for p in (cache_root() / "artifacts").glob("*/artifacts.json")
                 if build_dir in p.read_text()]
     assert recorded == []
+
+
+def test_ctrl_c_while_kconfig_runs_stops_the_tools_made_alongside(tmp_path: Path,
+                                                                  tree: str) -> None:
+    """A cold build makes libbpf while Kconfig runs: Ctrl-C stops both makes, and the
+    half-made tools dir is not marked complete (the next build starts it afresh)."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, HARNESS_CACHE=str(cache))
+    proc = subprocess.Popen([*HARNESS, "build", "--tree", tree, "--pahole", "system"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    seen = ""
+    while "making libbpf" not in seen:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert "making libbpf" in seen, seen
+    time.sleep(1.5)  # both makes under way (a fresh libbpf takes several seconds)
+    running = [subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                              text=True).stdout.split()
+               for pattern in (f"OUTPUT={cache}/tools", f"O={cache}/kconfig")]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (seen + out, err)
+    assert "harness: interrupted" in err and "Traceback" not in err
+    assert all(running), f"libbpf's make and Kconfig's were not both running: {running}"
+    leftovers = subprocess.run(["pgrep", "-f", str(cache)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+    tools = [p for p in (cache / "tools").iterdir() if p.is_dir()]
+    assert tools and not any((p / ".harness-complete").exists() for p in tools)
+    assert not list((cache / "artifacts").glob("*/artifacts.json"))
