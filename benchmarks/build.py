@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root
-from harness.kbuild import kconfig, toolchains
+from harness.kbuild import kconfig
 from harness.kbuild.build import Builder, BuildRequest, make_plan, stage_testmod
 
 HARNESS = [sys.executable, "-m", "harness", "build"]
@@ -332,22 +332,20 @@ def bench_reference(arch: str, env: dict[str, str], reference_dir: Path) -> dict
     if not fragment.is_file():
         raise SystemExit(f"--reference: no {fragment}")
     plan = make_plan(BuildRequest(arch=arch, use_ccache=False))
-    make = ["make", "-C", str(plan.source.path),
-            *[v for v in plan.make_vars() if not v.startswith("RESOLVE_BTFIDS=")],
-            f"-j{plan.request.jobs}"]
-    image = toolchains.BOOT_IMAGE[arch].rsplit("/", 1)[1]
     work = Path(tempfile.mkdtemp(prefix="harness-ref-", dir=cache_root().parent))
+    build = [a for a in plan.kernel_make(plan.source.path, work)
+             if not a.startswith("RESOLVE_BTFIDS=")]
+    configure = build[:-2]  # the same line without its image and modules targets
     try:
-        out = [f"O={work}"]
-        timed([*make, *out, "tinyconfig"], env)
+        timed([*configure, "tinyconfig"], env)
         requests = kconfig.merge([kconfig.user_fragment(str(fragment))])
         kconfig.apply_requests(work / ".config", requests)
-        timed([*make, *out, "olddefconfig"], env)
+        timed([*configure, "olddefconfig"], env)
         drifted = kconfig.drift(requests, kconfig.read_config(work / ".config"))
         if drifted:
             raise SystemExit(f"--reference: {len(drifted)} symbols did not take, "
                              f"first {drifted[0]}")
-        here = timed([*make, *out, image, "modules"], env)
+        here = timed(build, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"reference config, bare make here": here,

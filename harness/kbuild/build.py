@@ -180,12 +180,11 @@ class Builder:
 
     def merged_config(self, source: sources.KernelSource) -> str:
         """The checked .config for this source and fragment set (cached)."""
-        key = self.config_key(source)
         cached = self._config_cache(source)
         plan = self.plan
         requests = kconfig.merge(plan.fragments)
         # pin-offs this tree cannot take, found by the Kconfig scan of the first run
-        moot = cache_dir("configs") / f"{key}.moot"
+        moot = cached.with_suffix(".moot")
         if cached.exists():
             # cached with or without --allow-config-drift: check this request's wish again
             text = cached.read_text()
@@ -435,7 +434,7 @@ class Builder:
             if not done.exists() and tools.exists():
                 shutil.rmtree(tools)
             done.unlink(missing_ok=True)
-            built = self._make_tools(source, tools, log, job)
+            built = self._make_tools(self.tools_tree(source), tools, log, job)
             done.write_text("")
         return built
 
@@ -452,12 +451,10 @@ class Builder:
         side.unlink()
         return built
 
-    def _make_tools(self, source: sources.KernelSource, tools: Path, log: Path,
+    def _make_tools(self, tree: Path, tools: Path, log: Path,
                     job: Overlapped | None) -> dict[str, Path]:
         plan = self.plan
         env = self._env()
-        cwd = tools
-        tree = self.tools_tree(source)
         libbpf_out = tools / f"libbpf-{plan.arch}"
         libbpf_so = libbpf_out / "libbpf.so"
         headers = tools / "include"
@@ -475,10 +472,10 @@ class Builder:
                          f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
                          f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
         self.say(f"making libbpf ({plan.arch})")
-        run_make(lib_make, log, None, cwd, env=env, owner=job)
+        run_make(lib_make, log, None, tools, env=env, owner=job)
         run_make(["make", "-C", str(tree / "tools/lib/bpf"),
                   f"OUTPUT={libbpf_out}/", f"DESTDIR={tools}", "prefix=",
-                  "INCLUDEDIR=/include", "install_headers"], log, None, cwd, env=env,
+                  "INCLUDEDIR=/include", "install_headers"], log, None, tools, env=env,
                  owner=job)
         # The bootstrap bpftool: `btf dump` (vmlinux.h, raw dumps) is all the harness
         # asks of it, and it builds in a fifth of the time of the full one (no second
@@ -488,7 +485,7 @@ class Builder:
         self.say("making bpftool (host, bootstrap)")
         run_make(["make", "-C", str(tree / "tools/bpf/bpftool"),
                   f"OUTPUT={bpftool.parent.parent}/", f"-j{plan.request.jobs}", "bootstrap"],
-                 log, None, cwd, env=env, owner=job)
+                 log, None, tools, env=env, owner=job)
         return {"libbpf_so": libbpf_so, "headers": headers, "bpftool": bpftool}
 
     def _build_testmod(self, source: sources.KernelSource, build_dir: Path) -> Path | None:
