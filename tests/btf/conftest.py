@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.cache import cache_root
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import libbpf_oracle  # noqa: E402
+from tests.helpers import libbpf_oracle
 
 SYSFS = Path("/sys/kernel/btf")
 BUILT_X86 = Path(os.environ.get("HARNESS_BUILT_X86", str(cache_root() / "scratch/x86")))

@@ -29,8 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BUILT_X86, SYSFS, built_kernel_ready
-from libbpf_oracle import LibbpfError
 
 from harness.btf import (
     INT_SIGNED,
@@ -48,6 +46,8 @@ from harness.btf.dedup import dedup, dedup_ids
 from harness.btf.load import btf_bytes
 from harness.cache import cache_root
 from harness.kbuild import toolchains
+from tests.btf.conftest import BUILT_X86, SYSFS, built_kernel_ready
+from tests.helpers.libbpf_oracle import LibbpfError
 
 CACHE = cache_root()
 TESTDATA = CACHE / "testdata" / "dedup"

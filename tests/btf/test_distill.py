@@ -15,16 +15,16 @@ import os
 import subprocess
 from pathlib import Path
 
-import libbpf_oracle
 import pytest
-from conftest import BUILT_X86, built_kernel_ready
-from test_sort import PAHOLE, RESOLVE_BTFIDS_73, dummy_elf, run_c_tool
 
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.distill import distill_base
 from harness.btf.load import btf_bytes
 from harness.btf.sort import sort_by_name
 from harness.cache import cache_root
+from tests.btf.conftest import BUILT_X86, built_kernel_ready
+from tests.btf.test_sort import PAHOLE, RESOLVE_BTFIDS_73, dummy_elf, run_c_tool
+from tests.helpers import libbpf_oracle
 
 SYSFS = Path("/sys/kernel/btf")
 CACHE = cache_root()

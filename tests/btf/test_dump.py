@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SYSFS, finished_build_dirs, modules_of
 
 from harness.btf import Btf, load
 from harness.btf.dump import dump
 from harness.btf.load import elf_sections
+from tests.btf.conftest import SYSFS, finished_build_dirs, modules_of
 
 
 def bpftool_raw(tool: Path, path: Path, base: Path | None = None) -> bytes:

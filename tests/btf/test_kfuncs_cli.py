@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BUILT_X86, built_kernel_ready
 
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.diff import diff_btf
@@ -33,6 +32,7 @@ from harness.btf.load import btf_bytes
 from harness.btf.sort import reorder
 from harness.btf.types import DeclTag, Func, FuncProto, Param
 from harness.cli import main
+from tests.btf.conftest import BUILT_X86, built_kernel_ready
 
 SYSFS_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 KF_IMPLICIT_ARGS = 1 << 16
@@ -184,7 +184,7 @@ def test_unresolved_elf_uses_func_symbols(built_vmlinux: Path) -> None:
 
 
 def test_flag_table_matches_tree() -> None:
-    from libbpf_oracle import TREE
+    from tests.helpers.libbpf_oracle import TREE
 
     header = TREE / "include/linux/btf.h"
     if not header.exists():

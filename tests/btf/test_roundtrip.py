@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SYSFS, finished_build_dirs, modules_of
 
 from harness.btf import Btf, load
 from harness.btf.load import btf_and_base_bytes, btf_bytes
+from tests.btf.conftest import SYSFS, finished_build_dirs, modules_of
 
 SYSFS_MODULES = sorted(p for p in SYSFS.glob("*") if p.name != "vmlinux") if SYSFS.exists() else []
 

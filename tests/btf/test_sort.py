@@ -15,15 +15,15 @@ import random
 import subprocess
 from pathlib import Path
 
-import libbpf_oracle
 import pytest
-from conftest import BUILT_X86, built_kernel_ready
 
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.load import btf_bytes
 from harness.btf.sort import name_order, permute, reorder, sort_by_name
 from harness.cache import cache_root
 from harness.kbuild import sources
+from tests.btf.conftest import BUILT_X86, built_kernel_ready
+from tests.helpers import libbpf_oracle
 
 PAHOLE = Path(os.environ.get(
     "HARNESS_PAHOLE", str(cache_root() / "toolchains/pahole-1.32/pahole")))

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 CACHE = Path(os.environ.get("HARNESS_CACHE", str(Path.home() / ".cache/kfunc-harness")))
 SCRATCH_X86 = Path(os.environ.get("HARNESS_BUILT_X86", str(CACHE / "scratch/x86")))
 PY_TOOL = [sys.executable, "-m", "harness.btfids"]

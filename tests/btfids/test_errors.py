@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import synth
-from conftest import PY_TOOL, run_tool
+
+from tests.btfids.conftest import PY_TOOL, run_tool
+from tests.helpers import synth
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, PY_TOOL, SCRATCH_X86, build_dirs, run_tool
 
 from harness.btfids import differential
 from harness.cache import locked
+from tests.btfids.conftest import CACHE, PY_TOOL, SCRATCH_X86, build_dirs, run_tool
 
 PAHOLE = CACHE / "toolchains"
 FLAGS_73 = ["-j1", "--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"

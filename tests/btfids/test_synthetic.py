@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import synth
-from conftest import PY_TOOL, run_tool
+
+from tests.btfids.conftest import PY_TOOL, run_tool
+from tests.helpers import synth
 
 TARGETS = [("x86_64", "little"), ("arm64", "big"), ("i386", "little"), ("arm64", "little")]
 

@@ -1,0 +1,1 @@
+"""Importable helpers for the test suite (fixtures live in conftest.py files)."""
