@@ -1,66 +1,138 @@
-"""Suite-wide fixtures: kernels built (or taken from the cache) by the real pipeline."""
+"""Suite-wide fixtures: kernels and pinned toolchains, made only when a test asks.
+
+Nothing builds at configure or collection time (``--collect-only`` never builds). A
+test that requests one of KERNEL_FIXTURES — directly or through another fixture — is
+marked ``kernel`` here, so ``-m "not kernel and not guest"`` (scripts/check) selects
+the tests that need no kernel build, no kernel source and no toolchain download.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from harness.cache import cache_root, locked
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.kbuild.build import Builder, BuildRequest, make_plan
+from tests.helpers import kernels
 
-_built: dict[tuple, BuildArtifacts] = {}
-
-
-def build_kernel(arch: str = "x86_64", **options: object) -> BuildArtifacts:
-    """Build through the harness pipeline; repeated calls hit the artifact cache."""
-    key = (arch, tuple(sorted(options.items())))
-    if key not in _built:
-        request = BuildRequest(arch=arch, **options)  # type: ignore[arg-type]
-        _built[key] = Builder(make_plan(request), quiet=True).build()
-    return _built[key]
-
-
-@pytest.fixture(scope="session")
-def kernel_builder() -> Callable[..., BuildArtifacts]:
-    return build_kernel
-
-
-@pytest.fixture(scope="session")
-def x86_build() -> BuildArtifacts:
-    """The default kernel: 7.3, x86_64, pahole 1.32, the project's fragments."""
-    return build_kernel("x86_64")
+# Fixtures that build a kernel, unpack kernel sources or fetch a pinned toolchain.
+KERNEL_FIXTURES = frozenset({
+    "kernel_builder", "x86_build", "x86_build_dir", "arm64_build", "pahole_132",
+    "debian_tree_73",
+    # tests/btf, tests/btfids: outputs of the built tree
+    "built_vmlinux", "built_base_file", "pahole_vmlinux", "c73", "c72", "bpftool_path",
+    # tests/progs: the tree's selftests, its libbpf and bpftool
+    "toolchain_73", "toolchain_host", "compiled_73", "host_basic", "libbpf_so", "bpftool",
+    # tests/targets: a boot image
+    "x86_kernel", "arm64_kernel",
+})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--no-kernel-build", action="store_true",
-                     help="do not build kernels for the suite; tests needing one skip")
+                     help="never build a kernel; tests that need one skip")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Build (or take from the cache) the kernels the suite runs on, before collection.
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that (transitively) uses a kernel fixture; guest implies kernel;
+    a test or parameter named for arm64 is marked arm64 too."""
+    for item in items:
+        uses = KERNEL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if uses or item.get_closest_marker("guest"):
+            item.add_marker(pytest.mark.kernel)
+        if "arm64" in item.name and item.get_closest_marker("kernel"):
+            item.add_marker(pytest.mark.arm64)
 
-    Test modules find them through environment variables, so every suite (BTF, btfids,
-    targets, progs) exercises kernels the pipeline built — in CI as on a laptop.
-    """
-    if config.getoption("--no-kernel-build") or config.getoption("--collect-only"):
-        return
-    arches = [a.strip() for a in config.getoption("--arch").split(",") if a.strip()]
-    for arch in arches:
-        env = "HARNESS_TEST_KERNEL" if arch == "x86_64" else "HARNESS_TEST_KERNEL_ARM64"
-        if os.environ.get(env):
-            continue
-        if not os.environ.get("PYTEST_XDIST_WORKER"):
-            print(f"harness tests: building the {arch} test kernel (a cache hit after the "
-                  "first run)", file=sys.stderr, flush=True)
-        try:
-            artifacts = build_kernel(arch)
-        except Exception as exc:  # noqa: BLE001 - one line, then stop the session
-            pytest.exit(f"cannot build the {arch} test kernel: {exc}", returncode=3)
-        record = artifacts.vmlinux.parent / "artifacts.json"
-        os.environ[env] = str(record)
-        if arch == "x86_64":
-            os.environ.setdefault("HARNESS_BUILT_X86", artifacts.toolchain["build_dir"])
-            os.environ.setdefault("HARNESS_VMLINUX", str(artifacts.vmlinux))
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    kernels.current_test = item
+
+
+def _no_build(config: pytest.Config) -> bool:
+    return bool(config.getoption("--no-kernel-build"))
+
+
+@pytest.fixture(scope="session")
+def kernel_builder(pytestconfig: pytest.Config) -> Callable[..., BuildArtifacts]:
+    """build_kernel(arch, **BuildRequest options) for tests that need other kernels."""
+    kernels.require_kernel_mark("kernel builds")
+    if _no_build(pytestconfig):
+        pytest.skip("--no-kernel-build")
+    return kernels.build_kernel
+
+
+@pytest.fixture(scope="session")
+def x86_build(pytestconfig: pytest.Config) -> BuildArtifacts:
+    """The default kernel: 7.3, x86_64, pahole 1.32, Python btfids, the project's fragments."""
+    return kernels.suite_kernel("x86_64", pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def arm64_build(pytestconfig: pytest.Config) -> BuildArtifacts:
+    return kernels.suite_kernel("arm64", pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def x86_build_dir(x86_build: BuildArtifacts) -> Path:
+    """make's O= dir of the default x86_64 kernel (.tmp_vmlinux1, objects, C tools)."""
+    return kernels.build_dir(x86_build)
+
+
+@pytest.fixture(scope="session")
+def pahole_132(pytestconfig: pytest.Config) -> Path:
+    """The pinned pahole 1.32 (Debian sid's, fetched into the toolchain cache)."""
+    from harness.kbuild import toolchains
+
+    kernels.require_kernel_mark("the pinned pahole 1.32")
+    if _no_build(pytestconfig):
+        pytest.skip("--no-kernel-build: no pinned pahole download")
+    return toolchains.select_pahole("1.32").path
+
+
+@pytest.fixture(scope="session")
+def debian_tree_73(pytestconfig: pytest.Config):  # noqa: ANN201 - sources.KernelSource
+    """Debian's linux-source-7.3, fetched and unpacked into the cache once."""
+    from harness.kbuild import sources
+
+    kernels.require_kernel_mark("the 7.3 kernel source")
+    if _no_build(pytestconfig):
+        pytest.skip("--no-kernel-build: no kernel source download")
+    return sources.from_debian("7.3")
+
+
+def _build_c72() -> Path:
+    """The 7.2 tree's C resolve_btfids, made once (-j1) from Debian's 7.2 source."""
+    from harness.kbuild import sources
+
+    dest = cache_root() / "btfids-oracle/7.2/resolve_btfids"
+    with locked(dest):
+        if dest.exists():
+            return dest
+        tree = sources.from_debian("7.2").path / "tools/bpf/resolve_btfids"
+        out = dest.parent / "build"
+        out.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["make", "-C", str(tree), f"OUTPUT={out}/", "-j1"],
+                              capture_output=True, text=True)
+        if proc.returncode or not (out / "resolve_btfids").exists():
+            pytest.fail(f"cannot build the 7.2 resolve_btfids: {proc.stderr[-500:]}",
+                        pytrace=False)
+        shutil.copy2(out / "resolve_btfids", dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def c72(pytestconfig: pytest.Config) -> Path:
+    """The 7.2 tree's C resolve_btfids (HARNESS_BTFIDS_C72 wins)."""
+    env = os.environ.get("HARNESS_BTFIDS_C72")
+    if env:
+        return Path(env)
+    kernels.require_kernel_mark("the 7.2 kernel source")
+    if pytestconfig.getoption("--no-kernel-build"):
+        pytest.skip("--no-kernel-build: no 7.2 source download")
+    return _build_c72()

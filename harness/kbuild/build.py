@@ -113,6 +113,13 @@ def make_plan(request: BuildRequest) -> BuildPlan:
     fragments += [kconfig.user_fragment(spec) for spec in request.kconfigs]
     for fragment in fragments:
         kconfig.parse_fragment(fragment)  # syntax errors before any download
+    # Cheap checks of the tree or release first: a bad one fails before any download.
+    if request.tree and request.kernel:
+        raise UsageError("give --tree or --kernel, not both")
+    if request.tree:
+        sources.check_kernel_tree(Path(request.tree).expanduser().resolve())
+    else:
+        sources.check_release(request.kernel or sources.DEFAULT_RELEASE)
     pahole = toolchains.select_pahole(request.pahole)
     source = sources.resolve(request.tree, request.kernel)
     if request.btfids == "python":

@@ -129,11 +129,16 @@ def from_tree(path: str) -> KernelSource:
     return KernelSource(tree, identity, f"tree {tree}", False, kernel_version(tree))
 
 
-def from_debian(release: str) -> KernelSource:
-    """Fetch and unpack linux-source-<release> into the cache (once)."""
+def check_release(release: str) -> None:
+    """A release we know how to fetch, checked before anything is downloaded."""
     if release not in DEBIAN_RELEASES:
         raise UsageError(f"unknown kernel release {release!r}: choose "
                          f"{', '.join(DEBIAN_RELEASES)} or --tree PATH")
+
+
+def from_debian(release: str) -> KernelSource:
+    """Fetch and unpack linux-source-<release> into the cache (once)."""
+    check_release(release)
     package, suites = DEBIAN_RELEASES[release]
     apt = PrivateApt()
     last_error: Exception | None = None

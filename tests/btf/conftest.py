@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness.cache import cache_root
-from tests.helpers import libbpf_oracle
+from harness.kbuild.artifacts import BuildArtifacts
+from tests.helpers import libbpf_oracle, testdata
+from tests.helpers.libbpf_build import LibbpfBuildError
 
 SYSFS = Path("/sys/kernel/btf")
-BUILT_X86 = Path(os.environ.get("HARNESS_BUILT_X86", str(cache_root() / "scratch/x86")))
 
 # A C file exercising every kind clang emits for BPF (bitfields, signed enums,
 # enum64, decl/type tags, datasec, float, fwd, func pointers, arrays).
@@ -92,72 +92,56 @@ def small_clang_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def oracle() -> libbpf_oracle.Libbpf:
-    lib = libbpf_oracle.libbpf()
-    if lib is None:
-        pytest.skip("libbpf.so could not be built from the kernel tree")
-    return lib
+    """libbpf.so at the pinned commit whose BTF layout support matches the 7.3 tree."""
+    try:
+        return libbpf_oracle.libbpf()
+    except LibbpfBuildError as exc:
+        pytest.fail(f"libbpf oracle: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def bpftool_path() -> Path:
-    tool = libbpf_oracle.bpftool()
-    if tool is None:
-        pytest.skip("bpftool could not be built from the kernel tree")
-    return tool
+def bpftool_path(x86_build: BuildArtifacts) -> Path:
+    """The host bpftool the pipeline built from the 7.3 tree."""
+    return x86_build.bpftool
 
 
-def built_kernel_ready() -> bool:
-    """A finished scratch build (build.log ends in rc=0) or a pipeline build dir, which
-    gets its .harness-btf-stage marker only after make succeeded."""
-    if (BUILT_X86 / ".harness-btf-stage").exists() and (BUILT_X86 / "vmlinux").exists():
-        return True
-    log = BUILT_X86 / "build.log"
-    try:
-        return log.read_text(errors="replace").rstrip().endswith("rc=0")
-    except OSError:
-        return False
-
-
-def built_modules() -> list[Path]:
-    if not built_kernel_ready():
-        return []
-    return sorted(p for p in BUILT_X86.rglob("*.ko") if p.is_file())
-
-
-BUILDS = Path(os.environ.get("HARNESS_BUILDS", str(cache_root() / "builds")))
-_IMAGES = ("arch/x86/boot/bzImage", "arch/arm64/boot/Image")
-
-
-def finished_build_dirs() -> list[Path]:
-    """Kernel build dirs with a finished vmlinux: the scratch x86 build and the
-    build pipeline's cache (a boot image newer than vmlinux marks a finished link)."""
-    dirs = [BUILT_X86] if built_kernel_ready() and (BUILT_X86 / "vmlinux").exists() else []
-    if BUILDS.is_dir():
-        for d in sorted(BUILDS.iterdir()):
-            vm = d / "vmlinux"
-            if not d.is_dir() or not vm.exists():
-                continue
-            for img in _IMAGES:
-                if (d / img).exists() and (d / img).stat().st_mtime >= vm.stat().st_mtime:
-                    dirs.append(d)
-                    break
-    return dirs
+@pytest.fixture(scope="session")
+def vmlinux_73_raw() -> bytes:
+    """Real 7.3 kernel BTF with kfunc tags, checked in (tests/helpers/testdata.py)."""
+    return testdata.vmlinux_73()
 
 
 def modules_of(build: Path) -> list[Path]:
     return sorted(p for p in build.rglob("*.ko") if p.is_file())
 
 
+@pytest.fixture(scope="session")
+def built_vmlinux(x86_build: BuildArtifacts) -> Path:
+    """The suite's 7.3 x86_64 vmlinux as published (a copy no relink touches)."""
+    return x86_build.vmlinux
+
+
+@pytest.fixture(scope="session")
+def c_btfids_73(x86_build: BuildArtifacts) -> Path:
+    """The 7.3 tree's C resolve_btfids, as the pipeline built it (the oracle)."""
+    return x86_build.resolve_btfids
+
+
 @pytest.fixture(autouse=True)
-def _build_dirs_settled():
-    """Hold every build dir's lock while a test reads it: under xdist another worker may
-    be relinking one (the pipeline removes vmlinux first), which is not a BTF bug."""
+def _build_dirs_settled(request: pytest.FixtureRequest):
+    """Hold every build dir's lock while a kernel test reads it: under xdist another worker
+    may be relinking one (the pipeline removes vmlinux first), which is not a BTF bug.
+    Tests that read no build (the fast tier) never wait on a build in progress."""
     import contextlib
 
     from harness.cache import locked
 
+    if request.node.get_closest_marker("kernel") is None:
+        yield
+        return
     with contextlib.ExitStack() as stack:
-        if BUILDS.is_dir():
-            for build in sorted(p for p in BUILDS.iterdir() if p.is_dir()):
+        builds = cache_root() / "builds"
+        if builds.is_dir():
+            for build in sorted(p for p in builds.iterdir() if p.is_dir()):
                 stack.enter_context(locked(build))
         yield

@@ -21,7 +21,6 @@ both implementations.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from collections import deque
@@ -46,12 +45,11 @@ from harness.btf.dedup import dedup, dedup_ids
 from harness.btf.load import btf_bytes
 from harness.cache import cache_root
 from harness.kbuild import toolchains
-from tests.btf.conftest import BUILT_X86, SYSFS, built_kernel_ready
+from tests.btf.conftest import SYSFS
 from tests.helpers.libbpf_oracle import LibbpfError
 
 CACHE = cache_root()
 TESTDATA = CACHE / "testdata" / "dedup"
-TMP_VMLINUX1 = BUILT_X86 / ".tmp_vmlinux1"
 # scripts/Makefile.btf's flags per pahole version (-j1: reproducible output)
 PAHOLE_FLAGS = {
     "1.24": ["--btf_gen_floats"],
@@ -324,34 +322,30 @@ def test_host_vmlinux_as_is(oracle, host_raw: bytes) -> None:  # noqa: ANN001
 # ---- (b) split BTF on a base ----------------------------------------------------------------
 
 
-def split_objects() -> list[Path]:
-    if not built_kernel_ready():
-        return []
-    return [BUILT_X86 / o for o in SPLIT_OBJECTS if (BUILT_X86 / o).exists()]
+def split_objects(build: Path) -> list[Path]:
+    return [build / o for o in SPLIT_OBJECTS if (build / o).exists()]
 
 
 @pytest.fixture(scope="module")
-def built_base_file() -> Path:
-    if not built_kernel_ready():
-        pytest.skip("built x86 kernel not available")
+def built_base_file(built_vmlinux: Path) -> Path:
     out = TESTDATA / "vmlinux-x86.btf"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(btf_bytes(BUILT_X86 / "vmlinux"))
+        out.write_bytes(btf_bytes(built_vmlinux))
     return out
 
 
-def split_file(obj: Path, base_name: str, base_file: Path) -> Path:
-    name = str(obj.relative_to(BUILT_X86)).replace("/", "_")
+def split_file(obj: Path, build: Path, base_name: str, base_file: Path) -> Path:
+    name = str(obj.relative_to(build)).replace("/", "_")
     return run_pahole("1.32", obj, TESTDATA / f"split-{base_name}-{name}.btf", base_file)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base_name", ["host", "built"])
 def test_split_objects(oracle, host_raw: bytes, built_base_file: Path,  # noqa: ANN001
-                       base_name: str) -> None:
+                       x86_build_dir: Path, base_name: str) -> None:
     """Each object's split BTF alone (pahole deduplicated it already: stability)."""
-    objs = split_objects()
+    objs = split_objects(x86_build_dir)
     if not objs:
         pytest.skip("no objects of the built kernel")
     base_file = SYSFS / "vmlinux" if base_name == "host" else built_base_file
@@ -359,7 +353,7 @@ def test_split_objects(oracle, host_raw: bytes, built_base_file: Path,  # noqa: 
     base = Btf.from_bytes(base_raw)
     identical = 0
     for obj in objs:
-        raw = split_file(obj, base_name, base_file).read_bytes()
+        raw = split_file(obj, x86_build_dir, base_name, base_file).read_bytes()
         out = assert_stable(oracle, raw, base, base_raw)
         assert out.start_id == base.type_count
         identical += 1
@@ -380,8 +374,9 @@ def concat_split(parts: list[Btf], base: Btf) -> Btf:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base_name", ["host", "built"])
-def test_split_concatenated(oracle, built_base_file: Path, base_name: str) -> None:  # noqa: ANN001
-    objs = split_objects()
+def test_split_concatenated(oracle, built_base_file: Path, x86_build_dir: Path,  # noqa: ANN001
+                            base_name: str) -> None:
+    objs = split_objects(x86_build_dir)
     if len(objs) < 3:
         pytest.skip("not enough objects of the built kernel")
     base_file = SYSFS / "vmlinux" if base_name == "host" else built_base_file
@@ -391,27 +386,18 @@ def test_split_concatenated(oracle, built_base_file: Path, base_name: str) -> No
         # on a foreign base, many 7.3 structs match 6.18 ones shallowly but not
         # deeply: libbpf's (and our) failing graph walks get long; six suffice
         objs = objs[:6]
-    parts = [Btf.from_bytes(split_file(o, base_name, base_file).read_bytes(), base)
+    parts = [Btf.from_bytes(split_file(o, x86_build_dir, base_name, base_file).read_bytes(), base)
              for o in objs]
     merged = concat_split(parts, base)
     out = assert_like_libbpf(oracle, merged.to_bytes(), base, base_raw)
     assert len(out) < len(merged)
 
 
-def pipeline_builds() -> list[Path]:
-    """Build dirs of the harness pipeline (and the exported test kernel) with a vmlinux."""
-    dirs = sorted(p for p in (CACHE / "builds").glob("*") if (p / "vmlinux").is_file())
-    exported = Path(os.environ.get("HARNESS_BUILT_X86", ""))
-    if str(exported) and (exported / "vmlinux").is_file() and exported not in dirs:
-        dirs.append(exported)
-    return dirs
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("build", pipeline_builds(), ids=lambda p: p.name)
-def test_pipeline_build_vmlinux_and_modules(oracle, build: Path) -> None:  # noqa: ANN001
+def test_pipeline_build_vmlinux_and_modules(oracle, x86_build_dir: Path) -> None:  # noqa: ANN001
     """Every module of a pipeline build, split on its vmlinux (or, built out of tree
     like bpf_testmod, on its distilled .BTF.base), and the vmlinux itself."""
+    build = x86_build_dir
     base_raw = btf_bytes(build / "vmlinux")
     base = Btf.from_bytes(base_raw)
     assert_stable(oracle, base_raw)
@@ -438,24 +424,26 @@ def test_sysfs_modules(oracle, host_vmlinux: Btf, host_raw: bytes) -> None:  # n
 # ---- (c) the built kernel's BTF before dedup -----------------------------------------------
 
 
-def pahole_output(version: str) -> Path:
-    if not TMP_VMLINUX1.exists():
-        pytest.skip("no .tmp_vmlinux1 in the built tree")
-    return run_pahole(version, TMP_VMLINUX1, TESTDATA / f"vmlinux1-{version}.btf")
+def pahole_output(version: str, build: Path) -> Path:
+    """pahole `version` on the build's .tmp_vmlinux1 (kbuild's input to resolve_btfids)."""
+    tmp1 = build / ".tmp_vmlinux1"
+    if not tmp1.exists():
+        pytest.fail(f"no {tmp1} in the suite's build", pytrace=False)
+    return run_pahole(version, tmp1, TESTDATA / f"vmlinux1-{version}.btf")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("version", ["1.24", "1.30", "1.32"])
-def test_tmp_vmlinux1(oracle, version: str) -> None:  # noqa: ANN001
-    raw = pahole_output(version).read_bytes()
+def test_tmp_vmlinux1(oracle, version: str, x86_build_dir: Path) -> None:  # noqa: ANN001
+    raw = pahole_output(version, x86_build_dir).read_bytes()
     assert_stable(oracle, raw)
 
 
 @pytest.mark.slow
-def test_tmp_vmlinux1_transformed(oracle) -> None:  # noqa: ANN001
+def test_tmp_vmlinux1_transformed(oracle, x86_build_dir: Path) -> None:  # noqa: ANN001
     """What the transformer does before its dedup: tags, new prototypes, `_impl`
     copies of functions, arena type attributes, duplicated along the way."""
-    b = Btf.from_bytes(pahole_output("1.32").read_bytes())
+    b = Btf.from_bytes(pahole_output("1.32", x86_build_dir).read_bytes())
     rng = random.Random(3)
     funcs = [tid for tid, t in b.items() if t.kind == Kind.FUNC]
     for tid in rng.sample(funcs, 200):

@@ -22,8 +22,8 @@ from harness.btf.distill import distill_base
 from harness.btf.load import btf_bytes
 from harness.btf.sort import sort_by_name
 from harness.cache import cache_root
-from tests.btf.conftest import BUILT_X86, built_kernel_ready
-from tests.btf.test_sort import PAHOLE, RESOLVE_BTFIDS_73, dummy_elf, run_c_tool
+from harness.kbuild.artifacts import BuildArtifacts
+from tests.btf.test_sort import dummy_elf, run_c_tool
 from tests.helpers import libbpf_oracle
 
 SYSFS = Path("/sys/kernel/btf")
@@ -58,8 +58,7 @@ def find_testmods() -> list[Path]:
     env = os.environ.get("HARNESS_BPF_TESTMOD")
     if env:
         return [Path(env)]
-    pats = [CACHE / "artifacts/*/bpf_testmod.ko", CACHE / "builds/*/harness-tools/test_kmods/*.ko",
-            BUILT_X86 / "harness-tools/test_kmods/*.ko"]
+    pats = [CACHE / "artifacts/*/bpf_testmod.ko", CACHE / "builds/*/harness-tools/test_kmods/*.ko"]
     return sorted({Path(p) for pat in pats for p in glob.glob(str(pat))})
 
 
@@ -75,15 +74,12 @@ def _base_for(ko: Path) -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def built_vmlinux() -> tuple[Path, bytes]:
-    if not built_kernel_ready():
-        pytest.skip("built x86_64 kernel not available")
-    path = BUILT_X86 / "vmlinux"
-    return path, btf_bytes(path)
+def built_vmlinux(built_vmlinux: Path) -> tuple[Path, bytes]:
+    return built_vmlinux, btf_bytes(built_vmlinux)
 
 
-def _pahole_split(obj: Path, base_elf: Path, out: Path) -> bytes | None:
-    proc = subprocess.run([str(PAHOLE), "-J", *MODULE_FLAGS, "--btf_base", str(base_elf),
+def _pahole_split(pahole: Path, obj: Path, base_elf: Path, out: Path) -> bytes | None:
+    proc = subprocess.run([str(pahole), "-J", *MODULE_FLAGS, "--btf_base", str(base_elf),
                            f"--btf_encode_detached={out}", str(obj)], capture_output=True)
     if proc.returncode or not out.exists() or out.stat().st_size == 0:
         return None
@@ -91,22 +87,21 @@ def _pahole_split(obj: Path, base_elf: Path, out: Path) -> bytes | None:
 
 
 @pytest.fixture(scope="session")
-def split_blobs(built_vmlinux: tuple[Path, bytes],
+def split_blobs(built_vmlinux: tuple[Path, bytes], pahole_132: Path, x86_build_dir: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes]]:
     """Split BTF of real kernel objects on the built vmlinux, as pahole encodes modules."""
-    if not PAHOLE.exists():
-        pytest.skip("pahole 1.32 not available")
+    build = x86_build_dir
     d = tmp_path_factory.mktemp("split")
     if os.environ.get("HARNESS_DISTILL_ALL"):
         objs = sorted(p for sub in ("kernel/bpf", "net", "fs")
-                      for p in (BUILT_X86 / sub).rglob("*.o") if not p.name.startswith("."))
+                      for p in (build / sub).rglob("*.o") if not p.name.startswith("."))
     else:
-        objs = [BUILT_X86 / o for o in OBJECTS if (BUILT_X86 / o).exists()]
+        objs = [build / o for o in OBJECTS if (build / o).exists()]
     out = []
     for i, obj in enumerate(objs):
-        raw = _pahole_split(obj, built_vmlinux[0], d / f"{i}.btf")
+        raw = _pahole_split(pahole_132, obj, built_vmlinux[0], d / f"{i}.btf")
         if raw is not None:
-            out.append((str(obj.relative_to(BUILT_X86)), raw))
+            out.append((str(obj.relative_to(build)), raw))
     if not out:
         pytest.skip("no object produced split BTF")
     return out
@@ -149,14 +144,16 @@ def test_sysfs_modules_match_libbpf(oracle: libbpf_oracle.Libbpf) -> None:
         assert (nb.to_bytes(), ns.to_bytes()) == want, mod.name
 
 
-def test_bpf_testmod_matches_libbpf(oracle: libbpf_oracle.Libbpf, tmp_path: Path) -> None:
+def test_bpf_testmod_matches_libbpf(oracle: libbpf_oracle.Libbpf, x86_build: BuildArtifacts,
+                                    pahole_132: Path, tmp_path: Path) -> None:
     """bpf_testmod re-encoded from its DWARF on its vmlinux: the out-of-tree module case."""
     mods = [(ko, _base_for(ko)) for ko in find_testmods()]
     mods = [(ko, base) for ko, base in mods if base is not None]
-    if not mods or not PAHOLE.exists():
-        pytest.skip("no bpf_testmod.ko from a build (or no pahole)")
+    if not mods:
+        pytest.fail(f"no bpf_testmod.ko next to a vmlinux (the suite's: {x86_build.bpf_testmod})",
+                    pytrace=False)
     for ko, base_elf in mods:
-        raw = _pahole_split(ko, base_elf, tmp_path / "testmod.btf")
+        raw = _pahole_split(pahole_132, ko, base_elf, tmp_path / "testmod.btf")
         assert raw is not None, ko
         vraw = btf_bytes(base_elf)
         want = libbpf_distill(oracle, raw, oracle.new(vraw))
@@ -178,7 +175,8 @@ def find_built_modules() -> list[tuple[Path, Path, str]]:
     return out
 
 
-def test_built_modules_as_written_match_libbpf(oracle: libbpf_oracle.Libbpf) -> None:
+def test_built_modules_as_written_match_libbpf(oracle: libbpf_oracle.Libbpf,
+                                               x86_build: BuildArtifacts) -> None:
     """Each published module's own .BTF (already through the C tool) distilled again:
     in-tree modules on their vmlinux, bpf_testmod on its own distilled .BTF.base."""
     mods = find_built_modules()
@@ -198,22 +196,20 @@ def test_built_modules_as_written_match_libbpf(oracle: libbpf_oracle.Libbpf) -> 
 
 def test_resolve_btfids_distill_base_end_to_end(
     oracle: libbpf_oracle.Libbpf, built_vmlinux: tuple[Path, bytes],
-    split_blobs: list[tuple[str, bytes]], tmp_path: Path,
+    split_blobs: list[tuple[str, bytes]], c_btfids_73: Path, tmp_path: Path,
 ) -> None:
     """C resolve_btfids --btf_base vmlinux --distill_base: dedup, distill, sort.
 
     We take libbpf's dedup and do distill + sort ourselves: .BTF and .BTF.base
     must come out byte-identical.
     """
-    if not RESOLVE_BTFIDS_73.exists():
-        pytest.skip("7.3 C resolve_btfids not built")
     elf = dummy_elf(tmp_path)
     vm = Btf.from_bytes(built_vmlinux[1])
     ovm = oracle.new(built_vmlinux[1])
     for label, raw in split_blobs[:6]:
         btf_in = tmp_path / "in.btf"
         btf_in.write_bytes(raw)
-        c_btf, c_base = run_c_tool(RESOLVE_BTFIDS_73, btf_in, elf,
+        c_btf, c_base = run_c_tool(c_btfids_73, btf_in, elf,
                                    "--btf_base", str(built_vmlinux[0]), "--distill_base")
         o = oracle.new(raw, ovm)
         o.call("btf__dedup", None)
@@ -319,19 +315,18 @@ def test_distilled_split_relocates_names(built_vmlinux: tuple[Path, bytes],
 
 
 def test_pure_python_module_pipeline_matches_c(
-    built_vmlinux: tuple[Path, bytes], split_blobs: list[tuple[str, bytes]], tmp_path: Path,
+    built_vmlinux: tuple[Path, bytes], split_blobs: list[tuple[str, bytes]], c_btfids_73: Path,
+    tmp_path: Path,
 ) -> None:
     """No libbpf: harness.btf.dedup, distill_base, sort_by_name == C resolve_btfids
     --btf_base vmlinux --distill_base, for .BTF and .BTF.base."""
     dedup = pytest.importorskip("harness.btf.dedup")
-    if not RESOLVE_BTFIDS_73.exists():
-        pytest.skip("7.3 C resolve_btfids not built")
     elf = dummy_elf(tmp_path)
     vm = Btf.from_bytes(built_vmlinux[1])
     for label, raw in split_blobs[:6]:
         btf_in = tmp_path / "in.btf"
         btf_in.write_bytes(raw)
-        c_btf, c_base = run_c_tool(RESOLVE_BTFIDS_73, btf_in, elf,
+        c_btf, c_base = run_c_tool(c_btfids_73, btf_in, elf,
                                    "--btf_base", str(built_vmlinux[0]), "--distill_base")
         split = Btf.from_bytes(raw, vm)
         dedup.dedup(split)

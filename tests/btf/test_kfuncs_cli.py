@@ -32,19 +32,12 @@ from harness.btf.load import btf_bytes
 from harness.btf.sort import reorder
 from harness.btf.types import DeclTag, Func, FuncProto, Param
 from harness.cli import main
-from tests.btf.conftest import BUILT_X86, built_kernel_ready
+from harness.kbuild.artifacts import BuildArtifacts
 
 SYSFS_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 KF_IMPLICIT_ARGS = 1 << 16
 KF_FASTCALL = 1 << 12
 KF_ARENA_RET, KF_ARENA_ARG1, KF_ARENA_ARG2 = 1 << 13, 1 << 14, 1 << 15
-
-
-@pytest.fixture(scope="session")
-def built_vmlinux() -> Path:
-    if not built_kernel_ready():
-        pytest.skip("built x86_64 kernel not available")
-    return BUILT_X86 / "vmlinux"
 
 
 def _tagged_funcs(btf: Btf, tag: str) -> set[str]:
@@ -164,11 +157,9 @@ def test_set8_symbols_match_readelf(built_vmlinux: Path) -> None:
     assert [(s.name, len(s.entries)) for s in got] == [(n, c) for _a, n, c in sorted(want)]
 
 
-def test_unresolved_elf_uses_func_symbols(built_vmlinux: Path) -> None:
+def test_unresolved_elf_uses_func_symbols(built_vmlinux: Path, x86_build_dir: Path) -> None:
     """.tmp_vmlinux1 (before resolve_btfids): ids are 0, names come from the symbols."""
-    tmp1 = BUILT_X86 / ".tmp_vmlinux1"
-    if not tmp1.exists():
-        pytest.skip("no .tmp_vmlinux1")
+    tmp1 = x86_build_dir / ".tmp_vmlinux1"
     raw_sets = {s.name: s for s in read_set8s(tmp1)}
     final = read_set8s(built_vmlinux)
     btf = Btf.from_bytes(btf_bytes(built_vmlinux))
@@ -183,12 +174,8 @@ def test_unresolved_elf_uses_func_symbols(built_vmlinux: Path) -> None:
             == [k.name for k in find_kfuncs(btf, final)])
 
 
-def test_flag_table_matches_tree() -> None:
-    from tests.helpers.libbpf_oracle import TREE
-
-    header = TREE / "include/linux/btf.h"
-    if not header.exists():
-        pytest.skip("no 7.3 tree")
+def test_flag_table_matches_tree(x86_build: BuildArtifacts) -> None:
+    header = x86_build.source_tree / "include/linux/btf.h"
     for m in re.finditer(r"#define (KF_\w+)\s+\(1 << (\d+)\)", header.read_text()):
         assert KF_FLAGS[1 << int(m.group(2))] == m.group(1)
     assert BTF_SET8_KFUNCS == 1
@@ -232,11 +219,9 @@ def _unique_plain_func(btf: Btf, kfunc_names: set[str]) -> int:
     raise AssertionError("no plain function")
 
 
-def test_diff_finds_exactly_the_edits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = BUILT_X86 / "vmlinux" if built_kernel_ready() else SYSFS_VMLINUX
-    if not src.exists():
-        pytest.skip("no vmlinux BTF")
-    raw = btf_bytes(src)
+def test_diff_finds_exactly_the_edits(vmlinux_73_raw: bytes, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    raw = vmlinux_73_raw
     a = Btf.from_bytes(raw)
     b = a.copy()
     kf = {k.name: k for k in find_kfuncs(b)}
@@ -298,11 +283,9 @@ def test_diff_finds_exactly_the_edits(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "harness_renamed" in text
 
 
-def test_diff_ignores_ids_and_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = BUILT_X86 / "vmlinux" if built_kernel_ready() else SYSFS_VMLINUX
-    if not src.exists():
-        pytest.skip("no vmlinux BTF")
-    raw = btf_bytes(src)
+def test_diff_ignores_ids_and_order(vmlinux_73_raw: bytes, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    raw = vmlinux_73_raw
     a = Btf.from_bytes(raw)
     b = Btf.from_bytes(raw)
     order = list(b.ids())

@@ -10,7 +10,6 @@ sort: we apply libbpf's dedup (7.3) and our sort, and compare the bytes.
 from __future__ import annotations
 
 import ctypes
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -20,18 +19,10 @@ import pytest
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.load import btf_bytes
 from harness.btf.sort import name_order, permute, reorder, sort_by_name
-from harness.cache import cache_root
-from harness.kbuild import sources
-from tests.btf.conftest import BUILT_X86, built_kernel_ready
 from tests.helpers import libbpf_oracle
 
-PAHOLE = Path(os.environ.get(
-    "HARNESS_PAHOLE", str(cache_root() / "toolchains/pahole-1.32/pahole")))
 PAHOLE_FLAGS = ["--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
                 "optimized_func,consistent_func,layout", "--lang_exclude=rust"]
-RESOLVE_BTFIDS_73 = BUILT_X86 / "tools/bpf/resolve_btfids/resolve_btfids"
-TREE_72_ENV = os.environ.get("HARNESS_KERNEL_TREE_72")
-RESOLVE_BTFIDS_72 = libbpf_oracle.ORACLE_DIR / "resolve_btfids-7.2" / "resolve_btfids"
 SYSFS_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 
 _U32P = ctypes.POINTER(ctypes.c_uint32)
@@ -50,21 +41,6 @@ def libbpf_permute(lib: libbpf_oracle.Libbpf, raw: bytes, id_map: list[int],
     arr = (ctypes.c_uint32 * len(id_map))(*id_map)
     err = lib.so.btf__permute(o.ptr, arr, len(id_map), None)
     return err if err else o.raw_data()
-
-
-def build_resolve_btfids_72() -> Path | None:
-    """The 7.2 tree's C resolve_btfids (-j1 tool build, once) or None without the tree."""
-    if RESOLVE_BTFIDS_72.exists():
-        return RESOLVE_BTFIDS_72
-    # the Debian 7.2 source, fetched into the cache like `harness build --kernel 7.2` does
-    tree = Path(TREE_72_ENV) if TREE_72_ENV else sources.from_debian("7.2").path
-    if not (tree / "tools/bpf/resolve_btfids/Makefile").exists():
-        return None
-    RESOLVE_BTFIDS_72.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["make", "-C", str(tree / "tools/bpf/resolve_btfids"),
-                    f"OUTPUT={RESOLVE_BTFIDS_72.parent}/", "-j1"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return RESOLVE_BTFIDS_72 if RESOLVE_BTFIDS_72.exists() else None
 
 
 def dummy_elf(d: Path) -> Path:
@@ -90,27 +66,24 @@ def run_c_tool(tool: Path, btf_in: Path, elf: Path, *extra: str) -> tuple[bytes,
 
 
 @pytest.fixture(scope="session")
-def vmlinux_raws() -> list[tuple[str, bytes]]:
+def vmlinux_raws(built_vmlinux: Path) -> list[tuple[str, bytes]]:
     """Real vmlinux BTF blobs: the built x86_64 kernel's and the host's."""
-    out = []
-    if built_kernel_ready():
-        out.append(("built-x86", btf_bytes(BUILT_X86 / "vmlinux")))
+    out = [("built-x86", btf_bytes(built_vmlinux))]
     if SYSFS_VMLINUX.exists():
         out.append(("host", SYSFS_VMLINUX.read_bytes()))
-    if not out:
-        pytest.skip("no vmlinux BTF on this machine")
     return out
 
 
 @pytest.fixture(scope="session")
-def pahole_vmlinux(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pahole_vmlinux(tmp_path_factory: pytest.TempPathFactory, pahole_132: Path,
+                   x86_build_dir: Path) -> Path:
     """pahole 1.32's BTF for .tmp_vmlinux1: what resolve_btfids gets as --btf in a build."""
-    elf = BUILT_X86 / ".tmp_vmlinux1"
-    if not (PAHOLE.exists() and elf.exists() and built_kernel_ready()):
-        pytest.skip("needs pahole 1.32 and the built kernel's .tmp_vmlinux1")
+    from harness.cache import locked
+
     out = tmp_path_factory.mktemp("pahole") / "vmlinux.BTF.1"
-    subprocess.run([str(PAHOLE), "-J", *PAHOLE_FLAGS, f"--btf_encode_detached={out}", str(elf)],
-                   check=True, capture_output=True)
+    with locked(x86_build_dir):  # no relink (another worker's pahole swap) meanwhile
+        subprocess.run([str(pahole_132), "-J", *PAHOLE_FLAGS, f"--btf_encode_detached={out}",
+                        str(x86_build_dir / ".tmp_vmlinux1")], check=True, capture_output=True)
     return out
 
 
@@ -240,11 +213,9 @@ def test_sort_is_idempotent_on_c_output(vmlinux_raws: list[tuple[str, bytes]]) -
 
 
 def test_sort_matches_c_resolve_btfids_73(
-    oracle: libbpf_oracle.Libbpf, pahole_vmlinux: Path, tmp_path: Path
+    oracle: libbpf_oracle.Libbpf, pahole_vmlinux: Path, c_btfids_73: Path, tmp_path: Path
 ) -> None:
-    if not RESOLVE_BTFIDS_73.exists():
-        pytest.skip("7.3 C resolve_btfids not built")
-    c_btf, _ = run_c_tool(RESOLVE_BTFIDS_73, pahole_vmlinux, dummy_elf(tmp_path))
+    c_btf, _ = run_c_tool(c_btfids_73, pahole_vmlinux, dummy_elf(tmp_path))
     o = oracle.new(pahole_vmlinux.read_bytes())
     o.call("btf__dedup", None)  # 7.3 dedups before sorting: same libbpf, same input
     b = Btf.from_bytes(o.raw_data())
@@ -252,12 +223,10 @@ def test_sort_matches_c_resolve_btfids_73(
     assert b.to_bytes() == c_btf
 
 
-def test_sort_matches_c_resolve_btfids_72(pahole_vmlinux: Path, tmp_path: Path) -> None:
+def test_sort_matches_c_resolve_btfids_72(pahole_vmlinux: Path, c72: Path,
+                                          tmp_path: Path) -> None:
     """7.2's sort (no dedup) equals 7.3's comparator; checked against the 7.2 C tool."""
-    tool = build_resolve_btfids_72()
-    if tool is None:
-        pytest.skip("7.2 tree not unpacked (harness.kbuild.sources.from_debian('7.2'))")
-    c_btf, _ = run_c_tool(tool, pahole_vmlinux, dummy_elf(tmp_path))
+    c_btf, _ = run_c_tool(c72, pahole_vmlinux, dummy_elf(tmp_path))
     b = Btf.from_bytes(pahole_vmlinux.read_bytes())
     sort_by_name(b, "7.2")
     assert b.to_bytes() == c_btf
@@ -287,12 +256,11 @@ def _small_split(vm: Btf) -> Btf:
     return s
 
 
-def test_pure_python_dedup_then_sort_matches_c_73(pahole_vmlinux: Path, tmp_path: Path) -> None:
+def test_pure_python_dedup_then_sort_matches_c_73(pahole_vmlinux: Path, c_btfids_73: Path,
+                                                  tmp_path: Path) -> None:
     """No libbpf at all: harness.btf.dedup then our sort equals the 7.3 C tool's .BTF."""
     dedup = pytest.importorskip("harness.btf.dedup")
-    if not RESOLVE_BTFIDS_73.exists():
-        pytest.skip("7.3 C resolve_btfids not built")
-    c_btf, _ = run_c_tool(RESOLVE_BTFIDS_73, pahole_vmlinux, dummy_elf(tmp_path))
+    c_btf, _ = run_c_tool(c_btfids_73, pahole_vmlinux, dummy_elf(tmp_path))
     b = Btf.from_bytes(pahole_vmlinux.read_bytes())
     dedup.dedup(b)
     sort_by_name(b, "7.3")

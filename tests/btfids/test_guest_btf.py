@@ -10,7 +10,7 @@ from harness.btf import Kind, load
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.targets.qemu import QemuTarget
 
-pytestmark = [pytest.mark.kernel_build, pytest.mark.slow]
+pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
 
 def proto_arity(btf_path: Path, name: str) -> int:

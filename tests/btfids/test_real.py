@@ -20,9 +20,9 @@ import pytest
 
 from harness.btfids import differential
 from harness.cache import locked
-from tests.btfids.conftest import CACHE, PY_TOOL, SCRATCH_X86, build_dirs, run_tool
+from harness.kbuild import toolchains
+from tests.btfids.conftest import CACHE, PY_TOOL, run_tool
 
-PAHOLE = CACHE / "toolchains"
 FLAGS_73 = ["-j1", "--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
             "optimized_func,consistent_func", "--btf_features=layout", "--lang_exclude=rust"]
 FLAGS_72 = ["-j1", "--btf_features=encode_force,var,float,enum64,decl_tag,type_tag,"
@@ -36,15 +36,15 @@ pytestmark = pytest.mark.slow
 
 
 @functools.cache
-def _elf() -> Path:
-    """A stable copy of the scratch build's `.tmp_vmlinux1`, keyed by its content.
+def _elf(build: Path) -> Path:
+    """A stable copy of the build's `.tmp_vmlinux1`, keyed by its content.
 
     Other tests relink that build dir in place (a pahole swap is a BTF-stage-only
     rebuild), and pahole run on a half-written ELF writes nothing: the copy is taken
     under the lock the builder holds while it runs make.
     """
-    live = SCRATCH_X86 / ".tmp_vmlinux1"
-    with locked(SCRATCH_X86):
+    live = build / ".tmp_vmlinux1"
+    with locked(build):
         if not live.exists():
             pytest.skip(f"no {live}")
         digest = hashlib.sha256()
@@ -63,13 +63,11 @@ def _elf() -> Path:
     return snap
 
 
-def pahole_input(name: str) -> Path:
+def pahole_input(name: str, build: Path) -> Path:
     """The cached pahole output for `name` (made on first use)."""
     release, flags = INPUTS[name]
-    elf = _elf()
-    pahole = PAHOLE / f"pahole-{release}" / "pahole"
-    if not pahole.exists():
-        pytest.skip(f"no pinned pahole {release}")
+    elf = _elf(build)
+    pahole = toolchains.select_pahole(release).path  # fetched into the cache once
     st = elf.stat()
     key = hashlib.sha256(f"{elf}:{st.st_size}:{st.st_mtime_ns}:{release}:{flags}".encode())
     out = CACHE / "btfids-tests" / key.hexdigest()[:16] / f"{name}.BTF.1"
@@ -83,38 +81,39 @@ def pahole_input(name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))
-def test_vmlinux_identical_to_c(tmp_path: Path, name: str,
+def test_vmlinux_identical_to_c(tmp_path: Path, name: str, x86_build_dir: Path,
                                 request: pytest.FixtureRequest) -> None:
     c_tool = request.getfixturevalue("c72" if name.startswith("7.2") else "c73")
-    raw = pahole_input(name)
+    raw = pahole_input(name, x86_build_dir)
     args = ["--btf", str(raw)]
     # the ELF is 7.3's: the 7.2 tool's behaviour has to be asked for
     extra = ["--profile", "7.2"] if name.startswith("7.2") else []
-    c = run_tool(c_tool, _elf(), tmp_path / "c", args, link=True)
-    py = run_tool(PY_TOOL, _elf(), tmp_path / "py", extra + args, link=True)
+    c = run_tool(c_tool, _elf(x86_build_dir), tmp_path / "c", args, link=True)
+    py = run_tool(PY_TOOL, _elf(x86_build_dir), tmp_path / "py", extra + args, link=True)
     assert (py.returncode, py.stderr) == (c.returncode, c.stderr)
     assert py.outputs() == c.outputs()
     # determinism: a second run gives the same bytes
-    again = run_tool(PY_TOOL, _elf(), tmp_path / "py2", extra + args, link=True)
+    again = run_tool(PY_TOOL, _elf(x86_build_dir), tmp_path / "py2", extra + args, link=True)
     assert again.outputs() == py.outputs()
 
 
 @pytest.mark.parametrize("name", ["7.3-pahole1.32", "7.2-pahole1.32"])
-def test_idempotent_on_own_output(tmp_path: Path, name: str) -> None:
+def test_idempotent_on_own_output(tmp_path: Path, name: str, x86_build_dir: Path) -> None:
     """Run on its own .BTF: nothing changes (the C tool re-wraps arena pointers in 7.3 and
     adds a prototype per KF_IMPLICIT_ARGS kfunc in 7.2; the transformer does not)."""
-    raw = pahole_input(name)
+    raw = pahole_input(name, x86_build_dir)
     prof = ["--profile", name[:3]]
-    first = run_tool(PY_TOOL, _elf(), tmp_path / "one", [*prof, "--btf", str(raw)], link=True)
-    second = run_tool(PY_TOOL, _elf(), tmp_path / "two", [*prof, "--btf", f"{first.elf}.BTF"],
+    elf = _elf(x86_build_dir)
+    first = run_tool(PY_TOOL, elf, tmp_path / "one", [*prof, "--btf", str(raw)], link=True)
+    second = run_tool(PY_TOOL, elf, tmp_path / "two", [*prof, "--btf", f"{first.elf}.BTF"],
                       link=True)
     assert second.returncode == 0
     assert second.outputs() == first.outputs()
 
 
-@pytest.mark.parametrize("build", build_dirs(), ids=lambda p: p.name)
-def test_build_dirs_differential(build: Path) -> None:
+def test_build_dirs_differential(x86_build_dir: Path) -> None:
     """Every object kbuild hands resolve_btfids in a finished build dir, C vs Python."""
+    build = x86_build_dir
     release = (build / "include/config/kernel.release").read_text().strip() \
         if (build / "include/config/kernel.release").exists() else ""
     config = (build / ".config").read_text() if (build / ".config").exists() else ""

@@ -17,7 +17,7 @@ from harness.btf import Kind, load
 from harness.btf.kfuncs import kfuncs_of
 from harness.kbuild.artifacts import BuildArtifacts
 
-pytestmark = pytest.mark.kernel_build
+pytestmark = pytest.mark.kernel
 
 Builder = Callable[..., BuildArtifacts]
 

@@ -31,6 +31,7 @@ def _inputs(tmp: Path, arch: str, endian: str, profile: str, **asm_kw) -> tuple[
     return raw, obj
 
 
+@pytest.mark.kernel  # compares with the trees' C resolve_btfids (c73/c72)
 @pytest.mark.parametrize(("arch", "endian"), TARGETS)
 @pytest.mark.parametrize("profile", ["7.3", "7.2"])
 def test_identical_to_c(tmp_path: Path, arch: str, endian: str, profile: str,
@@ -44,6 +45,7 @@ def test_identical_to_c(tmp_path: Path, arch: str, endian: str, profile: str,
     assert c.output(".BTF_ids") is not None
 
 
+@pytest.mark.kernel  # compares with the trees' C resolve_btfids (c73/c72)
 @pytest.mark.parametrize("profile", ["7.3", "7.2"])
 def test_profile_detected_from_banner(tmp_path: Path, profile: str,
                                       request: pytest.FixtureRequest) -> None:

@@ -1,6 +1,6 @@
-"""libbpf (built from the kernel tree) driven through ctypes: an ORACLE for tests only.
+"""libbpf (built from libbpf's history at a pinned commit) through ctypes: a test ORACLE.
 
-    lib = libbpf()                      # None if the .so is missing and cannot be built
+    lib = libbpf()                      # builds libbpf.so once (LibbpfBuildError if it can't)
     b = lib.new_empty()                 # or lib.new(raw_bytes, base=other)
     b.add_int("int", 4, 1)              # any btf__add_* as a method, str -> char *
     b.call("btf__dedup", None)          # any other btf__* taking struct btf * first
@@ -12,17 +12,9 @@ Functions not declared in _SIGNATURES can be declared with `lib.declare(name, re
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 from pathlib import Path
 
-from harness.cache import cache_root
-
-TREE = Path(os.environ.get(
-    "HARNESS_KERNEL_TREE", str(cache_root() / "sources/linux-source-7.3_7.3.4-1~bpo13+1")))
-ORACLE_DIR = Path(os.environ.get("HARNESS_ORACLE_DIR", str(cache_root() / "oracle")))
-LIBBPF_SO = ORACLE_DIR / "libbpf" / "libbpf.so"
-BPFTOOL = ORACLE_DIR / "bpftool" / "bpftool"
+from tests.helpers.libbpf_build import build_libbpf
 
 _P = ctypes.c_void_p
 _S = ctypes.c_char_p
@@ -80,7 +72,7 @@ class LibbpfError(RuntimeError):
 
 
 class Libbpf:
-    def __init__(self, path: Path = LIBBPF_SO):
+    def __init__(self, path: Path):
         self.so = ctypes.CDLL(str(path))
         self.path = path
         self.declare("btf__new", _P, [_P, _U32])
@@ -157,39 +149,11 @@ class OracleBtf:
         return ctypes.string_at(p, size.value)
 
 
-_CACHED: list[Libbpf | None] = []
+_CACHED: list[Libbpf] = []
 
 
-def build_libbpf() -> bool:
-    """Build libbpf.so from the tree (-j1) if it is not there; True if it exists afterwards."""
-    if LIBBPF_SO.exists():
-        return True
-    if not (TREE / "tools/lib/bpf/Makefile").exists():
-        return False
-    LIBBPF_SO.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["make", "-C", str(TREE / "tools/lib/bpf"), f"OUTPUT={LIBBPF_SO.parent}/", "-j1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-    )
-    return LIBBPF_SO.exists()
-
-
-def libbpf() -> Libbpf | None:
-    """The oracle library, or None when libbpf.so is absent and cannot be built."""
+def libbpf() -> Libbpf:
+    """The oracle library, built on first use (tests/helpers/libbpf_build.py)."""
     if not _CACHED:
-        _CACHED.append(Libbpf() if build_libbpf() else None)
+        _CACHED.append(Libbpf(build_libbpf()))
     return _CACHED[0]
-
-
-def bpftool() -> Path | None:
-    """bpftool built from the tree, building it (-j1) when missing; None if impossible."""
-    if BPFTOOL.exists():
-        return BPFTOOL
-    if not (TREE / "tools/bpf/bpftool/Makefile").exists():
-        return None
-    BPFTOOL.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["make", "-C", str(TREE / "tools/bpf/bpftool"), f"OUTPUT={BPFTOOL.parent}/", "-j1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-    )
-    return BPFTOOL if BPFTOOL.exists() else None

@@ -16,7 +16,7 @@ from harness.cache import locked
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 
-pytestmark = pytest.mark.kernel_build
+pytestmark = pytest.mark.kernel
 
 
 def sections(path: Path) -> set[str]:

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.cache import cache_root
 
 
+@pytest.mark.kernel  # the plan fetches the 7.3 source and pahole 1.32
 def test_dry_run_prints_plan_without_building(tmp_path: Path) -> None:
     extra = tmp_path / "extra.config"
     extra.write_text("CONFIG_LOG_BUF_SHIFT=15\n")

@@ -32,6 +32,7 @@ def test_malformed_line_names_fragment_and_line(tmp_path: Path) -> None:
         kconfig.parse_fragment(bad)
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_project_fragments_declare_only_real_symbols() -> None:
     tree = from_debian("7.3").path
     for arch in ("x86_64", "arm64"):
@@ -44,6 +45,7 @@ def test_project_fragments_declare_only_real_symbols() -> None:
         assert [r for r in promptless if r.value == "n"] == []
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_typo_is_reported_with_origin(tmp_path: Path) -> None:
     tree = from_debian("7.3").path
     typo = frag(tmp_path, "typo.config", "CONFIG_BPF_SYSCAL=y\n")
@@ -77,6 +79,7 @@ def test_drift_lists_name_wanted_and_got() -> None:
         "CONFIG_B (wanted m, got y; f:2)"]
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_merged_config_checks_every_symbol_after_olddefconfig(tmp_path: Path) -> None:
     """A request Kconfig cannot honour (HID_BPF without HID) fails, unless drift is allowed."""
     impossible = tmp_path / "nohid.config"
@@ -90,6 +93,7 @@ def test_merged_config_checks_every_symbol_after_olddefconfig(tmp_path: Path) ->
     assert "CONFIG_BPF_SYSCALL=y" in text and "CONFIG_HID_BPF=y" not in text
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_default_config_takes_every_request() -> None:
     plan = make_plan(BuildRequest())
     text = Builder(plan, quiet=True).merged_config(plan.source)
@@ -98,6 +102,7 @@ def test_default_config_takes_every_request() -> None:
     assert final["IPV6"] == "n" and final["WIRELESS"] == "n"  # pinned off over tinyconfig
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_pinning_off_a_symbol_the_tree_lacks_is_not_a_typo(tmp_path: Path) -> None:
     """7.2 has no SERIAL_8250_MOXA_PCIE; `is not set` for it must not fail the build."""
     absent = tmp_path / "absent.config"
@@ -107,6 +112,7 @@ def test_pinning_off_a_symbol_the_tree_lacks_is_not_a_typo(tmp_path: Path) -> No
     assert "NO_SUCH_SYMBOL_XYZ" not in text
 
 
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
 def test_pinning_off_a_symbol_the_tree_sets_itself_passes_fresh_and_cached(tmp_path: Path) -> None:
     """DYNAMIC_FTRACE has no prompt in 7.3 (as AF_UNIX_OOB has none in 6.12): a pin-off is
     the tree's call, on the run that merges the config and on the one that reads it back."""

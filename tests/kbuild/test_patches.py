@@ -34,8 +34,8 @@ def make_patch(tree: Path, rel: str, old: str, new: str, tmp: Path, name: str) -
 
 
 @pytest.fixture(scope="module")
-def debian_tree() -> sources.KernelSource:
-    return sources.from_debian("7.3")
+def debian_tree(debian_tree_73: sources.KernelSource) -> sources.KernelSource:
+    return debian_tree_73
 
 
 def test_series_applies_on_hardlinked_copy_leaving_source_alone(

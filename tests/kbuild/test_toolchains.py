@@ -11,6 +11,7 @@ from harness.errors import UsageError
 from harness.kbuild import toolchains
 
 
+@pytest.mark.kernel  # fetches the pinned pahole releases
 @pytest.mark.parametrize("release", ["1.24", "1.30", "1.32"])
 def test_pinned_pahole_reports_its_release(release: str) -> None:
     tool = toolchains.select_pahole(release)
@@ -21,6 +22,7 @@ def test_pinned_pahole_reports_its_release(release: str) -> None:
     assert "ld-linux" in tool.path.read_text()
 
 
+@pytest.mark.kernel  # fetches pahole 1.30
 def test_pahole_by_path_and_bad_path(tmp_path: Path) -> None:
     pinned = toolchains.select_pahole("1.30")
     by_path = toolchains.select_pahole(str(pinned.path))

@@ -12,7 +12,7 @@ from elftools.elf.elffile import ELFFile
 from harness.kbuild import patches
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 
-pytestmark = pytest.mark.kernel_build
+pytestmark = pytest.mark.kernel
 
 
 def logged_builder(tmp_path: Path, request: BuildRequest) -> Builder:

@@ -21,7 +21,6 @@ from harness.progs.expectations import (
 )
 from harness.progs.objinfo import read_object
 from harness.progs.runner import implicit_arg_kfuncs, plan
-from tests.progs.conftest import SOURCES
 
 _FUNC = re.compile(r"^\[(\d+)\] FUNC '([^']*)'")
 _TAG = re.compile(r"^\[\d+\] DECL_TAG '(.*)' type_id=(\d+) component_idx=(-?\d+)$")
@@ -109,9 +108,9 @@ def test_ours_parse(compiled_73: dict[str, Path]) -> None:
     assert stream["stream_stack"].arches == frozenset({"x86_64", "arm64"})
 
 
-def test_plan_keeps_every_program(compiled_73: dict[str, Path]) -> None:
+def test_plan_keeps_every_program(compiled_73: dict[str, Path], tree_73: Path) -> None:
     objs = list(compiled_73.values())
-    jobs = plan(objs, "x86_64", implicit_kfuncs=implicit_arg_kfuncs(SOURCES))
+    jobs = plan(objs, "x86_64", implicit_kfuncs=implicit_arg_kfuncs(tree_73))
     names = {j.id for j in jobs}
     for obj in objs:
         for spec in object_specs(obj, "x86_64").specs:

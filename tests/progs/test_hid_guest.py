@@ -18,9 +18,10 @@ import pytest
 from harness.progs.compile import compile_prog, toolchain_for
 from harness.progs.runner import AGENT, HIDTOOL, REMOTE_DIR, run_objects
 from harness.targets.qemu import QemuTarget
-from tests.progs.conftest import REPO, artifacts_for
+from tests.helpers.kernels import suite_kernel
+from tests.progs.conftest import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
 _WRONG = r"""
 // SPDX-License-Identifier: GPL-2.0
@@ -54,9 +55,7 @@ def guest(request: pytest.FixtureRequest, arches: list[str]) -> Iterator[tuple]:
     arch = request.param
     if arch not in arches:
         pytest.skip(f"--arch does not include {arch}")
-    artifacts = artifacts_for(arch, request.config)
-    if artifacts is None:
-        pytest.skip("--no-kernel-build and no exported kernel")
+    artifacts = suite_kernel(arch, request.config)
     with QemuTarget(artifacts, arch, memory="1G", cpus=1) as target:
         target.run(f"mkdir -p {REMOTE_DIR}", timeout=30)
         target.put(AGENT, f"{REMOTE_DIR}/agent.py", timeout=60)

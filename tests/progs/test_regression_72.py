@@ -17,7 +17,7 @@ import pytest
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.suite import run_arch
 
-pytestmark = [pytest.mark.kernel_build, pytest.mark.slow]
+pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [REPO / "bpf_progs" / name for name in ("wq.c", "task_work.c", "stream.c")]

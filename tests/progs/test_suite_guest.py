@@ -1,10 +1,12 @@
 """The program suite in real guests: one pytest test per program (sub-test) per arch.
 
-Collection takes the kernel of every ``--arch`` that tests/conftest.py built
-and exported (``HARNESS_TEST_KERNEL[_ARM64]``), or builds it (a cache hit
-after the first time) through the suite-wide ``build_kernel``, and compiles the sources
-against it, because the test ids are the programs test_loader would run, and
-only the compiled objects' BTF says which those are. Then one guest per arch
+Collection takes the kernel of every ``--arch`` (exported in
+``HARNESS_TEST_KERNEL[_ARM64]``, else built through the suite-wide ``build_kernel``, a
+cache hit after the first time) and compiles the sources against it, because the test
+ids are the programs test_loader would run, and only the compiled objects' BTF says
+which those are. A session that will not run guest tests (``--collect-only``,
+``--no-kernel-build``, or ``-m`` deselecting ``guest``/``kernel``) builds nothing: it
+collects one placeholder per arch instead. Then one guest per arch
 per worker (session fixture) runs the whole suite once; each test reads its
 own verdict. A failure shows the judge's reason, libbpf's lines, the verifier
 log and an excerpt of the guest console; a guest that panics or hangs fails
@@ -24,9 +26,9 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs, suite_sources
-from tests.progs.conftest import KERNEL_ENV, artifacts_for
+from tests.helpers.kernels import KERNEL_ENV, build_kernel, exported_kernel, selected_arches
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,25 @@ class Case:
     setup_error: str | None = None
 
 
-def _arches(config: pytest.Config) -> list[str]:
-    value = config.getoption("--arch")
-    return [a.strip() for a in value.split(",") if a.strip()]
+def _runs_guests(config: pytest.Config) -> bool:
+    """Whether this session may select a guest test (and so may build at collection)."""
+    if config.getoption("collectonly") or config.getoption("--no-kernel-build"):
+        return False
+    markexpr = config.getoption("markexpr")
+    if not markexpr:
+        return True
+    from _pytest.mark.expression import Expression  # noqa: PLC0415 - pytest's own -m parser
+
+    marks = {"guest", "kernel", "slow", "arm64"}
+    return Expression.compile(markexpr).evaluate(lambda name, **_kw: name in marks)
+
+
+def artifacts_for(arch: str, config: pytest.Config):  # noqa: ANN201 - BuildArtifacts | None
+    """The kernel for `arch` when this session runs guests, else None (a placeholder)."""
+    exported = exported_kernel(arch)
+    if exported is not None or not _runs_guests(config):
+        return exported
+    return build_kernel(arch)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -46,14 +64,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     params = []
     xdist = metafunc.config.pluginmanager.hasplugin("xdist")
-    for arch in _arches(metafunc.config):
+    for arch in selected_arches(metafunc.config):
         group = pytest.mark.xdist_group(f"guest-{arch}") if xdist else ()
         try:
             artifacts = artifacts_for(arch, metafunc.config)
             if artifacts is None:
                 params.append(pytest.param(
                     Case(arch, f"setup[{arch}]"), id=f"setup[{arch}]",
-                    marks=pytest.mark.skip(reason=f"--no-kernel-build and no {KERNEL_ENV[arch]}")))
+                    marks=pytest.mark.skip(
+                        reason=f"no guest tests selected and no {KERNEL_ENV[arch]}")))
                 continue
             jobs = suite_jobs(artifacts)
         except HarnessError as exc:

@@ -11,18 +11,17 @@ import pytest
 
 from harness.progs.watch import Round, watch
 from harness.targets.qemu import QemuTarget
-from tests.progs.conftest import REPO, artifacts_for
+from tests.helpers.kernels import suite_kernel
+from tests.progs.conftest import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel_build]
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
 PROGRAM = REPO / "bpf_progs" / "implicit_args.c"
 
 
 def test_each_save_is_judged_on_the_same_guest(request: pytest.FixtureRequest,
                                                 tmp_path: Path) -> None:
-    artifacts = artifacts_for("x86_64", request.config)
-    if artifacts is None:
-        pytest.skip("--no-kernel-build and no HARNESS_TEST_KERNEL")
+    artifacts = suite_kernel("x86_64", request.config)
     source = tmp_path / PROGRAM.name
     source.write_text(PROGRAM.read_text())
     rounds: list[Round] = []

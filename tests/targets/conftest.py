@@ -8,64 +8,30 @@ from typing import Any
 
 import pytest
 
-from harness.cache import cache_root
 from harness.targets import procs
-
-SCRATCH_IMAGES = {
-    "x86_64": ("scratch/x86", "arch/x86/boot/bzImage"),
-    "arm64": ("scratch/arm64", "arch/arm64/boot/Image"),
-}
-ENV = {"x86_64": "HARNESS_TEST_KERNEL", "arm64": "HARNESS_TEST_KERNEL_ARM64"}
+from tests.helpers.kernels import KERNEL_ENV, suite_kernel
 
 
-def _from_env(value: str) -> Any:
-    """A path to a boot image, or to a BuildArtifacts JSON record (build pipeline output)."""
-    path = Path(value)
-    if path.suffix == ".json" and path.is_file():
-        from harness.kbuild.artifacts import BuildArtifacts
-
-        return BuildArtifacts.from_json(path.read_text())
-    return path
-
-
-def _scratch(arch: str) -> Path | None:
-    build, image = SCRATCH_IMAGES[arch]
-    root = cache_root() / build
-    log = root / "build.log"
-    if not (root / image).is_file():
-        return None
-    if log.is_file() and not log.read_text(errors="replace").rstrip().endswith("rc=0"):
-        return None  # still building, or failed
-    return root / image
-
-
-def find_kernel(arch: str) -> Any:
-    """The kernel to boot for `arch`, or skip with the reason."""
-    value = os.environ.get(ENV[arch])
-    if value:
-        kernel = _from_env(value)
-        image = Path(getattr(kernel, "boot_image", kernel))
+def find_kernel(arch: str, config: pytest.Config) -> Any:
+    """The kernel to boot for `arch`: HARNESS_TEST_KERNEL[_ARM64] (a boot image or an
+    artifacts record), else the suite's kernel, built on first use."""
+    value = os.environ.get(KERNEL_ENV[arch], "")
+    if value and not value.endswith(".json"):
+        image = Path(value)
         if not image.is_file():
-            pytest.skip(f"{ENV[arch]}={value}: {image} does not exist")
-        return kernel
-    image = _scratch(arch)
-    if image is None:
-        build, rel = SCRATCH_IMAGES[arch]
-        pytest.skip(
-            f"no built {arch} kernel: set {ENV[arch]} (image or BuildArtifacts JSON) "
-            f"or finish the build at {cache_root() / build / rel}"
-        )
-    return image
+            pytest.skip(f"{KERNEL_ENV[arch]}={value}: {image} does not exist")
+        return image
+    return suite_kernel(arch, config)
 
 
 @pytest.fixture(scope="session")
-def x86_kernel() -> Any:
-    return find_kernel("x86_64")
+def x86_kernel(pytestconfig: pytest.Config) -> Any:
+    return find_kernel("x86_64", pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def arm64_kernel() -> Any:
-    return find_kernel("arm64")
+def arm64_kernel(pytestconfig: pytest.Config) -> Any:
+    return find_kernel("arm64", pytestconfig)
 
 
 @pytest.fixture

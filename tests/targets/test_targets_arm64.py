@@ -15,7 +15,7 @@ from harness.targets.errors import KernelPanic
 from harness.targets.qemu import QemuTarget
 from harness.targets.rootfs import FAST_APPLETS, ensure_rootfs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
 
 def test_arm64_boot_python_and_files(

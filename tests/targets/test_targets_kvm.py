@@ -10,7 +10,7 @@ import pytest
 
 from harness.targets.kvm import CPU_CANDIDATES, probe_kvm
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 PER_CPU_TIMEOUT = 10.0
 
 

@@ -20,7 +20,7 @@ from harness.targets.base import Target
 from harness.targets.errors import BootTimeout, CommandTimeout, KernelPanic, TargetGone
 from harness.targets.qemu import QemuTarget
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
 REPO = Path(__file__).resolve().parents[2]
 
 
