@@ -327,11 +327,10 @@ def split_objects(build: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def built_base_file(built_vmlinux: Path) -> Path:
-    out = TESTDATA / "vmlinux-x86.btf"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(btf_bytes(built_vmlinux))
+def built_base_file(vmlinux_73_raw: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's 7.3 x86_64 vmlinux BTF (checked in), as a raw file pahole can take."""
+    out = tmp_path_factory.mktemp("base") / "vmlinux-x86.btf"
+    out.write_bytes(vmlinux_73_raw)
     return out
 
 

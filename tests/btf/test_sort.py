@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from harness.btf import Btf, BTFError, Kind
-from harness.btf.load import btf_bytes
 from harness.btf.sort import name_order, permute, reorder, sort_by_name
 from tests.helpers import libbpf_oracle
 
@@ -66,9 +65,9 @@ def run_c_tool(tool: Path, btf_in: Path, elf: Path, *extra: str) -> tuple[bytes,
 
 
 @pytest.fixture(scope="session")
-def vmlinux_raws(built_vmlinux: Path) -> list[tuple[str, bytes]]:
-    """Real vmlinux BTF blobs: the built x86_64 kernel's and the host's."""
-    out = [("built-x86", btf_bytes(built_vmlinux))]
+def vmlinux_raws(vmlinux_73_raw: bytes) -> list[tuple[str, bytes]]:
+    """Real vmlinux BTF blobs: the project's 7.3 x86_64 kernel's (checked in) and the host's."""
+    out = [("built-x86", vmlinux_73_raw)]
     if SYSFS_VMLINUX.exists():
         out.append(("host", SYSFS_VMLINUX.read_bytes()))
     return out
