@@ -40,7 +40,7 @@ def test_dump_clang_object(bpftool_path: Path, clang_obj: Path) -> None:
 
 def test_dump_every_kind_and_split(bpftool_path: Path, tmp_path: Path) -> None:
     """ENUM64, signed enums, attrs, bitfields (kinds clang 14 lacks), then split on it."""
-    from test_edit import EVERY_KIND
+    from tests.btf.test_edit import EVERY_KIND
 
     base = Btf()
     for name, *args in EVERY_KIND:

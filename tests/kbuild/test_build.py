@@ -174,3 +174,52 @@ def test_patch_series_change_starts_from_the_last_build_of_the_tree(
     finally:
         for path in made:
             remove_locked(path)
+
+
+_ASK_FOR_KERNEL = """
+import sys
+from tests.helpers.kernels import build_kernel
+artifacts = build_kernel("x86_64", btfids=sys.argv[1])
+print(artifacts.cache_key)
+"""
+
+
+def test_two_workers_asking_for_one_new_kernel_build_it_once(x86_build: BuildArtifacts,
+                                                            tmp_path: Path) -> None:
+    """What two xdist workers do when both need a kernel nobody built yet: one builds, the
+    other waits on the build lock, finds the record on re-checking, and makes nothing.
+
+    The kernel is the default one with a resolve_btfids of its own (a wrapper around ours
+    with a unique comment): a new cache key that costs a relink, not a kernel build.
+    """
+    import sys
+    import uuid
+
+    from harness.cache import cache_root
+    from harness.kbuild.toolchains import python_btfids_wrapper
+
+    btfids = tmp_path / "resolve_btfids"
+    btfids.write_text(f"#!/bin/sh\n# build-once test {uuid.uuid4()}\n"
+                      f'exec {python_btfids_wrapper()} "$@"\n')
+    btfids.chmod(0o755)
+    repo = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", _ASK_FOR_KERNEL, str(btfids)], cwd=repo,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.pid, *p.communicate(timeout=1800)) for p in procs]
+    keys = set()
+    try:
+        for proc, (_pid, out, err) in zip(procs, results, strict=True):
+            assert proc.returncode == 0, err[-2000:]
+            keys.add(out.split()[-1])
+        assert len(keys) == 1, keys
+        logs = cache_root() / "logs"
+        made = [pid for pid, _out, _err in results
+                if any("$ make" in log.read_text(errors="replace")
+                       for log in logs.glob(f"build-x86_64-*-{pid}.log"))]
+        assert len(made) == 1, f"make ran in {len(made)} of the two processes"
+    finally:
+        for key in keys:  # a unique kernel nobody else will ask for: do not keep it
+            entry = cache_root() / "artifacts" / key
+            with locked(entry):
+                shutil.rmtree(entry, ignore_errors=True)
