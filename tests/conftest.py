@@ -20,16 +20,12 @@ from harness.cache import cache_root, locked
 from harness.kbuild.artifacts import BuildArtifacts
 from tests.helpers import kernels
 
-# Fixtures that build a kernel, unpack kernel sources or fetch a pinned toolchain.
+# The fixtures that build a kernel, unpack kernel sources or fetch a pinned toolchain; a
+# fixture built on one of these (x86_build_dir, built_vmlinux, toolchain_73...) is found
+# through item.fixturenames, which holds every fixture a test reaches.
 KERNEL_FIXTURES = frozenset({
-    "kernel_builder", "x86_build", "x86_build_dir", "arm64_build", "pahole_132",
-    "debian_tree_73",
-    # tests/btf, tests/btfids: outputs of the built tree
-    "built_vmlinux", "built_base_file", "pahole_vmlinux", "c73", "c72", "bpftool_path",
-    # tests/progs: the tree's selftests, its libbpf and bpftool
-    "toolchain_73", "toolchain_host", "compiled_73", "host_basic", "libbpf_so", "bpftool",
-    # tests/targets: a boot image
-    "x86_kernel", "arm64_kernel",
+    "kernel_builder", "x86_build", "arm64_build", "pahole_132", "debian_tree_73", "c72",
+    "x86_kernel", "arm64_kernel",  # tests/targets: a boot image (or HARNESS_TEST_KERNEL)
 })
 
 
@@ -44,8 +40,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     a test or parameter named for arm64 is marked arm64 too."""
     for item in items:
         uses = KERNEL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        if uses or item.get_closest_marker("guest"):
-            item.add_marker(pytest.mark.kernel)
+        if uses:  # what the test needs, for reports: item.get_closest_marker("kernel").kwargs
+            item.add_marker(pytest.mark.kernel(needs=", ".join(sorted(uses))))
+        elif item.get_closest_marker("guest"):
+            item.add_marker(pytest.mark.kernel(needs="a guest"))
         if "arm64" in item.name and item.get_closest_marker("kernel"):
             item.add_marker(pytest.mark.arm64)
 
