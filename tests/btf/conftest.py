@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -99,10 +100,17 @@ def oracle() -> libbpf_oracle.Libbpf:
         pytest.fail(f"libbpf oracle: {exc}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def bpftool_path(x86_build: BuildArtifacts) -> Path:
-    """The host bpftool the pipeline built from the 7.3 tree."""
-    return x86_build.bpftool
+@pytest.fixture(scope="session", params=[
+    "debian", pytest.param("tree", marks=pytest.mark.kernel(needs="x86_build: its bpftool"))])
+def bpftool_path(request: pytest.FixtureRequest) -> Path:
+    """Two oracles: Debian's bpftool (scripts/setup.sh installs it; the fast tier) and the
+    one the pipeline built from the 7.3 tree (knows the newest BTF; the kernel tier)."""
+    if request.param == "tree":
+        return request.getfixturevalue("x86_build").bpftool
+    found = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+    if found is None:
+        pytest.fail("no bpftool: scripts/setup.sh installs Debian's", pytrace=False)
+    return Path(found)
 
 
 @pytest.fixture(scope="session")

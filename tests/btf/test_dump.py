@@ -1,4 +1,5 @@
-"""`harness btf dump` against bpftool built from the same tree, line for line."""
+"""`harness btf dump` against bpftool, line for line: Debian's, and the one built from the
+7.3 tree (bpftool_path is parametrized over both)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from harness.btf import Btf, load
 from harness.btf.dump import dump
 from harness.btf.load import elf_sections
+from harness.kbuild.artifacts import BuildArtifacts
 from tests.btf.conftest import SYSFS, modules_of
 
 
@@ -64,7 +66,9 @@ def test_dump_every_kind_and_split(bpftool_path: Path, tmp_path: Path) -> None:
     assert_same_lines(ours, bpftool_raw(bpftool_path, split_path, base_path))
 
 
-def test_dump_built_vmlinux_and_modules(bpftool_path: Path, x86_build_dir: Path) -> None:
+def test_dump_built_vmlinux_and_modules(x86_build: BuildArtifacts, x86_build_dir: Path) -> None:
+    """The built 7.3 kernel (kind layout section and all) with the tree's own bpftool."""
+    bpftool_path = x86_build.bpftool
     build = x86_build_dir
     vm = build / "vmlinux"
     assert_same_lines(dump(load(vm)), bpftool_raw(bpftool_path, vm))
