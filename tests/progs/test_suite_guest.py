@@ -1,16 +1,16 @@
 """The program suite in real guests: one pytest test per program (sub-test) per arch.
 
-Collection takes the kernel of every ``--arch`` (exported in
-``HARNESS_TEST_KERNEL[_ARM64]``, else built through the suite-wide ``build_kernel``, a
-cache hit after the first time) and compiles the sources against it, because the test
-ids are the programs test_loader would run, and only the compiled objects' BTF says
-which those are. A session that will not run guest tests (``--collect-only``,
-``--no-kernel-build``, or ``-m`` deselecting ``guest``/``kernel``) builds nothing: it
-collects one placeholder per arch instead. Then one guest per arch
-per worker (session fixture) runs the whole suite once; each test reads its
-own verdict. A failure shows the judge's reason, libbpf's lines, the verifier
-log and an excerpt of the guest console; a guest that panics or hangs fails
-every program of that arch with the reason.
+Collection builds nothing: the test ids are the sub-tests test_loader would run, read
+from the C sources (harness.progs.source_ids) — our bpf_progs/ and the 7.3 tree's three
+selftests, so a session that runs guests fetches that tree's source (no build) to
+collect. A session that will not run guest tests (``--collect-only``,
+``--no-kernel-build``, or ``-m`` deselecting ``guest``/``kernel``) fetches nothing: it
+collects one placeholder per arch. The first test of an arch builds its kernel (a cache
+hit after the first time), compiles the sources and runs the whole suite in one guest
+per worker; each test reads its own verdict, and a separate test checks that the ids
+read from the sources are the ones the compiled objects give. A failure shows the
+judge's reason, libbpf's lines, the verifier log and an excerpt of the guest console; a
+guest that panics or hangs fails every program of that arch with the reason.
 
 With pytest-xdist, ``--dist loadgroup`` keeps each arch on one worker (one
 VM per arch); plain ``-n N`` works too, every worker booting its own guests.
@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from harness.errors import HarnessError
+from harness.progs.runner import default_sources, implicit_arg_kfuncs
+from harness.progs.source_ids import source_job_ids
 from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs, suite_sources
-from tests.helpers.kernels import KERNEL_ENV, build_kernel, exported_kernel, selected_arches
+from tests.helpers.kernels import KERNEL_ENV, exported_kernel, selected_arches, suite_kernel
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
@@ -39,7 +42,7 @@ class Case:
 
 
 def _runs_guests(config: pytest.Config) -> bool:
-    """Whether this session may select a guest test (and so may build at collection)."""
+    """Whether this session may select a guest test (and so may fetch a tree to collect)."""
     if config.getoption("collectonly") or config.getoption("--no-kernel-build"):
         return False
     markexpr = config.getoption("markexpr")
@@ -51,37 +54,47 @@ def _runs_guests(config: pytest.Config) -> bool:
     return Expression.compile(markexpr).evaluate(lambda name, **_kw: name in marks)
 
 
-def artifacts_for(arch: str, config: pytest.Config):  # noqa: ANN201 - BuildArtifacts | None
-    """The kernel for `arch` when this session runs guests, else None (a placeholder)."""
+def _suite_tree(arch: str) -> Path:
+    """The tree whose selftests join the suite: the exported kernel's, else Debian's 7.3
+    (what the suite's kernel is built from), fetched and unpacked, never built."""
     exported = exported_kernel(arch)
-    if exported is not None or not _runs_guests(config):
-        return exported
-    return build_kernel(arch)
+    if exported is not None:
+        return Path(exported.source_tree)
+    from harness.kbuild import sources  # noqa: PLC0415
+
+    return sources.from_debian("7.3").path
+
+
+def source_ids(arch: str) -> list[str]:
+    """The test ids of `arch`, from the sources alone."""
+    tree = _suite_tree(arch)
+    implicit = implicit_arg_kfuncs(tree)
+    return [f"{jid}[{arch}]" for src in default_sources(tree)
+            for jid in source_job_ids(src, implicit)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "plan_arch" in metafunc.fixturenames:
+        metafunc.parametrize("plan_arch", selected_arches(metafunc.config))
     if "case" not in metafunc.fixturenames:
         return
     params = []
     xdist = metafunc.config.pluginmanager.hasplugin("xdist")
     for arch in selected_arches(metafunc.config):
         group = pytest.mark.xdist_group(f"guest-{arch}") if xdist else ()
+        if not _runs_guests(metafunc.config):
+            params.append(pytest.param(
+                Case(arch, f"setup[{arch}]"), id=f"setup[{arch}]",
+                marks=pytest.mark.skip(reason=f"no guest tests selected ({KERNEL_ENV[arch]})")))
+            continue
         try:
-            artifacts = artifacts_for(arch, metafunc.config)
-            if artifacts is None:
-                params.append(pytest.param(
-                    Case(arch, f"setup[{arch}]"), id=f"setup[{arch}]",
-                    marks=pytest.mark.skip(
-                        reason=f"no guest tests selected and no {KERNEL_ENV[arch]}")))
-                continue
-            jobs = suite_jobs(artifacts)
-        except HarnessError as exc:
+            ids = source_ids(arch)
+        except (HarnessError, OSError) as exc:
             # Reported as a failing test, not a collection error: other arches still run.
             params.append(pytest.param(Case(arch, f"setup[{arch}]", str(exc)),
                                        id=f"setup[{arch}]", marks=group))
             continue
-        for job in jobs:
-            tid = job_test_id(job, arch)
+        for tid in ids:
             params.append(pytest.param(Case(arch, tid), id=tid, marks=group))
     metafunc.parametrize("case", params)
 
@@ -107,8 +120,7 @@ def arch_run(request: pytest.FixtureRequest) -> Callable[[str], ArchRun]:
 
     def get(arch: str) -> ArchRun:
         if arch not in runs:
-            artifacts = artifacts_for(arch, request.config)
-            assert artifacts is not None  # collection made only skips then
+            artifacts = suite_kernel(arch, request.config)
             wanted = _selected_objects(request.session, arch)
             sources = [src for src in suite_sources(artifacts) if src.stem in wanted]
             runs[arch] = run_arch(artifacts, sources)
@@ -135,3 +147,13 @@ def test_program(case: Case, arch_run: Callable[[str], ArchRun],
     if result.verdict != "pass":
         pytest.fail(f"{result.failure_text()}\n--- console ({case.arch}) ---\n"
                     f"{run.console_excerpt()}", pytrace=False)
+
+
+def test_ids_read_from_sources_are_the_compiled_plans(plan_arch: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Collection's ids (C text) equal the compiled objects' sub-tests (their BTF tags)."""
+    artifacts = suite_kernel(plan_arch, request.config)
+    planned = {job_test_id(job, plan_arch) for job in suite_jobs(artifacts)}
+    collected = set(source_ids(plan_arch))
+    assert collected == planned, (f"only in the sources: {sorted(collected - planned)}; "
+                                  f"only in the objects: {sorted(planned - collected)}")
