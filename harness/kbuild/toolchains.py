@@ -141,7 +141,8 @@ def python_btfids_wrapper() -> Path:
         '-m harness.btfids "$@"\n'
     )
     if not wrapper.exists() or wrapper.read_text() != body:
-        tmp = wrapper.with_suffix(".tmp")
+        # per-process temp name: xdist workers planning their first builds race here
+        tmp = wrapper.with_name(f".{wrapper.name}.tmp-{os.getpid()}")
         _write_wrapper(tmp, body)
         os.replace(tmp, wrapper)
     return wrapper

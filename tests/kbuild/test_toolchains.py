@@ -47,3 +47,31 @@ def test_cross_compiler_found_or_named() -> None:
     assert toolchains.cross_compiler("arm64").path.name == "aarch64-linux-gnu-gcc"
     with pytest.raises(UsageError):
         toolchains.cross_compiler("mips")
+
+
+_REWRITE_WRAPPER = """
+import os
+from harness.kbuild import toolchains
+for i in range(300):  # a stale wrapper (atomically replaced), then the real one again
+    path = toolchains.cache_dir("bin") / "resolve_btfids-python"
+    stale = path.with_name(f"stale-{os.getpid()}")
+    stale.write_text(f"#!/bin/sh\\n# stale {i}\\n")
+    os.replace(stale, path)
+    toolchains.python_btfids_wrapper()
+"""
+
+
+def test_btfids_wrapper_written_by_parallel_workers(tmp_path: Path) -> None:
+    """xdist workers planning their first builds at once each (re)write the wrapper."""
+    import os
+    import sys
+
+    env = dict(os.environ, HARNESS_CACHE=str(tmp_path))
+    repo = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", _REWRITE_WRAPPER], cwd=repo, env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert os.access(tmp_path / "bin" / "resolve_btfids-python", os.X_OK)
+    leftovers = [*(tmp_path / "bin").glob(".*tmp*"), *(tmp_path / "bin").glob("stale-*")]
+    assert leftovers == []
