@@ -1,15 +1,20 @@
-"""The transport-neutral target protocol: what QEMU guests and SSH boards both offer.
+"""The transport-neutral target protocols: what QEMU guests, SSH boards and fakes offer.
 
-The program runner only talks to this protocol, so a board reached over SSH can replace
-a QEMU guest without the runner knowing.
+Small separate protocols (commands, file transfer, boot/identity, console), as labgrid
+splits its drivers, so a caller can ask for only what it uses and a new transport can be
+checked piece by piece; `Target` composes all four and is what the program runner takes,
+so a board reached over SSH can replace a QEMU guest without the runner knowing.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
+
+from harness.targets.errors import TargetError
 
 
 @dataclass(frozen=True)
@@ -35,34 +40,84 @@ class CommandResult:
         return self.stderr.decode("utf-8", "replace")
 
 
-@runtime_checkable
-class Target(Protocol):
-    """A machine that runs commands and moves files; closing it releases everything.
+@dataclass(frozen=True)
+class TargetIdentity:
+    """Which kernel a target runs: `uname -r` and the SHA-256 of its /sys/kernel/btf/vmlinux.
 
-    Every call has a hard timeout; a hang or a kernel splat raises a TargetError subclass
-    (CommandTimeout, KernelPanic, KernelSplat, ...), never blocks forever.
+    A rebuilt kernel keeps its release string but not its BTF, so the hash is what tells
+    two builds apart (the BTF is what the verifier checks kfunc calls against).
     """
+
+    release: str
+    btf_sha256: str
+
+
+BTF_PATH = "/sys/kernel/btf/vmlinux"
+# Computed on the target with its own shell and sha256sum, so a board needs nothing else.
+# rc 3 = no BTF file (kept apart from a missing sha256sum or a failing uname).
+_IDENTITY_SCRIPT = (
+    f"uname -r || exit 1; [ -e {BTF_PATH} ] || exit 3; sha256sum < {BTF_PATH}"
+)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def read_identity(target: CommandProtocol, timeout: float = 60.0) -> TargetIdentity:
+    """A target's identity through its own command channel (one command, parsed here)."""
+    result = target.run(_IDENTITY_SCRIPT, timeout=timeout)
+    if result.rc == 3:
+        raise TargetError(
+            f"target has no {BTF_PATH} (kernel built without CONFIG_DEBUG_INFO_BTF?)"
+        )
+    lines = result.out.splitlines()
+    digest = lines[1].split()[0] if len(lines) > 1 and lines[1].split() else ""
+    if result.rc != 0 or not lines[0].strip() or not _SHA256_HEX.fullmatch(digest):
+        detail = (result.err.strip() or result.out.strip() or "no output").splitlines()[-1]
+        raise TargetError(
+            f"cannot read the target's identity (uname -r, sha256sum {BTF_PATH}): "
+            f"rc {result.rc}: {detail[:200]}"
+        )
+    return TargetIdentity(release=lines[0].strip(), btf_sha256=digest)
+
+
+@runtime_checkable
+class CommandProtocol(Protocol):
+    """Runs shell commands: the one thing every target must do."""
 
     arch: str
 
     def run(self, cmd: str, timeout: float = 60.0) -> CommandResult:
-        """Run `cmd` through the target's POSIX shell; raise on hang or splat, not on rc."""
+        """Run `cmd` through the target's POSIX shell; raise on hang or splat, not on rc.
+
+        A hang raises CommandTimeout; whether the target survives it is the
+        implementation's (QEMU stops the guest: reboot() or start() again).
+        """
         ...
+
+
+@runtime_checkable
+class FileTransferProtocol(Protocol):
+    """Moves whole files; a relative remote path is relative to the commands' cwd."""
 
     def put(self, local: Path | str, remote: str, timeout: float = 60.0) -> None:
         """Copy a host file to `remote` on the target (parent directory must exist)."""
         ...
 
     def get(self, remote: str, local: Path | str, timeout: float = 60.0) -> None:
-        """Copy a target file to `local` on the host."""
+        """Copy a target file to `local` on the host; a missing `remote` raises a
+        TargetError subclass naming it, and the target stays usable."""
         ...
 
-    def console(self) -> str:
-        """Kernel console text seen so far (for splat reports and failure excerpts)."""
+
+@runtime_checkable
+class BootProtocol(Protocol):
+    """Brings a target up and down; says which kernel it runs."""
+
+    def start(self) -> Self:
+        """Bring the target up; a no-op when it is up, a fresh start after close()."""
         ...
 
-    def reboot(self) -> None:
-        """Start over from a fresh boot; the command channel is usable again afterwards."""
+    def identity(self, timeout: float = 60.0) -> TargetIdentity:
+        """The running kernel's release and BTF hash (see TargetIdentity)."""
         ...
 
     def close(self) -> None:
@@ -77,3 +132,25 @@ class Target(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class ConsoleProtocol(Protocol):
+    """Kernel console text, for splat reports and failure excerpts."""
+
+    def console(self) -> str:
+        """Kernel console text seen so far ("" where there is none to see)."""
+        ...
+
+
+@runtime_checkable
+class Target(CommandProtocol, FileTransferProtocol, BootProtocol, ConsoleProtocol, Protocol):
+    """A machine that runs commands and moves files; closing it releases everything.
+
+    Every call has a hard timeout; a hang or a kernel splat raises a TargetError subclass
+    (CommandTimeout, KernelPanic, KernelSplat, ...), never blocks forever.
+    """
+
+    def reboot(self) -> None:
+        """Start over from a fresh boot; the command channel is usable again afterwards."""
+        ...

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from harness.targets import procs, splat
-from harness.targets.base import CommandResult
+from harness.targets.base import CommandResult, TargetIdentity, read_identity
 from harness.targets.channel import (
     Frame,
     FrameParser,
@@ -255,6 +255,10 @@ class QemuTarget:
             detail = frame.stderr.decode(errors="replace").strip()
             raise TargetGone(f"get {remote} failed: {detail}")
         Path(local).write_bytes(frame.stdout)
+
+    def identity(self, timeout: float = 60.0) -> TargetIdentity:
+        """The guest kernel's `uname -r` and BTF hash, computed in the guest."""
+        return read_identity(self, timeout)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -1,0 +1,200 @@
+"""A fake in-process target: commands run in this host's shell in a private temp dir.
+
+It exists so runner and session code can be tested in the fast tier without a kernel:
+it keeps the Target contract (exact exit status and output bytes, a per-command timeout
+that raises CommandTimeout, put/get, identity, close safe twice) but boots nothing.
+Output goes to files, not pipes, and only the shell is waited for, as in the QEMU
+guest's command loop: a command's background children do not hold its answer back.
+Every process carries this target's marker (procs.MARKER_ENV), so close() and
+processes() find them even after they leave the command's process group.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from harness.targets import procs
+from harness.targets.base import CommandResult, TargetIdentity, read_identity
+from harness.targets.errors import CommandTimeout, TargetError, TargetGone
+from harness.targets.vng import host_arch
+
+_LIVE: weakref.WeakSet[LocalTarget] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for target in list(_LIVE):
+        target.close()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(name))
+    return members
+
+
+def _kill_group(pgid: int, wait: float = 5.0) -> None:
+    """SIGKILL a process group and wait until none of its members is alive."""
+    deadline = time.monotonic() + wait
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        if not _group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def _one_line(remote: str) -> str:
+    """The same rule the QEMU channel applies, so callers cannot rely on more here."""
+    if "\n" in remote or not remote.strip():
+        raise ValueError(f"remote path {remote!r} must be one non-empty line")
+    return remote
+
+
+class LocalTarget:
+    """This host as a target, confined to a temp dir; implements harness.targets.base.Target.
+
+    arch: reported architecture (default: the host's). Nothing is isolated but the cwd
+    and HOME: commands run as this user on this kernel.
+    """
+
+    def __init__(self, arch: str | None = None) -> None:
+        self.arch = arch or host_arch()
+        self._dir: Path | None = None
+        self._marker = uuid.uuid4().hex
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Make the private dir (a new, empty one after close()); no-op when running."""
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="harness-local-"))
+            _LIVE.add(self)
+        return self
+
+    def close(self) -> None:
+        """Kill every process this target started and remove its dir; safe twice."""
+        procs.kill_tree(None, self._marker)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        _LIVE.discard(self)
+
+    def reboot(self) -> None:
+        """Nothing to reboot; starts the target again if it was closed."""
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._dir is not None
+
+    @property
+    def workdir(self) -> Path:
+        """The commands' cwd and HOME, where relative remote paths resolve."""
+        if self._dir is None:
+            raise TargetGone("the local target is not running (start() or reboot() first)")
+        return self._dir
+
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, comm) of processes this target started that are still alive."""
+        found = []
+        for pid in procs.marked_pids(self._marker):
+            with contextlib.suppress(OSError):
+                found.append((pid, Path(f"/proc/{pid}/comm").read_text().strip()))
+        return found
+
+    # -- Target protocol ---------------------------------------------------------------
+
+    def console(self) -> str:
+        return ""
+
+    def identity(self, timeout: float = 60.0) -> TargetIdentity:
+        """This host's `uname -r` and BTF hash (computed by its own shell, as on a board)."""
+        return read_identity(self, timeout)
+
+    def run(self, cmd: str, timeout: float = 60.0) -> CommandResult:
+        workdir = self.workdir
+        env = dict(os.environ, HOME=str(workdir), **{procs.MARKER_ENV: self._marker})
+        start = time.monotonic()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
+            )
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait()
+                raise CommandTimeout(
+                    f"hang: command {cmd[:60]!r} did not finish within {timeout:g} s; "
+                    "its process group was killed"
+                ) from None
+            except BaseException:  # Ctrl-C while waiting: leave nothing running
+                _kill_group(proc.pid)
+                proc.wait()
+                raise
+            duration = time.monotonic() - start
+            out.seek(0)
+            err.seek(0)
+            return CommandResult(rc, out.read(), err.read(), duration)
+
+    def put(self, local: Path | str, remote: str, timeout: float = 60.0) -> None:
+        """Copy a host file in, keeping its permission bits (as the QEMU channel does)."""
+        data = Path(local).read_bytes()
+        mode = Path(local).stat().st_mode & 0o777
+        dest = self._resolve(remote)
+        try:
+            dest.write_bytes(data)
+            dest.chmod(mode)
+        except OSError as exc:
+            raise TargetError(f"put {remote} failed: {exc.strerror or exc}") from None
+
+    def get(self, remote: str, local: Path | str, timeout: float = 60.0) -> None:
+        try:
+            data = self._resolve(remote).read_bytes()
+        except OSError as exc:
+            raise TargetError(f"get {remote} failed: {exc.strerror or exc}") from None
+        Path(local).write_bytes(data)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _resolve(self, remote: str) -> Path:
+        return self.workdir / _one_line(remote)  # an absolute remote replaces workdir
