@@ -119,7 +119,7 @@ def _watch(args: argparse.Namespace) -> int:
     from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
     from harness.progs.watch import Round, watch  # noqa: PLC0415
-    from harness.targets.qemu import QemuTarget  # noqa: PLC0415
+    from harness.targets.registry import open_target  # noqa: PLC0415
 
     for src in args.sources:
         if not src.is_file():
@@ -142,7 +142,7 @@ def _watch(args: argparse.Namespace) -> int:
                   flush=True)
 
     print(f"harness: booting {artifacts.boot_image} ({args.arch})", flush=True)
-    with QemuTarget(artifacts, args.arch) as target:
+    with open_target("qemu", artifacts, args.arch) as target:
         print(f"harness: guest up in {target.boot_seconds:.1f} s", flush=True)
         watch(artifacts, target, [s.resolve() for s in args.sources], report,
               only=args.only, timeout=args.timeout)

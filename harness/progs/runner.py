@@ -34,6 +34,7 @@ from harness.progs.expectations import BPF_F_TEST_RND_HI32, ObjectSpecs, Run, ob
 from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.lean import lean_copy
 from harness.progs.results import ProgResult
+from harness.targets.base import RemoteShell
 
 AGENT = Path(__file__).with_name("agent.py")
 BUNDLE_MAIN = Path(__file__).with_name("bundle_main.py")
@@ -222,20 +223,20 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
     return Path(name)
 
 
-def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
+def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str],
                   jobs: list[dict[str, object]], timeout: float,
                   module: Path | None = None) -> str:
     """Ship one bundle through the Target protocol and run it: one put, one command."""
-    bundle = _bundle(libbpf_so, objects, jobs, module, getattr(target, "arch", None))
+    bundle = _bundle(libbpf_so, objects, jobs, module, target.arch)
     try:
-        target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)  # type: ignore[attr-defined]
+        target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)
     finally:
         bundle.unlink()
     insmod = f"--insmod {shlex.quote(module.name)} " if module is not None else ""
     # -S: the agent is stdlib-only, and site's .pth scan is slow on a fresh guest's 9p root
     cmd = (f"python3 -S {REMOTE_DIR}.zip {insmod}--libbpf {REMOTE_DIR}/libbpf.so "
            f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
-    res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)  # type: ignore[attr-defined]
+    res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)
     if res.rc == INSMOD_FAILED:
         raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:
@@ -244,14 +245,14 @@ def _remote_agent(target: object, libbpf_so: Path, objects: dict[Path, str],
     return res.out
 
 
-def execute(jobs: list[Job], libbpf_so: str | Path, target: object | None = None, *,
+def execute(jobs: list[Job], libbpf_so: str | Path, target: RemoteShell | None = None, *,
             timeout: float = 60.0, module: Path | None = None) -> list[ProgResult]:
     """Run the non-skipped jobs through the agent (on ``target``, else this host); judge all.
 
     ``module`` (bpf_testmod.ko) is loaded on the target first unless it is loaded already.
     """
     libbpf_so = Path(libbpf_so)
-    arch = getattr(target, "arch", None) or LocalHost.arch
+    arch = target.arch if target is not None else LocalHost.arch
     runnable = [j for j in jobs if j.skip is None]
     raw_by_id: dict[str, dict] = {}
     probe: dict = {}
@@ -308,18 +309,19 @@ def _record(job: Job, arch: str, raw: dict | None, probe: dict) -> ProgResult:
     )
 
 
-def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path, target: object | None = None,
+def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
+                target: RemoteShell | None = None,
                 *, arch: str | None = None, source_tree: Path | None = None,
                 only: str | None = None, timeout: float = 60.0,
                 module: Path | None = None) -> list[ProgResult]:
     """Plan and execute: the one call for already-compiled objects."""
-    arch = arch or getattr(target, "arch", None) or LocalHost.arch
+    arch = arch or (target.arch if target is not None else LocalHost.arch)
     implicit = implicit_arg_kfuncs(Path(source_tree)) if source_tree else frozenset()
     jobs = plan(objects, arch, implicit_kfuncs=implicit, only=only)
     return execute(jobs, libbpf_so, target, timeout=timeout, module=module)
 
 
-def run_suite(artifacts: object, target: object, sources: Iterable[str | Path], *,
+def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Path], *,
               only: str | None = None, timeout: float = 60.0) -> list[ProgResult]:
     """Compile ``sources`` for a build (``BuildArtifacts``) and judge them on ``target``.
 

@@ -32,6 +32,7 @@ from harness.progs.runner import (
     plan,
     testmod_of,
 )
+from harness.targets.base import BootProtocol, Target
 
 # Console lines worth showing next to a failing program, newest last.
 CONSOLE_EXCERPT_LINES = 40
@@ -89,7 +90,7 @@ def job_test_id(job: Job, arch: str) -> str:
 class _Boot:
     """target.start() on a thread; wait() re-raises its error (BootTimeout, KernelPanic...)."""
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: BootProtocol) -> None:
         self.target = target
         self.error: BaseException | None = None
         self.seconds: float | None = None
@@ -113,13 +114,13 @@ class _Boot:
 def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              only: str | None = None, timeout: float = 60.0, memory: str = "1G",
              cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
-             target: Any = None) -> ArchRun:
+             target: Target | None = None) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
     what happens inside the guest is reported in the returned run.
     """
-    from harness.targets.qemu import QemuTarget  # noqa: PLC0415
+    from harness.targets.registry import open_target  # noqa: PLC0415
 
     arch = artifacts.arch
     sources = list(sources) if sources is not None else suite_sources(artifacts)
@@ -129,7 +130,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     jobs: list[Job] | None = None
     try:
         if own:  # the guest boots while the sources compile: an edit costs the longer only
-            target = QemuTarget(artifacts, arch, memory=memory, cpus=cpus, kvm=kvm,
+            target = open_target("qemu", artifacts, arch, memory=memory, cpus=cpus, kvm=kvm,
                                 boot_timeout=boot_timeout)
             booting = _Boot(target)
         jobs = suite_jobs(artifacts, sources, only=only)  # compile errors raise: user's to fix

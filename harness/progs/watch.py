@@ -19,6 +19,7 @@ from typing import Any
 from harness.progs.compile import CompileError
 from harness.progs.results import ProgResult
 from harness.progs.runner import run_suite
+from harness.targets.base import Target
 from harness.targets.errors import TargetError
 
 
@@ -31,7 +32,7 @@ class Round:
     error: str | None = None
 
 
-def judge_once(artifacts: Any, target: Any, sources: Sequence[Path], *,
+def judge_once(artifacts: Any, target: Target, sources: Sequence[Path], *,
                only: str | None = None, timeout: float = 60.0) -> Round:
     """Compile `sources` (cached by content) and judge them on the running `target`."""
     started = time.monotonic()
@@ -54,7 +55,7 @@ def _stamps(sources: Sequence[Path]) -> dict[Path, int]:
     return stamps
 
 
-def watch(artifacts: Any, target: Any, sources: Sequence[Path], report: Callable[[Round], None],
+def watch(artifacts: Any, target: Target, sources: Sequence[Path], report: Callable[[Round], None],
           *, only: str | None = None, timeout: float = 60.0, poll: float = 0.2,
           rounds: int | None = None) -> None:
     """Judge now and after every save until Ctrl-C (or `rounds` rounds, for tests)."""
@@ -66,8 +67,7 @@ def watch(artifacts: Any, target: Any, sources: Sequence[Path], report: Callable
             time.sleep(poll)
             continue
         seen = stamps
-        if not getattr(target, "running", True):
-            target.start()
+        target.start()  # a no-op while it runs; a fresh boot after a hang stopped it
         result = judge_once(artifacts, target, sources, only=only, timeout=timeout)
         report(result)
         done += 1

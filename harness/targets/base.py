@@ -109,8 +109,15 @@ class FileTransferProtocol(Protocol):
 
 
 @runtime_checkable
+class RemoteShell(CommandProtocol, FileTransferProtocol, Protocol):
+    """Commands and files: all the program runner needs of a started target."""
+
+
+@runtime_checkable
 class BootProtocol(Protocol):
     """Brings a target up and down; says which kernel it runs."""
+
+    boot_seconds: float | None  # how long the last start() took; None before one
 
     def start(self) -> Self:
         """Bring the target up; a no-op when it is up, a fresh start after close()."""
@@ -122,6 +129,10 @@ class BootProtocol(Protocol):
 
     def close(self) -> None:
         """Stop the target and everything started for it; safe to call twice."""
+        ...
+
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, name) of host processes still running for this target (leak checks)."""
         ...
 
     def __enter__(self) -> Self: ...

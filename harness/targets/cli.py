@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.targets.qemu import QemuTarget
+from harness.targets.registry import open_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _boot(args: argparse.Namespace) -> int:
-    target = QemuTarget(
-        args.kernel, args.arch, root=args.root, memory=args.memory, cpus=args.cpus,
+    target = open_target(
+        "qemu", args.kernel, args.arch, root=args.root, memory=args.memory, cpus=args.cpus,
         kvm=False if args.no_kvm else None, boot_timeout=args.boot_timeout,
         append=args.append,
     )

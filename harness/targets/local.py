@@ -83,6 +83,7 @@ class LocalTarget:
         self.arch = arch or host_arch()
         self._dir: Path | None = None
         self._marker = uuid.uuid4().hex
+        self.boot_seconds: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class LocalTarget:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="harness-local-"))
             _LIVE.add(self)
+            self.boot_seconds = 0.0  # nothing boots: the host is already up
         return self
 
     def close(self) -> None:

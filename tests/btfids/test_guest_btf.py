@@ -8,7 +8,7 @@ import pytest
 
 from harness.btf import Kind, load
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.targets.qemu import QemuTarget
+from harness.targets.registry import open_target
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ def test_python_btfids_kernel_boots_with_implicit_arg_btf(x86_build: BuildArtifa
                                                           tmp_path: Path) -> None:
     assert x86_build.toolchain["btfids"] == "python"
     local = tmp_path / "vmlinux.btf"
-    with QemuTarget(x86_build, memory="512M", boot_timeout=180) as guest:
+    with open_target("qemu", x86_build, memory="512M", boot_timeout=180) as guest:
         copied = guest.run("cp /sys/kernel/btf/vmlinux /tmp/vmlinux.btf", timeout=60)
         assert copied.rc == 0, copied.err
         guest.get("/tmp/vmlinux.btf", local)

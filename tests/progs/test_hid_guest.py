@@ -17,7 +17,8 @@ import pytest
 
 from harness.progs.compile import compile_prog, toolchain_for
 from harness.progs.runner import AGENT, HIDTOOL, REMOTE_DIR, run_objects
-from harness.targets.qemu import QemuTarget
+from harness.targets.base import Target
+from harness.targets.registry import open_target
 from tests.helpers.kernels import suite_kernel
 from tests.progs.conftest import REPO
 
@@ -56,14 +57,14 @@ def guest(request: pytest.FixtureRequest, arches: list[str]) -> Iterator[tuple]:
     if arch not in arches:
         pytest.skip(f"--arch does not include {arch}")
     artifacts = suite_kernel(arch, request.config)
-    with QemuTarget(artifacts, arch, memory="1G", cpus=1) as target:
+    with open_target("qemu", artifacts, arch, memory="1G", cpus=1) as target:
         target.run(f"mkdir -p {REMOTE_DIR}", timeout=30)
         target.put(AGENT, f"{REMOTE_DIR}/agent.py", timeout=60)
         target.put(HIDTOOL, f"{REMOTE_DIR}/hidtool.py", timeout=60)
         yield artifacts, target
 
 
-def _hid(target: QemuTarget, *args: str) -> tuple[int, dict]:
+def _hid(target: Target, *args: str) -> tuple[int, dict]:
     quoted = " ".join(f"'{a}'" for a in args)
     res = target.run(f"python3 {REMOTE_DIR}/agent.py hid {quoted}", timeout=120)
     return res.rc, json.loads(res.out)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.progs.watch import Round, watch
-from harness.targets.qemu import QemuTarget
+from harness.targets.registry import open_target
 from tests.helpers.kernels import suite_kernel
 from tests.progs.conftest import REPO
 
@@ -38,7 +38,7 @@ def test_each_save_is_judged_on_the_same_guest(request: pytest.FixtureRequest,
             source.write_text(text.replace("int implicit_plain(void *ctx)",
                                            "int implicit_plain(void *ctx"))
 
-    with QemuTarget(artifacts, "x86_64") as target:
+    with open_target("qemu", artifacts, "x86_64") as target:
         worker = threading.Thread(target=watch, args=(artifacts, target, [source], report),
                                   kwargs={"only": "implicit_plain", "rounds": 3,
                                           "poll": 0.05}, daemon=True)

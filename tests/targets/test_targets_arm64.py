@@ -12,7 +12,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from harness.targets.errors import KernelPanic
-from harness.targets.qemu import QemuTarget
+from harness.targets.registry import open_target
 from harness.targets.rootfs import FAST_APPLETS, ensure_rootfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
@@ -22,7 +22,7 @@ def test_arm64_boot_python_and_files(
     arm64_kernel: Any, tmp_path: Path, no_stray_guests: list
 ) -> None:
     root = ensure_rootfs("arm64")
-    target = QemuTarget(arm64_kernel, "arm64", root=root, memory="1G", boot_timeout=120)
+    target = open_target("qemu", arm64_kernel, "arm64", root=root, memory="1G", boot_timeout=120)
     with target:
         no_stray_guests.append(target._marker)
         assert target.run("uname -m", timeout=30).out.strip() == "aarch64"
@@ -40,8 +40,8 @@ def test_arm64_boot_python_and_files(
 
 
 def test_arm64_panic_at_boot(arm64_kernel: Any, no_stray_guests: list) -> None:
-    target = QemuTarget(arm64_kernel, "arm64", root=ensure_rootfs("arm64"), boot_timeout=120,
-                        append=["rootfstype=nope"])
+    target = open_target("qemu", arm64_kernel, "arm64", root=ensure_rootfs("arm64"),
+                         boot_timeout=120, append=["rootfstype=nope"])
     with pytest.raises(KernelPanic):
         try:
             target.start()

@@ -18,17 +18,17 @@ import pytest
 from harness.targets import procs
 from harness.targets.base import Target
 from harness.targets.errors import BootTimeout, CommandTimeout, KernelPanic, TargetGone
-from harness.targets.qemu import QemuTarget
+from harness.targets.registry import open_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _target(kernel: Any, started: list[str], **kw: Any) -> QemuTarget:
-    target = QemuTarget(kernel, cpus=1, memory="512M", **kw)
+def _target(kernel: Any, started: list[str], **kw: Any) -> Target:
+    target = open_target("qemu", kernel, cpus=1, memory="512M", **kw)
     original = target.start
 
-    def start() -> QemuTarget:
+    def start() -> Target:
         try:
             return original()
         finally:
