@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.cache import cache_root
 from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
-from harness.progs.results import ProgResult, table, to_json
+from harness.progs.results import table, to_json
 
 _DEFAULT_ORACLE = cache_root() / "oracle"
 
@@ -116,15 +116,14 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
-    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+    from harness import session  # noqa: PLC0415
     from harness.progs.watch import Round, watch  # noqa: PLC0415
-    from harness.targets.registry import open_target  # noqa: PLC0415
 
     for src in args.sources:
         if not src.is_file():
             raise RunUsageError(f"no such BPF source: {src}")
-    artifacts = Builder(make_plan(request_from_args(args, args.arch))).build()
+    request = run_request(args, [args.arch], args.sources)
+    artifacts = session.build(request.builds[0])
 
     def report(result: Round) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -142,7 +141,7 @@ def _watch(args: argparse.Namespace) -> int:
                   flush=True)
 
     print(f"harness: booting {artifacts.boot_image} ({args.arch})", flush=True)
-    with open_target("qemu", artifacts, args.arch) as target:
+    with session.open_for(request, artifacts) as target:
         print(f"harness: guest up in {target.boot_seconds:.1f} s", flush=True)
         watch(artifacts, target, [s.resolve() for s in args.sources], report,
               only=args.only, timeout=args.timeout)
@@ -188,34 +187,27 @@ def parse_arches(text: str) -> list[str]:
     return list(dict.fromkeys(arches))
 
 
-def _run(args: argparse.Namespace) -> int:
-    from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
+def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]):  # noqa: ANN201
+    """The session request `harness run` / `progs watch` arguments describe."""
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
-    from harness.progs.suite import run_arch, suite_sources  # noqa: PLC0415
+    from harness.session import RunRequest  # noqa: PLC0415
+
+    return RunRequest(builds=tuple(request_from_args(args, a) for a in arches),
+                      sources=tuple(sources), only=args.only, timeout=args.timeout,
+                      memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
+                      kvm=False if getattr(args, "no_kvm", False) else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness import session  # noqa: PLC0415
 
     arches = parse_arches(args.arch)
     for src in args.prog:
         if not src.is_file():
             raise RunUsageError(f"no such BPF source: {src}")
-    # Every build first (sequential: never two kernel builds at once), then the guests.
-    builds = {}
-    for arch in arches:
-        builds[arch] = Builder(make_plan(request_from_args(args, arch)), quiet=args.json).build()
-    results: list[ProgResult] = []
-    errors: list[str] = []
-    runs = []
-    for arch in arches:
-        artifacts = builds[arch]
-        sources = args.prog or suite_sources(artifacts)
-        if not args.json:
-            print(f"harness: {arch}: booting {artifacts.boot_image} and running "
-                  f"{len(sources)} sources", flush=True)
-        run = run_arch(artifacts, sources, only=args.only, timeout=args.timeout,
-                       memory=args.memory, cpus=args.cpus, kvm=False if args.no_kvm else None)
-        runs.append(run)
-        results += run.results
-        if run.error:
-            errors.append(f"{arch}: {run.error}")
+    request = run_request(args, arches, args.prog)
+    outcome = session.run(request, say=_quiet if args.json else _say, quiet_builds=args.json)
+    results, runs, errors = outcome.results, outcome.runs, outcome.errors
     if args.json:
         print(to_json(results))
     else:
@@ -234,5 +226,12 @@ def _run(args: argparse.Namespace) -> int:
                         print(run.console_excerpt())
     for line in errors:
         print(f"harness: error: {line}", file=sys.stderr)
-    failed = errors or any(r.failed for r in results)
-    return 1 if failed else 0
+    return 1 if outcome.failed else 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _quiet(_line: str) -> None:
+    pass

@@ -23,11 +23,18 @@ def _qemu(kernel: Any, arch: str | None, **options: Any) -> Target:
     return QemuTarget(kernel, arch, **options)
 
 
+# Machine options a booted target takes and the host has no use for.
+_MACHINE_OPTIONS = frozenset({"memory", "cpus", "kvm", "boot_timeout", "root", "append"})
+
+
 def _local(kernel: Any, arch: str | None, **options: Any) -> Target:
-    """The host itself; `kernel` is ignored (commands run on whatever the host runs)."""
+    """The host itself; `kernel` and machine options are ignored (nothing boots)."""
     from harness.targets.local import LocalTarget
 
-    return LocalTarget(arch, **options)
+    unknown = set(options) - _MACHINE_OPTIONS
+    if unknown:
+        raise UsageError(f"the local target takes no {', '.join(sorted(unknown))}")
+    return LocalTarget(arch)
 
 
 TARGETS: dict[str, TargetFactory] = {"qemu": _qemu, "local": _local}

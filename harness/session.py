@@ -1,0 +1,112 @@
+"""One run, described as data and carried out by one set of functions.
+
+request -> build (per arch, cached) -> target (by registry name) -> verdicts. `harness
+run`, `harness progs watch` and the suite tests go through here; so will repro, bisect
+and matrix: a bisect step calls :func:`build` alone (a BTF-stage swap, no boot), a
+matrix cell is one :class:`RunRequest`. CLI handlers only parse, call and print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.kbuild.artifacts import BuildArtifacts
+from harness.kbuild.build import Builder, BuildRequest, make_plan
+from harness.progs.results import ProgResult
+from harness.progs.suite import ArchRun, run_arch, suite_sources
+from harness.targets.base import Target
+from harness.targets.registry import TARGETS, open_target
+
+Say = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs: a kernel per arch, where to run it, what to judge."""
+
+    builds: tuple[BuildRequest, ...]  # one per arch, built in this order
+    target: str = "qemu"  # a harness.targets.registry name
+    sources: tuple[Path, ...] = ()  # BPF C sources; empty: the suite of each build's tree
+    only: str | None = None  # judge only programs whose name contains this
+    timeout: float = 60.0  # per program (s)
+    memory: str = "1G"
+    cpus: int = 1
+    kvm: bool | None = None  # None: probe
+
+    def __post_init__(self) -> None:
+        if not self.builds:
+            raise UsageError("a run needs at least one arch")
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown target {self.target!r} (known: {', '.join(TARGETS)})")
+        for src in self.sources:
+            if not Path(src).is_file():
+                raise UsageError(f"no such BPF source: {src}")
+
+    @property
+    def arches(self) -> list[str]:
+        return [b.arch for b in self.builds]
+
+
+@dataclass
+class RunOutcome:
+    """The per-arch runs of one request, in request order."""
+
+    runs: list[ArchRun] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[ProgResult]:
+        return [r for run in self.runs for r in run.results]
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{run.arch}: {run.error}" for run in self.runs if run.error]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors) or any(r.failed for r in self.results)
+
+
+def build(request: BuildRequest, *, quiet: bool = False) -> BuildArtifacts:
+    """Build one kernel (or take it from the cache); the build log path is printed."""
+    return Builder(make_plan(request), quiet=quiet).build()
+
+
+def build_all(request: RunRequest, *, quiet: bool = False) -> dict[str, BuildArtifacts]:
+    """Every arch's kernel, one after another: never two kernel builds at once."""
+    return {b.arch: build(b, quiet=quiet) for b in request.builds}
+
+
+def open_for(request: RunRequest, artifacts: BuildArtifacts) -> Target:
+    """An unstarted target of the request's kind for `artifacts`."""
+    return open_target(request.target, artifacts, artifacts.arch, memory=request.memory,
+                       cpus=request.cpus, kvm=request.kvm)
+
+
+def sources_for(request: RunRequest, artifacts: BuildArtifacts) -> Sequence[Path]:
+    return list(request.sources) or suite_sources(artifacts)
+
+
+def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) -> ArchRun:
+    """Boot a target for `artifacts`, run the request's programs, close it."""
+    sources = sources_for(request, artifacts)
+    say(f"harness: {artifacts.arch}: booting {artifacts.boot_image} and running "
+        f"{len(sources)} sources")
+    return run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
+                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
+                    target_name=request.target)
+
+
+def run(request: RunRequest, *, say: Say = _quiet, quiet_builds: bool = False) -> RunOutcome:
+    """Build every arch first, then judge each on its own target."""
+    builds = build_all(request, quiet=quiet_builds)
+    outcome = RunOutcome()
+    for arch in request.arches:
+        outcome.runs.append(judge(request, builds[arch], say=say))
+    return outcome
