@@ -29,6 +29,11 @@ class CommandTimeout(TargetError):
     """A command did not finish within its timeout: a hang; the target was stopped."""
 
 
+class RemoteFileError(TargetError):
+    """A put or get failed on the target's side (a missing path, no permission): the
+    target is still up and usable, unlike TargetGone."""
+
+
 class TargetGone(TargetError):
     """The target is no longer running (it exited, was stopped, or never started)."""
 

@@ -27,7 +27,7 @@ from typing import Self
 
 from harness.targets import procs
 from harness.targets.base import CommandResult, TargetIdentity, read_identity
-from harness.targets.errors import CommandTimeout, TargetError, TargetGone
+from harness.targets.errors import CommandTimeout, RemoteFileError, TargetGone
 from harness.targets.vng import host_arch
 
 _LIVE: weakref.WeakSet[LocalTarget] = weakref.WeakSet()
@@ -187,13 +187,13 @@ class LocalTarget:
             dest.write_bytes(data)
             dest.chmod(mode)
         except OSError as exc:
-            raise TargetError(f"put {remote} failed: {exc.strerror or exc}") from None
+            raise RemoteFileError(f"put {remote} failed: {exc.strerror or exc}") from None
 
     def get(self, remote: str, local: Path | str, timeout: float = 60.0) -> None:
         try:
             data = self._resolve(remote).read_bytes()
         except OSError as exc:
-            raise TargetError(f"get {remote} failed: {exc.strerror or exc}") from None
+            raise RemoteFileError(f"get {remote} failed: {exc.strerror or exc}") from None
         Path(local).write_bytes(data)
 
     # -- internals -----------------------------------------------------------------------

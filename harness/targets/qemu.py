@@ -39,6 +39,7 @@ from harness.targets.errors import (
     BootTimeout,
     CommandTimeout,
     KernelSplat,
+    RemoteFileError,
     TargetGone,
     TargetSetupError,
 )
@@ -247,13 +248,14 @@ class QemuTarget:
         mode = Path(local).stat().st_mode & 0o777
         frame = self._request(put_request, (remote, data, mode), timeout, f"put {remote}")
         if frame.rc != 0:
-            raise TargetGone(f"put {remote} failed: {frame.stderr.decode(errors='replace')}")
+            detail = frame.stderr.decode(errors="replace").strip()
+            raise RemoteFileError(f"put {remote} failed: {detail}")
 
     def get(self, remote: str, local: Path | str, timeout: float = 60.0) -> None:
         frame = self._request(get_request, (remote,), timeout, f"get {remote}")
         if frame.rc != 0:
             detail = frame.stderr.decode(errors="replace").strip()
-            raise TargetGone(f"get {remote} failed: {detail}")
+            raise RemoteFileError(f"get {remote} failed: {detail}")
         Path(local).write_bytes(frame.stdout)
 
     def identity(self, timeout: float = 60.0) -> TargetIdentity:

@@ -25,7 +25,7 @@ from harness.targets.base import (
     Target,
     TargetIdentity,
 )
-from harness.targets.errors import CommandTimeout, TargetError, TargetGone
+from harness.targets.errors import CommandTimeout, RemoteFileError, TargetGone
 
 HANG_TIMEOUT = 3.0
 
@@ -99,9 +99,9 @@ def test_put_get_round_trip_every_byte_value(target: Target, tmp_path: Path) -> 
 
 
 def test_get_of_a_missing_path_is_a_target_error(target: Target, tmp_path: Path) -> None:
-    """A TargetError subclass naming the path (not FileNotFoundError); nothing written on
-    the host, and the target is still usable."""
-    with pytest.raises(TargetError, match="conformance-missing/nothing"):
+    """RemoteFileError naming the path (not FileNotFoundError, not TargetGone: the target
+    is up); nothing written on the host, and the target is still usable."""
+    with pytest.raises(RemoteFileError, match="conformance-missing/nothing"):
         target.get("/conformance-missing/nothing", tmp_path / "x", timeout=30)
     assert not (tmp_path / "x").exists()
     assert target.run("echo still", timeout=30).stdout == b"still\n"

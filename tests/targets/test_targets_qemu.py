@@ -17,7 +17,13 @@ import pytest
 
 from harness.targets import procs
 from harness.targets.base import Target
-from harness.targets.errors import BootTimeout, CommandTimeout, KernelPanic, TargetGone
+from harness.targets.errors import (
+    BootTimeout,
+    CommandTimeout,
+    KernelPanic,
+    RemoteFileError,
+    TargetGone,
+)
 from harness.targets.registry import open_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
@@ -62,7 +68,7 @@ def test_boot_run_put_get(x86_kernel: Any, tmp_path: Path, no_stray_guests: list
         assert "tmpfs" in stat.out or "run" in stat.out  # scratch lives in RAM, not on 9p
         target.get("/run/blob.bin", tmp_path / "back.bin", timeout=60)
         assert (tmp_path / "back.bin").read_bytes() == blob
-        with pytest.raises(TargetGone):
+        with pytest.raises(RemoteFileError):  # the guest is still up: not TargetGone
             target.get("/run/missing", tmp_path / "x", timeout=30)
         assert "Linux version" in target.console()
     assert target.processes() == []
