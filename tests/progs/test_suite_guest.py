@@ -25,10 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import session
 from harness.errors import HarnessError
+from harness.kbuild.build import BuildRequest
 from harness.progs.runner import default_sources, implicit_arg_kfuncs
 from harness.progs.source_ids import source_job_ids
-from harness.progs.suite import ArchRun, job_test_id, run_arch, suite_jobs, suite_sources
+from harness.progs.suite import ArchRun, job_test_id, suite_jobs, suite_sources
+from harness.session import RunRequest
 from tests.helpers.kernels import KERNEL_ENV, exported_kernel, selected_arches, suite_kernel
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
@@ -123,7 +126,8 @@ def arch_run(request: pytest.FixtureRequest) -> Callable[[str], ArchRun]:
             artifacts = suite_kernel(arch, request.config)
             wanted = _selected_objects(request.session, arch)
             sources = [src for src in suite_sources(artifacts) if src.stem in wanted]
-            runs[arch] = run_arch(artifacts, sources)
+            run_request = RunRequest(builds=(BuildRequest(arch=arch),), sources=tuple(sources))
+            runs[arch] = session.judge(run_request, artifacts)  # as `harness run` does
         return runs[arch]
 
     return get

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import session
+from harness.kbuild.build import BuildRequest
 from harness.progs.watch import Round, watch
-from harness.targets.registry import open_target
+from harness.session import RunRequest
 from tests.helpers.kernels import suite_kernel
 from tests.progs.conftest import REPO
 
@@ -38,7 +40,8 @@ def test_each_save_is_judged_on_the_same_guest(request: pytest.FixtureRequest,
             source.write_text(text.replace("int implicit_plain(void *ctx)",
                                            "int implicit_plain(void *ctx"))
 
-    with open_target("qemu", artifacts, "x86_64") as target:
+    run_request = RunRequest(builds=(BuildRequest(),), sources=(source,))
+    with session.open_for(run_request, artifacts) as target:  # as `harness progs watch` does
         worker = threading.Thread(target=watch, args=(artifacts, target, [source], report),
                                   kwargs={"only": "implicit_plain", "rounds": 3,
                                           "poll": 0.05}, daemon=True)
