@@ -8,7 +8,9 @@ so a board reached over SSH can replace a QEMU guest without the runner knowing.
 
 from __future__ import annotations
 
+import atexit
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -165,3 +167,42 @@ class Target(CommandProtocol, FileTransferProtocol, BootProtocol, ConsoleProtoco
     def reboot(self) -> None:
         """Start over from a fresh boot; the command channel is usable again afterwards."""
         ...
+
+
+_LIVE: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_targets() -> None:
+    """No guest or process outlives the harness, whatever path the interpreter exits by."""
+    for target in list(_LIVE):
+        target.close()
+
+
+class Lifecycle:
+    """What every implementation shares: `with` starts and closes, and a started target
+    is closed at interpreter exit. Subclasses call _started()/_closed() and define
+    start() and close()."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        _LIVE.add(self)
+
+    def _closed(self) -> None:
+        _LIVE.discard(self)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

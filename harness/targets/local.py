@@ -11,7 +11,6 @@ processes() find them even after they leave the command's process group.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -20,23 +19,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from harness.targets import procs
-from harness.targets.base import CommandResult, TargetIdentity, read_identity
+from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.errors import CommandTimeout, RemoteFileError, TargetGone
 from harness.targets.vng import host_arch
-
-_LIVE: weakref.WeakSet[LocalTarget] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for target in list(_LIVE):
-        target.close()
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -72,7 +61,7 @@ def _one_line(remote: str) -> str:
     return remote
 
 
-class LocalTarget:
+class LocalTarget(Lifecycle):
     """This host as a target, confined to a temp dir; implements harness.targets.base.Target.
 
     arch: reported architecture (default: the host's). Nothing is isolated but the cwd
@@ -91,7 +80,7 @@ class LocalTarget:
         """Make the private dir (a new, empty one after close()); no-op when running."""
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="harness-local-"))
-            _LIVE.add(self)
+            self._started()
             self.boot_seconds = 0.0  # nothing boots: the host is already up
         return self
 
@@ -101,22 +90,11 @@ class LocalTarget:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-        _LIVE.discard(self)
+        self._closed()
 
     def reboot(self) -> None:
         """Nothing to reboot; starts the target again if it was closed."""
         self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def running(self) -> bool:

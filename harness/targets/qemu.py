@@ -12,20 +12,17 @@ init powers the guest off (only a hung guest can then outlive us).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import subprocess
 import threading
 import time
 import uuid
-import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from harness.targets import procs, splat
-from harness.targets.base import CommandResult, TargetIdentity, read_identity
+from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.channel import (
     Frame,
     FrameParser,
@@ -47,15 +44,9 @@ from harness.targets.kvm import probe_kvm
 from harness.targets.vng import BootSpec, ensure_udev, ensure_vng, host_arch, vng_command
 
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
-_LIVE: weakref.WeakSet[QemuTarget] = weakref.WeakSet()
 # After a frame whose taint changed, wait this long for the splat's console lines.
 _SPLAT_GRACE = 3.0
 
-
-@atexit.register
-def _close_all() -> None:
-    for target in list(_LIVE):
-        target.close()
 
 
 def _boot_image(kernel: Any) -> tuple[Path, str | None]:
@@ -71,7 +62,7 @@ def _tail(text: str, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-300:] if lines else "(no console output)"
 
 
-class QemuTarget:
+class QemuTarget(Lifecycle):
     """A guest booted by `vng`; implements harness.targets.base.Target.
 
     kernel: a BuildArtifacts (its boot_image and arch are used) or a path to bzImage/Image.
@@ -154,7 +145,7 @@ class QemuTarget:
         argv = vng_command(self.spec, loop_script(nonce), vng=vng)
         env = dict(os.environ, **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
-        _LIVE.add(self)
+        self._started()
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -207,22 +198,11 @@ class QemuTarget:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
-        _LIVE.discard(self)
+        self._closed()
 
     def reboot(self) -> None:
         self.close()
         self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def running(self) -> bool:
