@@ -91,7 +91,8 @@ class CommandProtocol(Protocol):
         """Run `cmd` through the target's POSIX shell; raise on hang or splat, not on rc.
 
         A hang raises CommandTimeout; whether the target survives it is the
-        implementation's (QEMU stops the guest: reboot() or start() again).
+        implementation's (QEMU stops the guest: reboot() or start() again). For a long
+        command whose output is wanted as it comes, harness.targets.background.spawn().
         """
         ...
 

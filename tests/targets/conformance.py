@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.targets.background import spawn
 from harness.targets.base import (
     BTF_PATH,
     BootProtocol,
@@ -77,6 +78,40 @@ def test_timeout_raises_and_leaves_a_usable_target(target: Target) -> None:
         target.reboot()
         after = target.run("true", timeout=30)
     assert after.rc == 0
+
+
+def test_background_command_streams_output_while_it_runs(target: Target) -> None:
+    """Output written before the command ends is read before it ends; its status and the
+    whole output come back once it does."""
+    target.run("rm -f conformance-go", timeout=30)
+    job = spawn(target, "echo first; printf 'e\\377' >&2; "
+                        "while [ ! -e conformance-go ]; do sleep 0.1; done; echo second; exit 7")
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"first\n" not in seen and time.monotonic() < deadline:
+        seen += job.poll()[0]
+        time.sleep(0.1)
+    assert seen == b"first\n" and not job.done
+    target.run("touch conformance-go", timeout=30)
+    chunks: list[tuple[bytes, bytes]] = []
+    result = job.wait(30, on_output=lambda out, err: chunks.append((out, err)))
+    assert (result.rc, result.stdout, result.stderr) == (7, b"first\nsecond\n", b"e\xff")
+    assert b"second\n" in b"".join(out for out, _ in chunks)
+    job.cleanup()
+    assert target.run(f"test -e {job.dir}", timeout=30).rc == 1
+
+
+def test_background_timeout_kills_the_whole_group(target: Target) -> None:
+    job = spawn(target, "sleep 1000 & sleep 1000")
+    with pytest.raises(CommandTimeout, match="background command"):
+        job.wait(1.0)
+    assert job.killed and job.result().rc == -9
+    # Killed processes may be zombies for a moment, until their reaper runs.
+    gone = target.run(f"for i in $(seq 50); do kill -0 -{job.pid} 2>/dev/null || exit 0; "
+                      "sleep 0.1; done; exit 1", timeout=30)
+    assert gone.rc == 0, f"process group {job.pid} still alive"
+    job.cleanup()
+    job.cleanup()
 
 
 def test_put_get_round_trip_every_byte_value(target: Target, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Run the conformance suite (conformance.py) on every target implementation.
 
-`local` needs no kernel (fast tier); `qemu` boots the suite's x86_64 kernel once for the
-module (guest tier) and, as no_stray_guests does per test, proves at the end that none
-of its guests and no orphaned qemu-system-*/virtiofsd is left.
+`local` needs no kernel (fast tier); `qemu` and `qemu-arm64` boot the suite's x86_64 and
+arm64 kernels once each for the module (guest tier; arm64 with --arch x86_64,arm64) and,
+as no_stray_guests does per test, proves at the end that none of its guests and no
+orphaned qemu-system-*/virtiofsd is left.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from harness.targets.registry import TARGETS, open_target
 from tests.targets.conformance import *  # noqa: F403
 
 IMPLEMENTATIONS = [
-    pytest.param("local", id="local"),
-    pytest.param("qemu", id="qemu", marks=[pytest.mark.guest, pytest.mark.slow]),
+    pytest.param(("local", None), id="local"),
+    pytest.param(("qemu", "x86_64"), id="qemu", marks=[pytest.mark.guest, pytest.mark.slow]),
+    pytest.param(("qemu", "arm64"), id="qemu-arm64",
+                 marks=[pytest.mark.guest, pytest.mark.slow, pytest.mark.arm64]),
 ]
+KERNEL_FIXTURE = {"x86_64": "x86_kernel", "arm64": "arm64_kernel"}
 
 
 class _Shared:
@@ -40,11 +44,11 @@ class _Shared:
 
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
 def shared_target(request: pytest.FixtureRequest) -> Iterator[_Shared]:
-    name = request.param
+    name, arch = request.param
     before = {pid for pid, _ in procs.guest_processes()}
     if name == "qemu":
-        kernel = request.getfixturevalue("x86_kernel")
-        target = open_target(name, kernel, "x86_64", cpus=1, memory="512M", boot_timeout=90)
+        kernel = request.getfixturevalue(KERNEL_FIXTURE[arch])
+        target = open_target(name, kernel, arch, cpus=1, memory="512M", boot_timeout=90)
     else:
         target = open_target(name)
     shared = _Shared(target)
