@@ -18,7 +18,7 @@ from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
-from harness.targets.registry import TARGETS, open_target
+from harness.targets.registry import check_kernel_target, open_target
 
 Say = Callable[[str], None]
 
@@ -43,8 +43,7 @@ class RunRequest:
     def __post_init__(self) -> None:
         if not self.builds:
             raise UsageError("a run needs at least one arch")
-        if self.target not in TARGETS:
-            raise UsageError(f"unknown target {self.target!r} (known: {', '.join(TARGETS)})")
+        check_kernel_target(self.target)
         for src in self.sources:
             if not Path(src).is_file():
                 raise UsageError(f"no such BPF source: {src}")

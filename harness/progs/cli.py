@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     watch.add_argument("sources", nargs="+", type=Path, metavar="FILE.c")
     watch.add_argument("--arch", default="x86_64", choices=KNOWN_ARCHES)
     add_build_options(watch)
+    add_target_option(watch)
     watch.add_argument("--only", help="judge only programs whose name contains this")
     watch.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
     watch.add_argument("-v", "--verbose", action="store_true",
@@ -165,6 +166,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--arch", default="x86_64",
                      help="comma-separated: x86_64,arm64 (default %(default)s)")
     add_build_options(run)
+    add_target_option(run)
     run.add_argument("--prog", action="append", type=Path, default=[], metavar="FILE.c",
                      help="run only these BPF sources (repeatable; default: the suite)")
     run.add_argument("--only", help="run only programs whose name contains this")
@@ -176,6 +178,14 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("-v", "--verbose", action="store_true",
                      help="print the verifier log and console excerpt of each failure")
     run.set_defaults(func=_run)
+
+
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    from harness.targets.registry import kernel_targets  # noqa: PLC0415
+
+    names = kernel_targets()
+    parser.add_argument("--target", default="qemu", choices=names,
+                        help="where the built kernel runs (default %(default)s)")
 
 
 def parse_arches(text: str) -> list[str]:
@@ -193,6 +203,7 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
     from harness.session import RunRequest  # noqa: PLC0415
 
     return RunRequest(builds=tuple(request_from_args(args, a) for a in arches),
+                      target=args.target,
                       sources=tuple(sources), only=args.only, timeout=args.timeout,
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None)

@@ -7,6 +7,7 @@ The target comes back unstarted: use it as a context manager or call start().
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UsageError
@@ -37,15 +38,43 @@ def _local(kernel: Any, arch: str | None, **options: Any) -> Target:
     return LocalTarget(arch)
 
 
-TARGETS: dict[str, TargetFactory] = {"qemu": _qemu, "local": _local}
+@dataclass(frozen=True)
+class TargetKind:
+    """One registry entry. `boots_kernel`: the target runs the kernel it is given, so
+    its verdicts judge that build (a QEMU guest, a board that is deployed to); the host
+    (`local`) runs its own kernel and is only fit for protocol and runner tests."""
+
+    factory: TargetFactory
+    boots_kernel: bool
+    summary: str
+
+
+TARGETS: dict[str, TargetKind] = {
+    "qemu": TargetKind(_qemu, True, "a QEMU guest booting the built kernel (virtme-ng)"),
+    "local": TargetKind(_local, False, "this host, in a temp dir (no kernel of its own)"),
+}
+
+
+def kernel_targets() -> list[str]:
+    """Names of the targets that boot the kernel they are given: what `--target` offers."""
+    return [name for name, kind in TARGETS.items() if kind.boots_kernel]
+
+
+def check_kernel_target(name: str) -> None:
+    """UsageError unless `name` is a registered target that boots the given kernel."""
+    kind = TARGETS.get(name)
+    if kind is None or not kind.boots_kernel:
+        why = "runs the host's own kernel" if kind else "is not a known target"
+        raise UsageError(f"target {name!r} {why}; a run needs one that boots the built "
+                         f"kernel ({', '.join(kernel_targets())})")
 
 
 def open_target(
     name: str, kernel: Any = None, arch: str | None = None, **options: Any
 ) -> Target:
     """An unstarted target of kind `name` for `kernel` (artifacts or a boot image)."""
-    factory = TARGETS.get(name)
-    if factory is None:
+    kind = TARGETS.get(name)
+    if kind is None:
         known = ", ".join(sorted(TARGETS))
         raise UsageError(f"unknown target {name!r} (known: {known})")
-    return factory(kernel, arch, **options)
+    return kind.factory(kernel, arch, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness.cli import main
@@ -24,6 +26,17 @@ def test_user_errors_are_one_line_before_any_build(capsys: pytest.CaptureFixture
     assert err == "harness: error: unknown --arch sparc; known: x86_64, arm64\n"
     assert main(["run", "--prog", "/nonexistent/p.c"]) == 2
     assert capsys.readouterr().err == "harness: error: no such BPF source: /nonexistent/p.c\n"
+
+
+def test_target_offers_only_targets_that_boot_the_built_kernel(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`local` is registered (protocol tests use it) but would judge the host's kernel."""
+    for verb in (["run"], ["progs", "watch", "x.c"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*verb, "--target", "local"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err  # newer argparse versions quote the choices
+        assert re.search(r"invalid choice: 'local' \(choose from '?qemu'?\)", err), err
 
 
 def test_table_has_program_by_arch_columns() -> None:
