@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.btfids.stage import pahole_flags, read_config
 from harness.errors import HarnessError
 
 TOOLCHAINS = Path(os.environ.get("HARNESS_CACHE", str(Path.home() / ".cache/kfunc-harness"))
@@ -68,39 +68,11 @@ class CaseResult:
 
 # ---- reading the build dir ---------------------------------------------------------------
 
-def _config(build: Path) -> dict[str, str]:
-    out = {}
-    try:
-        text = (build / ".config").read_text()
-    except OSError as exc:
-        raise DifferentialError(f"{build}: no .config ({exc.strerror})") from None
-    for line in text.splitlines():
-        m = re.match(r"(CONFIG_\w+)=(.*)", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip('"')
-    return out
-
-
-def source_tree(build: Path) -> Path:
-    """The kernel source of a make O= dir (the `source` link kbuild leaves there)."""
-    src = build / "source"
-    if src.exists():
-        return src.resolve()
-    makefile = build / "Makefile"
-    if makefile.exists():
-        m = re.search(r"-C\s+(\S+)", makefile.read_text())
-        if m and Path(m.group(1)).exists():
-            return Path(m.group(1))
-    if (build / "scripts/Makefile.btf").exists():
-        return build
-    raise DifferentialError(f"{build}: cannot find the kernel source tree")
-
-
 def find_pahole(build: Path, override: str | None) -> Path:
     """The pahole that matches the build's CONFIG_PAHOLE_VERSION (pinned copies first)."""
     if override:
         return Path(override)
-    ver = _config(build).get("CONFIG_PAHOLE_VERSION", "")
+    ver = read_config(build).get("CONFIG_PAHOLE_VERSION", "")
     if not ver.isdigit():
         raise DifferentialError(f"{build}: CONFIG_PAHOLE_VERSION missing from .config")
     release = f"{int(ver) // 100}.{int(ver) % 100:02d}"
@@ -113,32 +85,6 @@ def find_pahole(build: Path, override: str | None) -> Path:
         if out.strip().lstrip("v") == release:
             return Path(system)
     raise DifferentialError(f"{build}: no pahole {release} (pinned or system); pass --pahole")
-
-
-def pahole_flags(build: Path) -> list[str]:
-    """PAHOLE_FLAGS as the tree's scripts/Makefile.btf computes them for this build.
-
-    Evaluated by make itself (the tree's Kbuild.include for test-ge), with
-    KBUILD_BUILD_TIMESTAMP set as harness builds set it; a bare `-j` becomes
-    `-j1` (reproducible_build keeps the output the same).
-    """
-    src = source_tree(build)
-    auto = build / "include/config/auto.conf"
-    with tempfile.NamedTemporaryFile("w", suffix=".mk", delete=False) as mk:
-        mk.write(f"srctree := {src}\ninclude $(srctree)/scripts/Kbuild.include\n"
-                 f"include {auto}\ninclude $(srctree)/scripts/Makefile.btf\n"
-                 "all: ; @echo $(PAHOLE_FLAGS)\n")
-    try:
-        env = dict(os.environ, KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026")
-        env.pop("MAKEFLAGS", None)
-        proc = subprocess.run(["make", "-s", "-f", mk.name], capture_output=True, text=True,
-                              env=env)
-    finally:
-        os.unlink(mk.name)
-    if proc.returncode:
-        raise DifferentialError(f"cannot evaluate {src}/scripts/Makefile.btf: "
-                                f"{proc.stderr.strip()[:200]}")
-    return ["-j1" if f == "-j" else f for f in proc.stdout.split()]
 
 
 def find_c_tool(build: Path) -> Path:

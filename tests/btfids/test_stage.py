@@ -1,0 +1,59 @@
+"""The BTF stage replayed outside make reproduces kbuild's vmlinux BTF byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from harness.btfids.stage import (
+    StageError,
+    pahole_flags,
+    replay,
+    resolve_btfids_flags,
+    version_number,
+)
+from harness.kbuild import toolchains
+from harness.kbuild.artifacts import BuildArtifacts
+
+
+def test_version_number() -> None:
+    assert version_number("1.26") == 126
+    assert version_number("v1.31") == 131
+    with pytest.raises(StageError, match="not a pahole version"):
+        version_number("1.2.3")
+
+
+def test_flags_follow_the_pahole_version_through_the_trees_makefile(
+        x86_build_dir: Path) -> None:
+    """7.3's Makefile.btf: --btf_features (with -j) from 1.26, layout from 1.31; below
+    1.26, -j only without KBUILD_BUILD_TIMESTAMP, which harness builds set."""
+    old = pahole_flags(x86_build_dir, "1.24")
+    assert "--btf_gen_floats" in old and not any(f.startswith("-j") for f in old)
+    mid = pahole_flags(x86_build_dir, "1.26", jobs=2)
+    assert any("decl_tag" in f for f in mid) and "--btf_features=layout" not in mid
+    assert "-j2" in mid and "--btf_features=+reproducible_build" not in mid
+    new = pahole_flags(x86_build_dir, "1.32", jobs=2)
+    assert "--btf_features=layout" in new and "-j2" in new
+    assert pahole_flags(x86_build_dir) == pahole_flags(x86_build_dir, "1.32")
+
+
+def test_replay_reproduces_the_linked_btf(x86_build: BuildArtifacts, x86_build_dir: Path,
+                                         pahole_132: Path, tmp_path: Path) -> None:
+    out = replay(x86_build_dir / ".tmp_vmlinux1", tmp_path, pahole=pahole_132,
+                 pahole_args=pahole_flags(x86_build_dir, jobs=2),
+                 btfids=[str(toolchains.python_btfids_wrapper())],
+                 btfids_args=resolve_btfids_flags(x86_build_dir))
+    with open(x86_build.vmlinux, "rb") as handle:
+        linked = ELFFile(handle).get_section_by_name(".BTF").data()
+    assert out.btf.read_bytes() == linked
+    assert out.btf1.stat().st_size > 0 and out.btf_ids.stat().st_size > 0
+    assert (x86_build_dir / ".tmp_vmlinux1").is_file()  # read, never replaced
+
+
+def test_a_failing_tool_is_one_line_with_its_log(x86_build_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(StageError, match=r"pahole failed \(exit 1\)"):
+        replay(x86_build_dir / ".tmp_vmlinux1", tmp_path, pahole=Path("/bin/false"),
+               pahole_args=[], btfids=["true"], btfids_args=[])
+    assert (tmp_path / "pahole.log").read_text().startswith("$ /bin/false -J")
