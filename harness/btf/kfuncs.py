@@ -330,19 +330,20 @@ def _describe(btf: Btf, tid: int, funcs_by_name: dict[str, int],
     f = btf[tid]
     name = btf.name(f)
     k = Kfunc(name=name, btf_id=tid, proto=func_decl(btf, tid))
-    k.tags, k.arg_tags = _tags(btf, tid, tags_by_target)
+    k.tags, k.arg_tags = decl_tags_of(btf, tid, tags_by_target)
     impl_id = funcs_by_name.get(f"{name}_impl")
     if impl_id is not None and impl_id != tid:
         k.impl_id = impl_id
         k.impl = func_decl(btf, impl_id)
-        tags, arg_tags = _tags(btf, impl_id, tags_by_target)
+        tags, arg_tags = decl_tags_of(btf, impl_id, tags_by_target)
         k.impl_tags = tags + arg_tags
-    k.arena = _arena_positions(btf, btf[f.type])
+    k.arena = arena_positions(btf, btf[f.type])
     return k
 
 
-def _tags(btf: Btf, tid: int, tags_by_target: dict[int, list[DeclTag]]
-          ) -> tuple[list[str], list[str]]:
+def decl_tags_of(btf: Btf, tid: int, tags_by_target: dict[int, list[DeclTag]]
+                 ) -> tuple[list[str], list[str]]:
+    """A FUNC's decl tags as text: its own, and its parameters' as `name: tag`."""
     func_tags, arg_tags = [], []
     proto = btf[btf[tid].type]
     for tg in tags_by_target.get(tid, []):
@@ -357,7 +358,7 @@ def _tags(btf: Btf, tid: int, tags_by_target: dict[int, list[DeclTag]]
     return func_tags, arg_tags
 
 
-def _arena_positions(btf: Btf, proto: BtfType) -> list[str]:
+def arena_positions(btf: Btf, proto: BtfType) -> list[str]:
     """Where the prototype has pointers to address_space(1) (KF_ARENA_* in BTF)."""
     if not isinstance(proto, FuncProto):
         return []
