@@ -16,6 +16,7 @@ STAGE_MODULES = (
     "harness.btfids.cli",
     "harness.targets.cli",
     "harness.progs.cli",
+    "harness.bisect.cli",
 )
 
 

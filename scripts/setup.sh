@@ -11,7 +11,7 @@ mkdir -p "$stamp_dir"
 APT_PACKAGES=(
   build-essential flex bison bc cpio kmod rsync xz-utils zstd lz4 git patch
   libelf-dev libssl-dev libdw-dev zlib1g-dev libcap-dev pkg-config
-  dwarves ccache bpftool
+  dwarves ccache bpftool cmake
   gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
   qemu-system-x86 qemu-system-arm qemu-utils
   clang llvm lld

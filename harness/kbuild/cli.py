@@ -125,7 +125,8 @@ def cmd_cache_show(args: argparse.Namespace) -> int:
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     keep = _parse_size(args.keep)
-    for section in ("artifacts", "builds", "trees", "tools", "rootfs", "progs"):
+    for section in ("artifacts", "builds", "trees", "tools", "rootfs", "progs",
+                    "bisect/steps", "bisect/kernels", "bisect/pahole"):
         for removed in cache.prune(section, keep):
             print(f"removed {removed}")
     print(json.dumps({"kept_per_section": keep}))

@@ -62,7 +62,7 @@ def _run_version(cmd: list[str]) -> str:
     return proc.stdout.strip()
 
 
-def _pahole_version(path: Path) -> str:
+def pahole_version(path: Path) -> str:
     out = _run_version([str(path), "--version"])
     match = re.match(r"v?(\d+\.\d+)", out)
     if not match:
@@ -112,10 +112,10 @@ def select_pahole(choice: str) -> Tool:
         if not found:
             raise ToolchainError("no pahole on PATH (apt install dwarves, or use --pahole 1.32)")
         path = Path(found)
-        return Tool(path, _pahole_version(path), f"system pahole {_pahole_version(path)}")
+        return Tool(path, pahole_version(path), f"system pahole {pahole_version(path)}")
     if choice in PAHOLE_RELEASES:
         path = _fetch_pahole(choice)
-        version = _pahole_version(path)
+        version = pahole_version(path)
         if version != choice:
             raise ToolchainError(f"fetched pahole reports {version}, expected {choice}")
         return Tool(path, version, f"pahole {version} (Debian {PAHOLE_RELEASES[choice][0]})")
@@ -124,7 +124,7 @@ def select_pahole(choice: str) -> Tool:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise UsageError(f"--pahole {choice}: not an executable file")
         path = path.resolve()
-        return Tool(path, _pahole_version(path), f"pahole {_pahole_version(path)} ({path})")
+        return Tool(path, pahole_version(path), f"pahole {pahole_version(path)} ({path})")
     known = ", ".join(["system", *PAHOLE_RELEASES])
     raise UsageError(f"unknown pahole {choice!r}: choose {known} or a path")
 

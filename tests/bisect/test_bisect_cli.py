@@ -1,0 +1,120 @@
+"""`harness bisect pahole` end to end: usage errors before any build, then real bisects
+over pinned Debian releases and over the real dwarves history, on a fixed 7.2 kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.bisect.engine import max_steps
+from harness.cli import main
+from harness.kbuild.artifacts import BuildArtifacts
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "bisect"
+# The 7.2 tree asks pahole >= 1.26 for --btf_features=...,decl_tag_kfuncs, which pahole
+# learnt in the 1.27 cycle; 7.2's C resolve_btfids finds kfuncs by those tags, so with
+# an older pahole the kfuncs lose their tags and `bpf_wq_set_callback_impl` is missing.
+# (The Python transformer would find them from the BTF_SET8 sets and mask it.)
+PAHOLE_TAGS = "btf:kfunc(bpf_wq_init) and func(bpf_wq_set_callback_impl)"
+KERNEL_72 = ["--kernel", "7.2", "--btfids", "c"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    rc = main(["bisect", "pahole", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--versions", "1.24", "-p", "btf:func(x)"], "needs at least two releases"),
+    (["--versions", "1.24,1.99", "-p", "btf:func(x)"], "no pinned pahole 1.99"),
+    (["--versions", "1.24,1.30", "-p", "nope:x"], "unknown kind 'nope'"),
+    (["--versions", "1.24,1.30", "-p", "btf:kfunc("], "btf: expected"),
+    (["--versions", "1.24,1.30", "--good", "v1", "-p", "btf:func(x)"], "go with --repo"),
+    (["--repo", "/nonexistent/dwarves", "--good", "a", "--bad", "b", "-p", "btf:func(x)"],
+     "no such repository"),
+])
+def test_usage_errors_are_one_line_before_any_build(
+        capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    rc, out, err = _run(capsys, *args)
+    assert rc == 2 and out == ""
+    assert err.startswith("harness: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                           "user.email=t@t", *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_the_ends_of_a_commit_range_are_checked_before_any_build(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "dwarves"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for n in range(3):
+        (repo / "f").write_text(str(n))
+        _git(repo, "add", "f")
+        _git(repo, "commit", "-qm", f"c{n}")
+        _git(repo, "tag", f"t{n}")
+    base = ["--repo", str(repo), "-p", "btf:func(x)"]
+    rc, _, err = _run(capsys, *base, "--good", "t2", "--bad", "t0")
+    assert rc == 2 and "is not an ancestor of --bad" in err and "add --find-fix" in err
+    rc, _, err = _run(capsys, *base, "--good", "t0", "--bad", "t2", "--find-fix")
+    assert rc == 2 and "--bad" in err and "is not an ancestor of --good" in err
+    rc, _, err = _run(capsys, *base, "--good", "t0", "--bad", "nosuch")
+    assert rc == 2 and "unknown revision 'nosuch'" in err
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+@pytest.fixture(scope="module")
+def kernel_72(kernel_builder: Callable[..., BuildArtifacts]) -> BuildArtifacts:
+    """7.2 x86_64, pahole 1.32, the tree's C resolve_btfids (what KERNEL_72 selects)."""
+    return kernel_builder("x86_64", kernel="7.2", btfids="c")
+
+
+def test_releases_name_the_first_good_one_and_rerun_from_the_cache(
+        kernel_72: BuildArtifacts, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--versions", "1.32,1.24,1.30", *KERNEL_72, "-p", PAHOLE_TAGS, "--find-fix"]
+    rc, out, err = _run(capsys, *args)
+    assert rc == 0, err
+    assert "first good: 1.30" in out
+    rc, out, _ = _run(capsys, *args, "--json")
+    report = json.loads(out)
+    assert report["result"]["first_new"] == "1.30" and report["result"]["last_old"] == "1.24"
+    assert [s["candidate"] for s in report["steps"]] == ["1.24", "1.32", "1.30"]
+    assert all(s["cached"] and s["stage_seconds"] == 0 for s in report["steps"])
+    assert Path(report["log_dir"], "report.json").is_file()
+    # Without --find-fix the old end must be good: said before any middle step.
+    rc, _, err = _run(capsys, *args[:-1])
+    assert rc == 1 and "is bad at the old end 1.24" in err and "add --find-fix" in err
+
+
+def _bundles() -> tuple[Path, Path]:
+    dwarves = Path(os.environ.get("HARNESS_DWARVES_REPO", SHARED / "dwarves.bundle"))
+    libbpf = Path(os.environ.get("HARNESS_LIBBPF_REPO", SHARED / "libbpf.bundle"))
+    if not (dwarves.exists() and libbpf.exists()):
+        pytest.skip(f"no dwarves/libbpf history at {dwarves}, {libbpf} "
+                    "(set HARNESS_DWARVES_REPO and HARNESS_LIBBPF_REPO)")
+    return dwarves, libbpf
+
+
+@pytest.mark.slow
+def test_dwarves_history_finds_the_commit_that_injects_kfunc_decl_tags(
+        kernel_72: BuildArtifacts, capsys: pytest.CaptureFixture[str]) -> None:
+    dwarves, libbpf = _bundles()
+    rc, out, err = _run(capsys, "--repo", str(dwarves), "--libbpf-repo", str(libbpf),
+                        "--good", "v1.27", "--bad", "v1.26", "--find-fix", *KERNEL_72,
+                        "-p", PAHOLE_TAGS, "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    result = report["result"]
+    assert result["first_new"].startswith("72e88f29c6f7")
+    assert report["subjects"][result["first_new"]] == "pahole: Inject kfunc decl tags into BTF"
+    assert len(report["steps"]) <= max_steps(len(result["candidates"]))
+    assert "bpf_kfunc" in report["diff"]
