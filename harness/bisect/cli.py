@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from harness.bisect import history, tools
 from harness.bisect.driver import Report, run_bisect
-from harness.bisect.predicates import Predicate, parse
+from harness.bisect.predicates import Predicate, RunPredicate, parse
 from harness.bisect.steps import btfids_for, hold_kernel, run_step
 from harness.btfids.stage import version_number
 from harness.errors import UsageError
 from harness.kbuild import toolchains
 from harness.kbuild.artifacts import BuildArtifacts
+from harness.kbuild.build import BuildRequest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="where dwarves' lib/bpf submodule commits come from (default: "
                         f"${tools.LIBBPF_ENV}, else the clone's own submodule)")
     pahole.add_argument("--predicate", "-p", action="append", required=True,
-                        metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR or cmd:SHELL "
-                        "(repeatable; all must hold for good)")
+                        metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR, cmd:SHELL or "
+                        "run:FILE.c (boots; repeatable; all must hold for good)")
     pahole.add_argument("--find-fix", action="store_true",
                         help="the old end is bad: report the first good candidate")
     pahole.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH))
@@ -58,15 +59,19 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _kernel(args: argparse.Namespace) -> BuildArtifacts:
+def _kernel(request: BuildRequest, quiet: bool) -> BuildArtifacts:
     from harness import session  # noqa: PLC0415
-    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
 
-    return session.build(request_from_args(args, args.arch), quiet=args.json)
+    return session.build(request, quiet=quiet)
 
 
 def cmd_bisect_pahole(args: argparse.Namespace) -> int:
-    predicates = _predicates(args.predicate)  # bad expressions fail before any build
+    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+
+    request = request_from_args(args, args.arch)
+    # bad expressions fail before any build; run: predicates relink this kernel
+    predicates = [p.bind(request) if isinstance(p, RunPredicate) else p
+                  for p in _predicates(args.predicate)]
     jobs = args.jobs or 2
     step_tool: Callable[[str], tools.StepTool]
     if args.versions:
@@ -108,7 +113,7 @@ def cmd_bisect_pahole(args: argparse.Namespace) -> int:
             return history.subject(repo, commit)
 
     say = (lambda _line: None) if args.json else _say
-    artifacts = _kernel(args)
+    artifacts = _kernel(request, args.json)
     kernel = hold_kernel(artifacts)
     btfids = btfids_for(args.btfids, artifacts)
     say(f"bisect: {len(candidates)} {what} on {artifacts.kernel_release} {artifacts.arch} "

@@ -129,7 +129,8 @@ def run_step(kernel: FixedKernel, tool: StepTool, btfids: Btfids,
             # the staging dir was renamed: the ELF link inside it still points at the kernel
         touch_used(work)
     files = StepFiles(work=work, elf=work / "vmlinux", btf1=work / "vmlinux.BTF.1",
-                      btf=work / "vmlinux.BTF", btf_ids=work / "vmlinux.BTF_ids")
+                      btf=work / "vmlinux.BTF", btf_ids=work / "vmlinux.BTF_ids",
+                      pahole=tool.tool.path, btfids=btfids.label)
     start = time.monotonic()
     failure = work / STAGE_ERROR_FILE
     if failure.exists():

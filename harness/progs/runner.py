@@ -344,10 +344,12 @@ def testmod_of(artifacts: object) -> Path | None:
     return Path(testmod) if testmod is not None and Path(testmod).is_file() else None
 
 
+BPF_PROGS_DIR = Path(__file__).resolve().parents[2] / "bpf_progs"  # the project's programs
+
+
 def default_sources(tree: Path, repo: Path | None = None) -> list[Path]:
     """Our bpf_progs/*.c plus the tree's kfunc_implicit_args.c, wq.c and wq_failures.c."""
-    repo = repo or Path(__file__).resolve().parents[2]
-    ours = sorted((repo / "bpf_progs").glob("*.c"))
+    ours = sorted(((repo / "bpf_progs") if repo else BPF_PROGS_DIR).glob("*.c"))
     st = tree / "tools/testing/selftests/bpf/progs"
     upstream = [st / f"{n}.c" for n in ("kfunc_implicit_args", "wq", "wq_failures")]
     return ours + [p for p in upstream if p.is_file()]

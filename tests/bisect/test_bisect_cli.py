@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -118,3 +119,19 @@ def test_dwarves_history_finds_the_commit_that_injects_kfunc_decl_tags(
     assert report["subjects"][result["first_new"]] == "pahole: Inject kfunc decl tags into BTF"
     assert len(report["steps"]) <= max_steps(len(result["candidates"]))
     assert "bpf_kfunc" in report["diff"]
+
+
+@pytest.mark.guest
+@pytest.mark.slow
+def test_a_run_predicate_relinks_and_boots_each_step(
+        kernel_72: BuildArtifacts, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shortest history that shows it: two releases, one boot each. With pahole 1.24
+    7.2's wq.c programs that call implicit-args kfuncs fail to load; with 1.30 all pass."""
+    rc, out, err = _run(capsys, "--versions", "1.24,1.30", *KERNEL_72, "-p", "run:wq.c",
+                        "--find-fix", "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    old, new = report["steps"]
+    assert old["outcome"] == "bad" and "fail" in old["detail"], old
+    assert new["outcome"] == "good" and re.search(r"run:wq.c: (\d+)/\1 pass", new["detail"])
+    assert report["result"]["first_new"] == "1.30"

@@ -84,7 +84,7 @@ def test_parse_needs_kind_and_text(text: str) -> None:
     with pytest.raises(UsageError) as ei:
         parse(text)
     msg = str(ei.value)
-    assert msg == f"predicate {text!r}: write KIND:TEXT with KIND btf, btf1 or cmd"
+    assert msg == f"predicate {text!r}: write KIND:TEXT with KIND btf, btf1, cmd or run"
     assert ei.value.exit_code == 2
 
 
@@ -95,7 +95,7 @@ def test_parse_unknown_kind(text: str, kind: str) -> None:
     with pytest.raises(UsageError) as ei:
         parse(text)
     msg = str(ei.value)
-    assert msg == f"predicate {text!r}: unknown kind {kind!r} (btf, btf1 or cmd)"
+    assert msg == f"predicate {text!r}: unknown kind {kind!r} (btf, btf1, cmd or run)"
     assert "\n" not in msg
 
 
@@ -262,3 +262,26 @@ def test_judge_all_runs_every_predicate_in_order(step: StepFiles) -> None:
     assert judge_all(preds, step) == (
         "bad", "cmd: exit 3: one; func(bpf_wq_init): FUNC [4] bpf_wq_init exists; "
                "cmd: exit 125 (skip)")
+
+
+def test_run_names_a_bpf_progs_file_or_a_path(tmp_path: Path) -> None:
+    from harness.bisect.predicates import RunPredicate
+    from harness.progs.runner import BPF_PROGS_DIR
+
+    for text in ("run:wq.c", "run:wq", f"run:{BPF_PROGS_DIR / 'wq.c'}"):
+        predicate = parse(text)
+        assert isinstance(predicate, RunPredicate) and predicate.source == BPF_PROGS_DIR / "wq.c"
+    with pytest.raises(UsageError, match="run:nope.c: no such BPF source"):
+        parse("run:nope.c")
+
+
+def test_a_bad_cheap_predicate_spares_the_boot(step: StepFiles) -> None:
+    """judge_all runs run: predicates last and not at all once a cheap one said bad."""
+    from harness.bisect.predicates import RunPredicate
+
+    unbound = parse("run:wq.c")
+    assert isinstance(unbound, RunPredicate)
+    outcome, detail = judge_all([unbound, parse("cmd:exit 1")], step)
+    assert outcome == "bad" and detail == "cmd: exit 1"
+    with pytest.raises(UsageError, match="needs a kernel build request"):
+        judge_all([unbound, parse("cmd:exit 0")], step)
