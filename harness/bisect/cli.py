@@ -1,25 +1,32 @@
-"""`harness bisect pahole`: which pahole commit or release changed a fixed kernel's BTF."""
+"""`harness bisect pahole|btfids`: which tool commit or release changed a kernel's BTF.
+
+Handlers only parse, pick the candidates and how to get each one's tool, and print; the
+kernel is built through session.build and every step goes through steps.run_step and
+driver.run_bisect.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from harness.bisect import history, tools
 from harness.bisect.driver import Report, run_bisect
 from harness.bisect.predicates import Predicate, RunPredicate, parse
-from harness.bisect.steps import btfids_for, hold_kernel, run_step
+from harness.bisect.steps import Btfids, FixedKernel, StepRun, btfids_for, hold_kernel, run_step
 from harness.btfids.stage import version_number
 from harness.errors import UsageError
 from harness.kbuild import toolchains
-from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import BuildRequest
+
+THIS_REPO = Path(__file__).resolve().parents[2]  # this checkout, for `btfids --python`
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
-
     bisect = sub.add_parser("bisect", help="find the tool commit or release that changed "
                             "kernel BTF (the kernel is built once and held fixed)")
     kinds = bisect.add_subparsers(dest="bisect_kind", metavar="TOOL", required=True)
@@ -35,93 +42,158 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a dwarves git repository (a clone, bare repo or bundle)")
     source.add_argument("--versions", metavar="V,V,...",
                         help=f"pinned Debian releases ({', '.join(toolchains.PAHOLE_RELEASES)})")
-    pahole.add_argument("--good", metavar="REV", help="with --repo: a good revision")
-    pahole.add_argument("--bad", metavar="REV", help="with --repo: a bad revision")
     pahole.add_argument("--libbpf-repo", metavar="PATH",
                         help="where dwarves' lib/bpf submodule commits come from (default: "
                         f"${tools.LIBBPF_ENV}, else the clone's own submodule)")
-    pahole.add_argument("--predicate", "-p", action="append", required=True,
-                        metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR, cmd:SHELL or "
-                        "run:FILE.c (boots; repeatable; all must hold for good)")
-    pahole.add_argument("--find-fix", action="store_true",
-                        help="the old end is bad: report the first good candidate")
-    pahole.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH))
-    add_build_options(pahole)
-    pahole.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(pahole, "with --repo: ")
     pahole.set_defaults(func=cmd_bisect_pahole)
 
+    btfids = kinds.add_parser(
+        "btfids", help="bisect resolve_btfids: a kernel tree's history, or this harness's",
+        description="Build the kernel once (the build options below, cached; --pahole is "
+        "the pahole every step runs), then for each commit build only that commit's "
+        "tools/bpf/resolve_btfids (or, with --python, export this project's harness/ at "
+        "it) and rerun the BTF stage on the kernel's .tmp_vmlinux1.")
+    which = btfids.add_mutually_exclusive_group(required=True)
+    which.add_argument("--repo", metavar="PATH",
+                       help="a kernel git repository (clone, bare or bundle)")
+    which.add_argument("--python", nargs="?", const=str(THIS_REPO), metavar="REPO",
+                       help="bisect the Python transformer's history (default: this "
+                       "checkout's repository)")
+    _add_common(btfids, "")
+    btfids.set_defaults(func=cmd_bisect_btfids)
 
-def _predicates(texts: list[str]) -> list[Predicate]:
-    return [parse(text) for text in texts]
+
+def _add_common(parser: argparse.ArgumentParser, rev_note: str) -> None:
+    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
+
+    parser.add_argument("--good", metavar="REV", help=f"{rev_note}a good revision")
+    parser.add_argument("--bad", metavar="REV", help=f"{rev_note}a bad revision")
+    parser.add_argument("--predicate", "-p", action="append", required=True,
+                        metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR, cmd:SHELL or "
+                        "run:FILE.c (boots; repeatable; all must hold for good)")
+    parser.add_argument("--find-fix", action="store_true",
+                        help="the old end is bad: report the first good candidate")
+    parser.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH))
+    add_build_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@dataclass
+class _Plan:
+    """What a bisect walks and how a candidate becomes a judged step."""
+
+    candidates: list[str]
+    what: str
+    step: Callable[[FixedKernel, Btfids, list[Predicate], int, str], StepRun]
+    name_of: Callable[[str], str] = str
+    subject_of: Callable[[str], str] | None = None
+
+
+def _commit_range(repo: Path, args: argparse.Namespace) -> list[str]:
+    """The commits from the old end to the new one; bad ends are one-line errors."""
+    if not (args.good and args.bad):
+        raise UsageError("a commit range needs --good REV and --bad REV")
+    good, bad = history.resolve(repo, args.good), history.resolve(repo, args.bad)
+    old, new = (bad, good) if args.find_fix else (good, bad)
+    if not history.is_ancestor(repo, old, new):
+        first, second = ("--bad", "--good") if args.find_fix else ("--good", "--bad")
+        raise UsageError(f"{first} {old[:12]} is not an ancestor of {second} {new[:12]}"
+                         + ("" if args.find_fix else
+                            " (if the newer one is good, add --find-fix)"))
+    return history.commits_between(repo, old, new)
+
+
+def _git_names(plan: _Plan, repo: Path) -> _Plan:
+    plan.name_of = lambda commit: history.describe(repo, commit)
+    plan.subject_of = lambda commit: history.subject(repo, commit)
+    return plan
+
+
+def cmd_bisect_pahole(args: argparse.Namespace) -> int:
+    if args.versions:
+        if args.good or args.bad or args.libbpf_repo:
+            raise UsageError("--good, --bad and --libbpf-repo go with --repo, not --versions")
+        versions = sorted(dict.fromkeys(v.strip() for v in args.versions.split(",")
+                                        if v.strip()), key=version_number)
+        if len(versions) < 2:
+            raise UsageError("--versions needs at least two releases")
+        for version in versions:
+            if version not in toolchains.PAHOLE_RELEASES:
+                raise UsageError(f"no pinned pahole {version} (known: "
+                                 f"{', '.join(toolchains.PAHOLE_RELEASES)})")
+
+        def release_step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate],
+                         jobs: int, label: str) -> StepRun:
+            return run_step(kernel, tools.pahole_release(label), btfids, predicates,
+                            jobs=jobs)
+
+        return _bisect(args, _Plan(versions, "pahole releases", release_step))
+    repo = history.open_repo(args.repo)
+    commits = _commit_range(repo, args)
+    libbpf = tools.libbpf_repo(repo, args.libbpf_repo)
+
+    def commit_step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate],
+                    jobs: int, commit: str) -> StepRun:
+        return run_step(kernel, tools.pahole_at(repo, commit, libbpf, jobs=jobs), btfids,
+                        predicates, jobs=jobs)
+
+    return _bisect(args, _git_names(_Plan(commits, "pahole commits", commit_step), repo))
+
+
+def cmd_bisect_btfids(args: argparse.Namespace) -> int:
+    python = args.python is not None
+    repo = history.open_repo(args.python if python else args.repo)
+    commits = _commit_range(repo, args)
+    pahole = _fixed_pahole(args.pahole)
+
+    def commit_step(kernel: FixedKernel, _btfids: Btfids, predicates: list[Predicate],
+                    jobs: int, commit: str) -> StepRun:
+        if python:
+            tool, seconds = tools.python_btfids_at(repo, commit)
+            step_btfids = Btfids((str(tool),), f"py-{commit}", str(tool), seconds)
+        else:
+            tool, seconds = tools.btfids_at(repo, commit, jobs=jobs)
+            step_btfids = Btfids((str(tool),), f"c-{commit}", str(tool), seconds)
+        return run_step(kernel, pahole, step_btfids, predicates, jobs=jobs)
+
+    what = "Python resolve_btfids commits" if python else "resolve_btfids commits"
+    return _bisect(args, _git_names(_Plan(commits, what, commit_step), repo))
+
+
+def _fixed_pahole(choice: str) -> tools.StepTool:
+    """The pahole every btfids step runs: a pinned release, or a binary by content."""
+    if choice in toolchains.PAHOLE_RELEASES:
+        return tools.pahole_release(choice)
+    tool = toolchains.select_pahole(choice)
+    digest = hashlib.sha256(tool.path.read_bytes()).hexdigest()[:16]
+    return tools.StepTool(f"pahole-{digest}", tool, 0.0)
 
 
 def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _kernel(request: BuildRequest, quiet: bool) -> BuildArtifacts:
+def _bisect(args: argparse.Namespace, plan: _Plan) -> int:
     from harness import session  # noqa: PLC0415
-
-    return session.build(request, quiet=quiet)
-
-
-def cmd_bisect_pahole(args: argparse.Namespace) -> int:
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
 
-    request = request_from_args(args, args.arch)
+    request: BuildRequest = request_from_args(args, args.arch)
     # bad expressions fail before any build; run: predicates relink this kernel
     predicates = [p.bind(request) if isinstance(p, RunPredicate) else p
-                  for p in _predicates(args.predicate)]
-    jobs = args.jobs or 2
-    step_tool: Callable[[str], tools.StepTool]
-    if args.versions:
-        if args.good or args.bad or args.libbpf_repo:
-            raise UsageError("--good, --bad and --libbpf-repo go with --repo, not --versions")
-        candidates = sorted(dict.fromkeys(v.strip() for v in args.versions.split(",")
-                                          if v.strip()), key=version_number)
-        if len(candidates) < 2:
-            raise UsageError("--versions needs at least two releases")
-        for version in candidates:
-            if version not in toolchains.PAHOLE_RELEASES:
-                raise UsageError(f"no pinned pahole {version} (known: "
-                                 f"{', '.join(toolchains.PAHOLE_RELEASES)})")
-        step_tool = tools.pahole_release
-        what, name_of, subject_of = "pahole releases", str, None
-    else:
-        if not (args.good and args.bad):
-            raise UsageError("--repo needs --good REV and --bad REV")
-        repo = history.open_repo(args.repo)
-        good, bad = history.resolve(repo, args.good), history.resolve(repo, args.bad)
-        old, new = (bad, good) if args.find_fix else (good, bad)
-        if not history.is_ancestor(repo, old, new):
-            first, second = ("--bad", "--good") if args.find_fix else ("--good", "--bad")
-            raise UsageError(f"{first} {old[:12]} is not an ancestor of {second} {new[:12]}"
-                             + ("" if args.find_fix else
-                                " (if the newer one is good, add --find-fix)"))
-        candidates = history.commits_between(repo, old, new)
-        libbpf = tools.libbpf_repo(repo, args.libbpf_repo)
-
-        def step_tool(commit: str) -> tools.StepTool:
-            return tools.pahole_at(repo, commit, libbpf, jobs=jobs)
-
-        what = "pahole commits"
-
-        def name_of(commit: str) -> str:
-            return history.describe(repo, commit)
-
-        def subject_of(commit: str) -> str:
-            return history.subject(repo, commit)
-
+                  for p in (parse(text) for text in args.predicate)]
     say = (lambda _line: None) if args.json else _say
-    artifacts = _kernel(request, args.json)
+    jobs = args.jobs or 2
+    artifacts = session.build(request, quiet=args.json)
     kernel = hold_kernel(artifacts)
     btfids = btfids_for(args.btfids, artifacts)
-    say(f"bisect: {len(candidates)} {what} on {artifacts.kernel_release} {artifacts.arch} "
-        f"(.tmp_vmlinux1 held at {kernel.elf}), resolve_btfids {btfids.label}")
+    say(f"bisect: {len(plan.candidates)} {plan.what} on {artifacts.kernel_release} "
+        f"{artifacts.arch} (.tmp_vmlinux1 held at {kernel.elf})")
     report: Report = run_bisect(
-        candidates,
-        lambda label: run_step(kernel, step_tool(label), btfids, predicates, jobs=jobs),
-        what=what, find_fix=args.find_fix, name_of=name_of, subject_of=subject_of,
+        plan.candidates,
+        lambda label: plan.step(kernel, btfids, predicates, jobs, label),
+        what=plan.what, find_fix=args.find_fix, name_of=plan.name_of,
+        subject_of=plan.subject_of,
         diff_raw=any(p.text.startswith("btf1:") for p in predicates), say=say)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     return 0

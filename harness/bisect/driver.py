@@ -68,7 +68,7 @@ class Report:
 
     def _label(self, candidate: str) -> str:
         name = self.names.get(candidate, candidate)
-        return name if name == candidate else f"{name} ({candidate[:12]})"
+        return name if candidate.startswith(name) else f"{name} ({candidate[:12]})"
 
     def to_json(self) -> dict[str, object]:
         return {"what": self.what, "find_fix": self.find_fix, "answer": self.answer,

@@ -13,6 +13,7 @@ import hashlib
 import io
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cache import cache_dir, locked, staging_dir
@@ -118,11 +119,19 @@ def gitlink(repo: Path, commit: str, path: str) -> str | None:
     return out[2] if len(out) >= 3 and out[1] == "commit" else None
 
 
-def export(repo: Path, commit: str, dest: Path, subdir: str | None = None) -> None:
-    """Write the tree of `commit` (or its `subdir`) into `dest` with git archive."""
-    args = ["git", "-C", str(repo), "archive", "--format=tar", commit]
+def path_exists(repo: Path, commit: str, path: str) -> bool:
+    """Whether `path` (file or directory) is in the tree of `commit`."""
+    return bool(_git(repo, "ls-tree", commit, "--", path, check=False).stdout.strip())
+
+
+def export(repo: Path, commit: str, dest: Path, subdir: str | None = None,
+           paths: Sequence[str] = ()) -> None:
+    """Write the tree of `commit` (or only `subdir` / `paths`) into `dest` with git
+    archive; paths keep their place in the tree."""
+    args = ["git", "-C", str(repo), "archive", "--format=tar", commit, "--"]
     if subdir:
         args.append(subdir)
+    args += list(paths)
     try:
         proc = subprocess.run(args, capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:

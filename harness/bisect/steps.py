@@ -69,6 +69,7 @@ class Btfids:
     command: tuple[str, ...]
     identity: str
     label: str
+    build_seconds: float = 0.0  # building it for this step (0 when cached or given)
 
 
 def btfids_for(choice: str, artifacts: BuildArtifacts) -> Btfids:
@@ -91,7 +92,7 @@ class StepRun:
     outcome: Outcome
     detail: str
     files: StepFiles
-    tool_seconds: float  # building the step's tool (0 when cached)
+    tool_seconds: float  # building the step's tools (0 when cached)
     stage_seconds: float  # pahole + resolve_btfids (0 when cached)
     judge_seconds: float
     cached: bool
@@ -138,5 +139,6 @@ def run_step(kernel: FixedKernel, tool: StepTool, btfids: Btfids,
         detail = f"BTF stage failed: {failure.read_text().strip()}"
     else:
         outcome, detail = judge_all(predicates, files)
-    return StepRun(outcome, detail, files, tool.build_seconds, stage_seconds,
+    return StepRun(outcome, detail, files, tool.build_seconds + btfids.build_seconds,
+                   stage_seconds,
                    time.monotonic() - start, cached)

@@ -18,7 +18,9 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,29 +68,110 @@ def _tail(log: Path, n: int = 1) -> str:
     return " | ".join((errors or lines)[-n:])[:300] if lines else "no output"
 
 
-def pahole_at(dwarves: Path, commit: str, libbpf: Path | None, *, jobs: int = 2,
-              say: object = None) -> StepTool:
-    """pahole built from `commit` of the dwarves repository (cached by commit)."""
-    root = cache_dir("bisect", "pahole")
+def _cached_build(kind: str, commit: str, product: str,
+                  build: Callable[[Path, Path], None]) -> tuple[Path, float]:
+    """cache/bisect/<kind>/<commit>/<product>, made once by build(out_dir, log).
+
+    A ToolBuildFailed from `build` is remembered as <commit>.failed.log, so the next run
+    skips that commit without building it again; nothing half-built is ever published.
+    """
+    root = cache_dir("bisect", kind)
     final = root / commit
     failed = root / f"{commit}.failed.log"
-    binary = final / "pahole"
     with locked(final):
-        if binary.exists():
+        if (final / product).exists():
             touch_used(final)
-            return StepTool(commit, _tool(binary, commit), 0.0)
+            return final / product, 0.0
         if failed.exists():
-            raise ToolBuildFailed(f"pahole does not build at {commit[:12]} (cached): "
+            raise ToolBuildFailed(f"{product} does not build at {commit[:12]} (cached): "
                                   f"{_tail(failed)}", failed)
         start = time.monotonic()
         with staging_dir(final) as tmp:
             log = tmp / "build.log"
             try:
-                _build(dwarves, commit, libbpf, tmp, log, jobs)
+                build(tmp, log)
             except ToolBuildFailed as exc:
-                shutil.copyfile(log, failed)
+                if log.exists():
+                    shutil.copyfile(log, failed)
+                else:
+                    failed.write_text(f"{exc}\n")
                 raise ToolBuildFailed(str(exc), failed) from None
-        return StepTool(commit, _tool(binary, commit), time.monotonic() - start)
+        return final / product, time.monotonic() - start
+
+
+def pahole_at(dwarves: Path, commit: str, libbpf: Path | None, *, jobs: int = 2) -> StepTool:
+    """pahole built from `commit` of the dwarves repository (cached by commit)."""
+    binary, seconds = _cached_build(
+        "pahole", commit, "pahole",
+        lambda out, log: _build_pahole(dwarves, commit, libbpf, out, log, jobs))
+    return StepTool(commit, _tool(binary, commit), seconds)
+
+
+# What tools/bpf/resolve_btfids' Makefile reaches (libbpf, libsubcmd, tools headers, the
+# build system, and bpf_doc.py, which libbpf's header generation runs).
+BTFIDS_PATHS = ("tools/bpf/resolve_btfids", "tools/lib", "tools/include", "tools/arch",
+                "tools/build", "tools/scripts", "scripts/bpf_doc.py")
+
+
+def btfids_at(tree: Path, commit: str, *, jobs: int = 2) -> tuple[Path, float]:
+    """The kernel tree's C resolve_btfids at `commit`, built alone (cached by commit),
+    and the seconds its build took (0 from the cache)."""
+
+    def build(out: Path, log: Path) -> None:
+        present = [p for p in BTFIDS_PATHS if history.path_exists(tree, commit, p)]
+        if "tools/bpf/resolve_btfids" not in present:
+            raise ToolBuildFailed(f"no tools/bpf/resolve_btfids at {commit[:12]}", log)
+        history.export(tree, commit, out / "src", paths=present)
+        cmd = ["make", "-C", str(out / "src/tools/bpf/resolve_btfids"),
+               f"OUTPUT={out / 'build'}/", f"-j{jobs}"]
+        (out / "build").mkdir()
+        _run_logged([cmd], log, f"resolve_btfids does not build at {commit[:12]}")
+        made = out / "build/resolve_btfids"
+        if not made.is_file():
+            raise ToolBuildFailed(f"the build of {commit[:12]} made no resolve_btfids", log)
+        shutil.copy2(made, out / "resolve_btfids")
+        shutil.rmtree(out / "src")
+        shutil.rmtree(out / "build")
+
+    return _cached_build("btfids", commit, "resolve_btfids", build)
+
+
+def python_btfids_at(repo: Path, commit: str) -> tuple[Path, float]:
+    """This project's transformer as it was at `commit`: its `harness/` exported into the
+    cache and run by a wrapper with that copy first on PYTHONPATH (`-P`: the caller's
+    cwd, maybe a checkout with its own harness/, is not put before it)."""
+
+    def build(out: Path, log: Path) -> None:
+        if not history.path_exists(repo, commit, "harness/btfids/__main__.py"):
+            log.write_text(f"no harness/btfids/__main__.py at {commit}\n")
+            raise ToolBuildFailed(f"no Python resolve_btfids at {commit[:12]}", log)
+        history.export(repo, commit, out, paths=["harness"])
+        final = out.parent / commit
+        wrapper = out / "resolve_btfids"
+        wrapper.write_text(f"#!/bin/sh\n# harness.btfids at {commit}\n"
+                           f"PYTHONPATH={shlex.quote(str(final))}"
+                           "${PYTHONPATH:+:$PYTHONPATH} "
+                           f'exec {shlex.quote(sys.executable)} -P -m harness.btfids "$@"\n')
+        wrapper.chmod(0o755)
+        log.write_text(f"exported harness/ at {commit}\n")
+
+    return _cached_build("pybtfids", commit, "resolve_btfids", build)
+
+
+def _run_logged(cmds: list[list[str]], log: Path, failure: str) -> None:
+    """Run each command with its output appended to `log`; ToolBuildFailed on failure."""
+    with open(log, "a") as handle:
+        for cmd in cmds:
+            handle.write(f"$ {' '.join(cmd)}\n")
+            handle.flush()
+            try:
+                proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
+            except FileNotFoundError:
+                raise ToolchainError(f"{cmd[0]} not found: building tools needs cmake, "
+                                     "make and a C compiler (run scripts/setup.sh)") from None
+            if proc.returncode:
+                handle.close()
+                raise ToolBuildFailed(f"{failure}: {_tail(log)}", log)
 
 
 def _tool(binary: Path, commit: str) -> toolchains.Tool:
@@ -96,7 +179,7 @@ def _tool(binary: Path, commit: str) -> toolchains.Tool:
     return toolchains.Tool(binary, version, f"pahole {version} (dwarves {commit[:12]})")
 
 
-def _build(dwarves: Path, commit: str, libbpf: Path | None, out: Path, log: Path,
+def _build_pahole(dwarves: Path, commit: str, libbpf: Path | None, out: Path, log: Path,
            jobs: int) -> None:
     src, build = out / "src", out / "build"
     history.export(dwarves, commit, src)
@@ -110,24 +193,11 @@ def _build(dwarves: Path, commit: str, libbpf: Path | None, out: Path, log: Path
         except history.HistoryError as exc:
             log.write_text(f"{exc}\n")
             raise ToolBuildFailed(f"lib/bpf {pinned[:12]} not in {libbpf}", log) from None
-    steps = [
+    _run_logged([
         ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
          "-DBUILD_SHARED_LIBS=OFF", "-D__LIB=lib", *_ebl_library()],
         ["make", "-C", str(build), f"-j{jobs}", "pahole"],
-    ]
-    with open(log, "w") as handle:
-        for cmd in steps:
-            handle.write(f"$ {' '.join(cmd)}\n")
-            handle.flush()
-            try:
-                proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
-            except FileNotFoundError:
-                raise ToolchainError(f"{cmd[0]} not found: building pahole needs cmake, "
-                                     "make and a C compiler (run scripts/setup.sh)") from None
-            if proc.returncode:
-                handle.close()
-                raise ToolBuildFailed(f"pahole does not build at {commit[:12]}: "
-                                      f"{_tail(log)}", log)
+    ], log, f"pahole does not build at {commit[:12]}")
     if not (build / "pahole").is_file():
         raise ToolBuildFailed(f"the build of {commit[:12]} made no pahole binary", log)
     shared = sorted(build.glob("*.so*"))

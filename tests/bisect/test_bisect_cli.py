@@ -135,3 +135,64 @@ def test_a_run_predicate_relinks_and_boots_each_step(
     assert old["outcome"] == "bad" and "fail" in old["detail"], old
     assert new["outcome"] == "good" and re.search(r"run:wq.c: (\d+)/\1 pass", new["detail"])
     assert report["result"]["first_new"] == "1.30"
+
+
+def _btfids_run(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    rc = main(["bisect", "btfids", *args, "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.slow
+def test_btfids_history_finds_the_commit_that_brings_7_3s_tool(
+        kernel_builder: Callable[..., BuildArtifacts], debian_tree_73: object,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a fixed 7.3 kernel (pahole 1.30), 7.2's resolve_btfids emits no arena
+    address_space(1) attributes and 7.3's does: the bisect names the commit bringing it."""
+    from harness.kbuild import sources
+    from tests.helpers.btfids_history import CHANGE_SUBJECT, make_history
+
+    kernel_builder("x86_64", kernel="7.3", pahole="1.30", btfids="c")
+    commits = make_history(tmp_path / "linux", sources.from_debian("7.2").path,
+                           debian_tree_73.path)  # type: ignore[attr-defined]
+    report = _btfids_run(capsys, "--repo", str(tmp_path / "linux"), "--good", commits[-1],
+                         "--bad", commits[0], "--find-fix", "--kernel", "7.3", "--pahole",
+                         "1.30", "--btfids", "c", "-p", "btf:arena(bpf_arena_alloc_pages)")
+    result = report["result"]
+    assert result["first_new"] == commits[3]
+    assert report["subjects"][commits[3]] == CHANGE_SUBJECT
+    assert len(report["steps"]) <= max_steps(len(commits))
+    built = [s for s in report["steps"] if s["tool_seconds"] > 0]
+    assert all(s["stage_seconds"] < 15 for s in report["steps"] if not s["cached"]), built
+
+
+def test_python_history_finds_the_commit_that_changed_the_transformer(
+        x86_build: BuildArtifacts, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """This repository's own history, plus three commits on top: the middle one makes the
+    transformer write address_space(2) for arena pointers, a real change of its output."""
+    repo = tmp_path / "harness"
+    here = Path(__file__).resolve().parents[2]
+    subprocess.run(["git", "clone", "-q", "--no-local", str(here), str(repo)], check=True)
+    notes = ["a note", None, "another note"]
+    for n, note in enumerate(notes):
+        if note is None:
+            transform = repo / "harness/btfids/transform.py"
+            text = transform.read_text()
+            changed = text.replace('TYPE_ATTR_ARENA = "address_space(1)"',
+                                   'TYPE_ATTR_ARENA = "address_space(2)"')
+            assert changed != text
+            transform.write_text(changed)
+            subject = "btfids: arena kfuncs point to address space 2"
+        else:
+            (repo / "NOTES").write_text(note)
+            subject = f"notes {n}"
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", subject)
+    head = _git(repo, "rev-parse", "HEAD")
+    report = _btfids_run(capsys, "--python", str(repo), "--good", "HEAD~3", "--bad", head,
+                         "-p", "btf:arena(bpf_arena_alloc_pages)")
+    assert report["subjects"][report["result"]["first_new"]] == (
+        "btfids: arena kfuncs point to address space 2")
+    assert [s["outcome"] for s in report["steps"]][:2] == ["good", "bad"]

@@ -123,7 +123,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("pahole_at built again instead of using the cache")
 
-    monkeypatch.setattr(tools, "_build", refuse)
+    monkeypatch.setattr(tools, "_build_pahole", refuse)
 
 
 # ---- pahole_at --------------------------------------------------------------------------------
@@ -320,3 +320,30 @@ def test_pahole_release_unknown(version: str, monkeypatch: pytest.MonkeyPatch) -
     for known in toolchains.PAHOLE_RELEASES:
         assert known in msg
     assert "\n" not in msg
+
+
+def test_btfids_at_needs_resolve_btfids_in_the_commit(tmp_path: Path, cache: Path) -> None:
+    repo = init(tmp_path / "linux")
+    sha = commit(repo, "no tools yet", {"README": "x\n"})
+    with pytest.raises(ToolBuildFailed, match=f"no tools/bpf/resolve_btfids at {sha[:12]}"):
+        tools.btfids_at(repo, sha)
+    with pytest.raises(ToolBuildFailed, match="(cached)"):
+        tools.btfids_at(repo, sha)
+
+
+def test_python_btfids_at_runs_that_commits_package(tmp_path: Path, cache: Path) -> None:
+    """The wrapper puts the exported harness/ first on PYTHONPATH: the commit's code runs,
+    not the installed one."""
+    repo = init(tmp_path / "harness-repo")
+    old = commit(repo, "before the package", {"README": "x\n"})
+    with pytest.raises(ToolBuildFailed, match=f"no Python resolve_btfids at {old[:12]}"):
+        tools.python_btfids_at(repo, old)
+    sha = commit(repo, "a transformer that says where it runs from", {
+        "harness/__init__.py": "",
+        "harness/btfids/__init__.py": "",
+        "harness/btfids/__main__.py": "import harness\nprint('from', harness.__file__)\n",
+    })
+    wrapper, seconds = tools.python_btfids_at(repo, sha)
+    out = subprocess.run([str(wrapper)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"from {cache}/bisect/pybtfids/{sha}/harness/__init__.py"
+    assert seconds > 0 and tools.python_btfids_at(repo, sha) == (wrapper, 0.0)
