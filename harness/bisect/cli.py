@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from harness.bisect.driver import Report, run_bisect
 from harness.bisect.predicates import Predicate, RunPredicate, parse
 from harness.bisect.steps import Btfids, FixedKernel, StepRun, btfids_for, hold_kernel, run_step
 from harness.btfids.stage import version_number
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.kbuild import toolchains
 from harness.kbuild.build import BuildRequest
 
@@ -63,20 +64,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(btfids, "")
     btfids.set_defaults(func=cmd_bisect_btfids)
 
+    step = sub.add_parser(
+        "bisect-step", help="judge one commit, for your own `git bisect run`",
+        description="Build the tool at --rev (default HEAD) of --repo (default .), rerun "
+        "the fixed kernel's BTF stage with it and judge --predicate. Exit 0 good, 1 bad, "
+        "125 when the tool does not build (skip), 128 when the harness itself fails (git "
+        "bisect run stops), e.g. `git bisect run harness bisect-step pahole --kernel 7.2 "
+        "-p 'btf:kfunc(bpf_wq_init)'` in a dwarves checkout.")
+    step_kinds = step.add_subparsers(dest="bisect_kind", metavar="TOOL", required=True)
+    for name in ("pahole", "btfids"):
+        kind = step_kinds.add_parser(name, help=f"one {name} commit")
+        kind.add_argument("--rev", default="HEAD", help="the commit to judge (default HEAD)")
+        if name == "pahole":
+            kind.add_argument("--repo", default=".", metavar="PATH",
+                              help="the dwarves repository (default .)")
+            kind.add_argument("--libbpf-repo", metavar="PATH")
+        else:
+            which = kind.add_mutually_exclusive_group()
+            which.add_argument("--repo", default=".", metavar="PATH",
+                               help="the kernel repository (default .)")
+            which.add_argument("--python", nargs="?", const=str(THIS_REPO), metavar="REPO")
+        _add_common(kind, "", ranged=False)
+        kind.set_defaults(func=cmd_bisect_step)
 
-def _add_common(parser: argparse.ArgumentParser, rev_note: str) -> None:
+
+def _add_common(parser: argparse.ArgumentParser, rev_note: str, ranged: bool = True) -> None:
     from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
 
-    parser.add_argument("--good", metavar="REV", help=f"{rev_note}a good revision")
-    parser.add_argument("--bad", metavar="REV", help=f"{rev_note}a bad revision")
+    if ranged:
+        parser.add_argument("--good", metavar="REV", help=f"{rev_note}a good revision")
+        parser.add_argument("--bad", metavar="REV", help=f"{rev_note}a bad revision")
+        parser.add_argument("--find-fix", action="store_true",
+                            help="the old end is bad: report the first good candidate")
     parser.add_argument("--predicate", "-p", action="append", required=True,
                         metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR, cmd:SHELL or "
                         "run:FILE.c (boots; repeatable; all must hold for good)")
-    parser.add_argument("--find-fix", action="store_true",
-                        help="the old end is bad: report the first good candidate")
     parser.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH))
     add_build_options(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+Step = Callable[[FixedKernel, Btfids, list[Predicate], int, str], StepRun]
 
 
 @dataclass
@@ -85,7 +113,7 @@ class _Plan:
 
     candidates: list[str]
     what: str
-    step: Callable[[FixedKernel, Btfids, list[Predicate], int, str], StepRun]
+    step: Step
     name_of: Callable[[str], str] = str
     subject_of: Callable[[str], str] | None = None
 
@@ -131,24 +159,35 @@ def cmd_bisect_pahole(args: argparse.Namespace) -> int:
         return _bisect(args, _Plan(versions, "pahole releases", release_step))
     repo = history.open_repo(args.repo)
     commits = _commit_range(repo, args)
-    libbpf = tools.libbpf_repo(repo, args.libbpf_repo)
-
-    def commit_step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate],
-                    jobs: int, commit: str) -> StepRun:
-        return run_step(kernel, tools.pahole_at(repo, commit, libbpf, jobs=jobs), btfids,
-                        predicates, jobs=jobs)
-
-    return _bisect(args, _git_names(_Plan(commits, "pahole commits", commit_step), repo))
+    step = _pahole_commit_step(repo, tools.libbpf_repo(repo, args.libbpf_repo))
+    return _bisect(args, _git_names(_Plan(commits, "pahole commits", step), repo))
 
 
 def cmd_bisect_btfids(args: argparse.Namespace) -> int:
     python = args.python is not None
     repo = history.open_repo(args.python if python else args.repo)
     commits = _commit_range(repo, args)
-    pahole = _fixed_pahole(args.pahole)
+    what = "Python resolve_btfids commits" if python else "resolve_btfids commits"
+    step = _btfids_commit_step(repo, python, _fixed_pahole(args.pahole))
+    return _bisect(args, _git_names(_Plan(commits, what, step), repo))
 
-    def commit_step(kernel: FixedKernel, _btfids: Btfids, predicates: list[Predicate],
-                    jobs: int, commit: str) -> StepRun:
+
+def _pahole_commit_step(repo: Path, libbpf: Path | None) -> Step:
+    """A step whose pahole is built from the commit (the kernel's btfids is kept)."""
+
+    def step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate], jobs: int,
+             commit: str) -> StepRun:
+        return run_step(kernel, tools.pahole_at(repo, commit, libbpf, jobs=jobs), btfids,
+                        predicates, jobs=jobs)
+
+    return step
+
+
+def _btfids_commit_step(repo: Path, python: bool, pahole: tools.StepTool) -> Step:
+    """A step whose resolve_btfids is the commit's (C, or this project's Python)."""
+
+    def step(kernel: FixedKernel, _btfids: Btfids, predicates: list[Predicate], jobs: int,
+             commit: str) -> StepRun:
         if python:
             tool, seconds = tools.python_btfids_at(repo, commit)
             step_btfids = Btfids((str(tool),), f"py-{commit}", str(tool), seconds)
@@ -157,8 +196,7 @@ def cmd_bisect_btfids(args: argparse.Namespace) -> int:
             step_btfids = Btfids((str(tool),), f"c-{commit}", str(tool), seconds)
         return run_step(kernel, pahole, step_btfids, predicates, jobs=jobs)
 
-    what = "Python resolve_btfids commits" if python else "resolve_btfids commits"
-    return _bisect(args, _git_names(_Plan(commits, what, commit_step), repo))
+    return step
 
 
 def _fixed_pahole(choice: str) -> tools.StepTool:
@@ -174,7 +212,17 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _bisect(args: argparse.Namespace, plan: _Plan) -> int:
+@dataclass
+class _Setup:
+    """The fixed kernel and what every step shares, made once per command."""
+
+    kernel: FixedKernel
+    btfids: Btfids
+    predicates: list[Predicate]
+    jobs: int
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
     from harness import session  # noqa: PLC0415
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
 
@@ -182,18 +230,58 @@ def _bisect(args: argparse.Namespace, plan: _Plan) -> int:
     # bad expressions fail before any build; run: predicates relink this kernel
     predicates = [p.bind(request) if isinstance(p, RunPredicate) else p
                   for p in (parse(text) for text in args.predicate)]
-    say = (lambda _line: None) if args.json else _say
-    jobs = args.jobs or 2
     artifacts = session.build(request, quiet=args.json)
     kernel = hold_kernel(artifacts)
-    btfids = btfids_for(args.btfids, artifacts)
+    return _Setup(kernel, btfids_for(args.btfids, artifacts), predicates, args.jobs or 2)
+
+
+def _bisect(args: argparse.Namespace, plan: _Plan) -> int:
+    say = (lambda _line: None) if args.json else _say
+    setup = _setup(args)
+    artifacts = setup.kernel.artifacts
     say(f"bisect: {len(plan.candidates)} {plan.what} on {artifacts.kernel_release} "
-        f"{artifacts.arch} (.tmp_vmlinux1 held at {kernel.elf})")
+        f"{artifacts.arch} (.tmp_vmlinux1 held at {setup.kernel.elf})")
     report: Report = run_bisect(
         plan.candidates,
-        lambda label: plan.step(kernel, btfids, predicates, jobs, label),
+        lambda label: plan.step(setup.kernel, setup.btfids, setup.predicates, setup.jobs,
+                                label),
         what=plan.what, find_fix=args.find_fix, name_of=plan.name_of,
         subject_of=plan.subject_of,
-        diff_raw=any(p.text.startswith("btf1:") for p in predicates), say=say)
+        diff_raw=any(p.text.startswith("btf1:") for p in setup.predicates), say=say)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     return 0
+
+
+# ---- harness bisect-step: one step, for a user's own `git bisect run` -------------------
+
+EXIT = {"good": 0, "bad": 1, "skip": 125}
+EXIT_ABORT = 128  # git bisect run stops on >= 128: the harness, not the commit, failed
+
+
+def cmd_bisect_step(args: argparse.Namespace) -> int:
+    """Judge the commit at --rev; exit as `git bisect run` expects."""
+    try:
+        if args.bisect_kind == "pahole":
+            repo = history.open_repo(args.repo)
+            step = _pahole_commit_step(repo, tools.libbpf_repo(repo, args.libbpf_repo))
+        else:
+            python = args.python is not None
+            repo = history.open_repo(args.python if python else args.repo)
+            step = _btfids_commit_step(repo, python, _fixed_pahole(args.pahole))
+        commit = history.resolve(repo, args.rev)
+        setup = _setup(args)
+        try:
+            run = step(setup.kernel, setup.btfids, setup.predicates, setup.jobs, commit)
+        except tools.ToolBuildFailed as exc:
+            print(f"bisect-step: {commit[:12]}: skip: {exc}", flush=True)
+            return EXIT["skip"]
+    except HarnessError as exc:
+        print(f"harness: error: {exc} (aborting the bisect)", file=sys.stderr)
+        return EXIT_ABORT
+    line = f"{history.describe(repo, commit)}: {run.outcome}: {run.detail}"
+    if args.json:
+        print(json.dumps({"commit": commit, "outcome": run.outcome, "detail": run.detail,
+                          "work": str(run.files.work)}))
+    else:
+        print(f"bisect-step: {line}", flush=True)
+    return EXIT[run.outcome]

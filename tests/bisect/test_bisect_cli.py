@@ -196,3 +196,28 @@ def test_python_history_finds_the_commit_that_changed_the_transformer(
     assert report["subjects"][report["result"]["first_new"]] == (
         "btfids: arena kfuncs point to address space 2")
     assert [s["outcome"] for s in report["steps"]][:2] == ["good", "bad"]
+
+
+@pytest.mark.slow
+def test_bisect_step_drives_a_real_git_bisect_run(
+        kernel_72: BuildArtifacts, tmp_path: Path) -> None:
+    """In a dwarves clone: `git bisect run harness bisect-step pahole` with git's own
+    terms finds the commit that injects kfunc decl tags; the exit codes are git's."""
+    dwarves, libbpf = _bundles()
+    clone = tmp_path / "dwarves"
+    subprocess.run(["git", "clone", "-q", str(dwarves), str(clone)], check=True)
+    step = ["python3", "-m", "harness", "bisect-step", "pahole", "--libbpf-repo", str(libbpf),
+            *KERNEL_72, "-p", f"btf:not ({PAHOLE_TAGS[4:]})"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    one = subprocess.run([*step, "--rev", "v1.27"], cwd=clone, env=env, capture_output=True,
+                         text=True)
+    assert one.returncode == 1 and "bisect-step: v1.27: bad" in one.stdout, one.stderr
+    _git(clone, "bisect", "start", "--term-old=untagged", "--term-new=tagged", "v1.27",
+         "v1.26")
+    run = subprocess.run(["git", "bisect", "run", *step], cwd=clone, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "72e88f29c6f7e14201756e65bd66157427a61aaf is the first tagged commit" in run.stdout
+    aborted = subprocess.run([*step[:5], "--rev", "nosuch", *step[5:]], cwd=clone, env=env,
+                             capture_output=True, text=True)
+    assert aborted.returncode == 128 and "unknown revision 'nosuch'" in aborted.stderr
