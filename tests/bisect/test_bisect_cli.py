@@ -221,3 +221,58 @@ def test_bisect_step_drives_a_real_git_bisect_run(
     aborted = subprocess.run([*step[:5], "--rev", "nosuch", *step[5:]], cwd=clone, env=env,
                              capture_output=True, text=True)
     assert aborted.returncode == 128 and "unknown revision 'nosuch'" in aborted.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_tool_build_leaves_nothing_behind(
+        kernel_72: BuildArtifacts, tmp_path: Path) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C) while pahole v1.20 builds:
+    exit 130, the user's clone untouched, no half-built cache entry, no child left."""
+    import signal
+    import time
+
+    from harness.bisect import history
+    from harness.cache import cache_root
+
+    dwarves, libbpf = _bundles()
+    clone = tmp_path / "dwarves"
+    subprocess.run(["git", "clone", "-q", str(dwarves), str(clone)], check=True)
+    head = _git(clone, "rev-parse", "HEAD")
+    commit = history.resolve(clone, "v1.20")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(
+        ["python3", "-m", "harness", "bisect", "pahole", "--repo", str(clone),
+         "--libbpf-repo", str(libbpf), "--good", "v1.20", "--bad", "v1.21", *KERNEL_72,
+         "-p", PAHOLE_TAGS], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "testing v1.20" in line:
+            break
+    time.sleep(2.0)  # inside cmake/make
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "harness: interrupted" in err, err[-1000:]
+    root = cache_root() / "bisect/pahole"
+    assert not (root / commit).exists()
+    assert not list(root.glob(f".{commit}.tmp-*"))
+    deadline = time.monotonic() + 10
+    while _live_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _live_members(proc.pid) == []  # nothing of the group still runs
+    assert _git(clone, "rev-parse", "HEAD") == head
+    assert _git(clone, "status", "--porcelain") == ""
+    assert _git(clone, "worktree", "list").count("\n") == 0
+
+
+def _live_members(pgid: int) -> list[str]:
+    """Processes of group `pgid` that are not zombies waiting for their reaper."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(stat.parent.name)
+    return found
