@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-KNOWN_ARCHES = ("x86_64", "arm64")
+from harness.arch import arch_list
+from harness.errors import UsageError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,8 +20,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def arches(request: pytest.FixtureRequest) -> list[str]:
     value = request.config.getoption("--arch")
-    chosen = [a.strip() for a in value.split(",") if a.strip()]
-    unknown = [a for a in chosen if a not in KNOWN_ARCHES]
-    if unknown:
-        raise pytest.UsageError(f"unknown --arch {','.join(unknown)}; known: {KNOWN_ARCHES}")
-    return chosen
+    try:
+        return [a.name for a in arch_list(value)]
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None

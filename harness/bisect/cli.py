@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import arch_arg
 from harness.bisect import history, tools
 from harness.bisect.driver import Report, run_bisect
 from harness.bisect.predicates import Predicate, RunPredicate, parse
@@ -99,7 +100,8 @@ def _add_common(parser: argparse.ArgumentParser, rev_note: str, ranged: bool = T
     parser.add_argument("--predicate", "-p", action="append", required=True,
                         metavar="KIND:TEXT", help="btf:EXPR, btf1:EXPR, cmd:SHELL or "
                         "run:FILE.c (boots; repeatable; all must hold for good)")
-    parser.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH))
+    parser.add_argument("--arch", default="x86_64", type=arch_arg,
+                        help="x86_64 (amd64) or arm64 (aarch64); default %(default)s")
     add_build_options(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

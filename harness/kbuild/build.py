@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.arch import lookup
 from harness.cache import atomic_write, cache_dir, locked, staging_dir, touch_used
 from harness.errors import HarnessError, UsageError
 from harness.kbuild import kconfig, patches, seed, sources, toolchains
@@ -31,7 +32,6 @@ from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.make import Overlapped, Progress, run_make
 
 MIN_FREE_BYTES = 3 * 1024**3
-DEFAULT_EXPECTED_STEPS = {"x86_64": 2000, "arm64": 1700}
 # kbuild output that depends on time/host: pinned so rebuilds and ccache stay stable
 REPRODUCIBLE_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026",
@@ -75,11 +75,11 @@ class BuildPlan:
         return self.request.arch
 
     def make_vars(self) -> list[str]:
-        prefix = toolchains.cross_prefix(self.arch)
+        prefix = lookup(self.arch).cross_prefix
         cc = f"{prefix}gcc"
         ccache = toolchains.ccache() if self.request.use_ccache else None
         return [
-            f"ARCH={toolchains.KERNEL_ARCH[self.arch]}",
+            f"ARCH={lookup(self.arch).kernel_arch}",
             *([f"CROSS_COMPILE={prefix}"] if prefix else []),
             f"CC={ccache} {cc}" if ccache else f"CC={cc}",
             f"PAHOLE={self.pahole.path}",
@@ -88,7 +88,7 @@ class BuildPlan:
 
     def kernel_make(self, tree: Path, build_dir: Path) -> list[str]:
         """The kernel's make line; `tree` is the patched copy when a series is given."""
-        image = toolchains.BOOT_IMAGE[self.arch].rsplit("/", 1)[1]
+        image = lookup(self.arch).boot_image_name
         return ["make", "-C", str(tree), f"O={build_dir}", *self.make_vars(),
                 f"-j{self.request.jobs}", image, "modules"]
 
@@ -103,8 +103,7 @@ def _digest(*parts: str) -> str:
 
 def make_plan(request: BuildRequest) -> BuildPlan:
     """Resolve every input (fetching sources and pinned tools) without compiling."""
-    if request.arch not in toolchains.KERNEL_ARCH:
-        raise UsageError(f"unknown arch {request.arch!r}: choose x86_64 or arm64")
+    request.arch = lookup(request.arch).name  # any spelling; an unknown one is one line
     if request.btfids not in toolchains.BTFIDS_CHOICES and "/" not in request.btfids:
         raise UsageError(f"unknown --btfids {request.btfids!r}: choose c, python or a path")
     compiler = toolchains.cross_compiler(request.arch)
@@ -223,7 +222,7 @@ class Builder:
             # of a cold build; same .config for 7.3 x86_64/arm64 and 7.2 as the two-pass way).
             self._quiet_make([*base, "allnoconfig"],
                              {"KCONFIG_ALLCONFIG": "kernel/configs/tiny-base.config"})
-            srcarch = toolchains.KERNEL_ARCH[plan.arch]
+            srcarch = lookup(plan.arch).kernel_arch
             tiny = kconfig.merge(kconfig.tiny_fragments(source.path, srcarch))
             kconfig.apply_requests(scratch / ".config", {**tiny, **requests})
             self._quiet_make([*base, "olddefconfig"])
@@ -399,7 +398,7 @@ class Builder:
         self._mark_lineage(source, build_dir)
         cmd = plan.kernel_make(source.path, build_dir)
         stats = cache_dir("stats") / f"steps-{plan.arch}.json"
-        expected = DEFAULT_EXPECTED_STEPS[plan.arch]
+        expected = lookup(plan.arch).expected_make_steps
         if stats.exists():
             expected = json.loads(stats.read_text()).get("steps", expected)
         self.say(f"building {plan.source.kernel_version} {plan.arch} in {build_dir}")
@@ -465,7 +464,7 @@ class Builder:
         libbpf_out = tools / f"libbpf-{plan.arch}"
         libbpf_so = libbpf_out / "libbpf.so"
         headers = tools / "include"
-        prefix = toolchains.cross_prefix(plan.arch)
+        prefix = lookup(plan.arch).cross_prefix
         libbpf_out.mkdir(parents=True, exist_ok=True)
         # Only the shared library (the agent's): "all" would compile every object
         # twice, for libbpf.a too, which nothing here uses.
@@ -476,8 +475,8 @@ class Builder:
             sysroot = target_sysroot(plan.arch)
             lib_make += [f"CC={prefix}gcc", f"AR={prefix}ar", f"LD={prefix}ld",
                          f"EXTRA_CFLAGS=-I{sysroot}/usr/include -O2",
-                         f"LDFLAGS=-L{sysroot}/usr/lib/aarch64-linux-gnu "
-                         f"-Wl,-rpath-link,{sysroot}/usr/lib/aarch64-linux-gnu"]
+                         f"LDFLAGS=-L{sysroot}/usr/lib/{lookup(plan.arch).gnu_triplet} "
+                         f"-Wl,-rpath-link,{sysroot}/usr/lib/{lookup(plan.arch).gnu_triplet}"]
         self.say(f"making libbpf ({plan.arch})")
         run_make(lib_make, log, None, tools, env=env, owner=job)
         run_make(["make", "-C", str(tree / "tools/lib/bpf"),
@@ -518,7 +517,7 @@ class Builder:
                  full_key: str, tools: dict[str, Path], testmod: Path | None) -> BuildArtifacts:
         plan = self.plan
         with staging_dir(final) as tmp:
-            image = build_dir / toolchains.BOOT_IMAGE[plan.arch]
+            image = build_dir / lookup(plan.arch).boot_image
             shutil.copy2(image, tmp / image.name)
             shutil.copy2(build_dir / "vmlinux", tmp / "vmlinux")
             shutil.copy2(build_dir / ".config", tmp / "config")
@@ -577,7 +576,7 @@ def target_sysroot(arch: str) -> Path:
     final = cache_dir("sysroots") / arch
     if (final / ".complete").exists():
         return final
-    debian_arch = {"arm64": "arm64", "x86_64": "amd64"}[arch]
+    debian_arch = lookup(arch).debian
     packages = ["libelf-dev", "libelf1", "zlib1g-dev", "zlib1g", "libzstd-dev", "libzstd1"]
     apt = PrivateApt()
     debs = [apt.download(f"{name}:{debian_arch}", "bookworm") for name in packages]
@@ -587,7 +586,7 @@ def target_sysroot(arch: str) -> Path:
         with staging_dir(final) as tmp:
             for deb in debs:
                 unpack_deb(deb, tmp)
-            lib = tmp / "usr/lib/aarch64-linux-gnu"
+            lib = tmp / f"usr/lib/{lookup(arch).gnu_triplet}"
             # -dev symlinks point at /lib/...; make them resolve inside the sysroot
             for link in lib.glob("*.so"):
                 if link.is_symlink() and Path(os.readlink(link)).is_absolute():

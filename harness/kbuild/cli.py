@@ -7,6 +7,7 @@ import json
 import shlex
 
 from harness import cache
+from harness.arch import arch_arg
 from harness.kbuild import patches, toolchains
 from harness.kbuild.build import Builder, BuildPlan, BuildRequest, make_plan
 from harness.kbuild.sources import DEBIAN_RELEASES
@@ -46,7 +47,7 @@ def request_from_args(args: argparse.Namespace, arch: str) -> BuildRequest:
 
 def register(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build a kernel whose BTF stage the harness controls")
-    build.add_argument("--arch", default="x86_64", choices=sorted(toolchains.KERNEL_ARCH),
+    build.add_argument("--arch", default="x86_64", type=arch_arg,
                        help="target architecture (default %(default)s)")
     add_build_options(build)
     build.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")

@@ -13,11 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.arch import ARCHES
 from harness.cache import atomic_write, cache_dir, locked
 from harness.errors import HarnessError
 
 SUITES = ("bookworm", "trixie", "trixie-backports", "sid")
-ARCHES = ("amd64", "arm64")
+DEBIAN_ARCHES = tuple(a.debian for a in ARCHES.values())  # what the private apt may fetch
 LISTS_MAX_AGE = 24 * 3600
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -63,7 +64,7 @@ class PrivateApt:
             "-o", "APT::Sandbox::User=root",
             "-o", "Acquire::Retries=3",
         ]
-        for index, arch in enumerate(ARCHES):
+        for index, arch in enumerate(DEBIAN_ARCHES):
             opts += ["-o", f"APT::Architectures::{index}={arch}"]
         return opts
 

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import host, lookup
 from harness.cache import cache_dir, locked, staging_dir
 from harness.errors import HarnessError, UsageError
 from harness.kbuild.debian import PrivateApt, unpack_deb
@@ -33,10 +34,6 @@ DEFAULT_PAHOLE = "1.32"
 BTFIDS_CHOICES = ("c", "python")
 DEFAULT_BTFIDS = "python"
 
-CROSS_PREFIX = {"x86_64": "", "arm64": "aarch64-linux-gnu-"}
-KERNEL_ARCH = {"x86_64": "x86", "arm64": "arm64"}
-BOOT_IMAGE = {"x86_64": "arch/x86/boot/bzImage", "arm64": "arch/arm64/boot/Image"}
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}
 
 
 class ToolchainError(HarnessError):
@@ -90,7 +87,8 @@ def _fetch_pahole(release: str) -> Path:
         with staging_dir(final) as tmp:
             for deb in debs:
                 unpack_deb(deb, tmp / "root")
-            lib_dirs = [d for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
+            triplet = host().gnu_triplet
+            lib_dirs = [d for d in (f"lib/{triplet}", f"usr/lib/{triplet}")
                         if (tmp / "root" / d).is_dir()]
             libpath = ":".join(f"{final}/root/{d}" for d in lib_dirs)
             loader = f"{final}/root/lib64/ld-linux-x86-64.so.2"
@@ -200,10 +198,7 @@ def btfids_identity(choice: str) -> str:
 
 def cross_compiler(arch: str) -> Tool:
     """The C compiler for `arch`; a missing cross gcc is a clear error, not a make failure."""
-    if arch not in CROSS_PREFIX:
-        raise UsageError(f"unknown arch {arch!r}: choose {', '.join(CROSS_PREFIX)}")
-    host = HOST_ARCH.get(os.uname().machine, os.uname().machine)
-    prefix = "" if arch == host else CROSS_PREFIX[arch] or f"{arch}-linux-gnu-"
+    prefix = lookup(arch).cross_prefix
     gcc = shutil.which(f"{prefix}gcc")
     if not gcc:
         raise ToolchainError(
@@ -212,11 +207,6 @@ def cross_compiler(arch: str) -> Tool:
         )
     version = _run_version([gcc, "-dumpfullversion"])
     return Tool(Path(gcc), version, f"{prefix}gcc {version}")
-
-
-def cross_prefix(arch: str) -> str:
-    host = HOST_ARCH.get(os.uname().machine, os.uname().machine)
-    return "" if arch == host else CROSS_PREFIX[arch]
 
 
 def ccache() -> Path | None:

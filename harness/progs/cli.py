@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.arch import arch_arg, arch_list
 from harness.cache import cache_root
 from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "judge the given sources now and each time one of them changes, on the same guest. "
         "A guest that dies is booted again for the next round.")
     watch.add_argument("sources", nargs="+", type=Path, metavar="FILE.c")
-    watch.add_argument("--arch", default="x86_64", choices=KNOWN_ARCHES)
+    watch.add_argument("--arch", default="x86_64", type=arch_arg)
     add_build_options(watch)
     add_target_option(watch)
     watch.add_argument("--only", help="judge only programs whose name contains this")
@@ -151,9 +152,6 @@ def _watch(args: argparse.Namespace) -> int:
 
 # ---- harness run --------------------------------------------------------------------
 
-KNOWN_ARCHES = ("x86_64", "arm64")
-
-
 def _register_run(subparsers: argparse._SubParsersAction) -> None:
     from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
 
@@ -189,12 +187,8 @@ def add_target_option(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_arches(text: str) -> list[str]:
-    arches = [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in arches if a not in KNOWN_ARCHES]
-    if unknown or not arches:
-        raise RunUsageError(f"unknown --arch {','.join(unknown) or text}; "
-                            f"known: {', '.join(KNOWN_ARCHES)}")
-    return list(dict.fromkeys(arches))
+    """`--arch x86_64,arm64` (any spelling) as harness names, in order."""
+    return [a.name for a in arch_list(text)]
 
 
 def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]):  # noqa: ANN201

@@ -24,13 +24,12 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
+from harness.arch import lookup
 from harness.cache import atomic_write, cache_dir, locked, touch_used
 from harness.errors import HarnessError
 
 SELFTESTS = Path("tools/testing/selftests/bpf")
 
-_ARCH_DEFINE = {"x86_64": "x86", "arm64": "arm64", "riscv64": "riscv", "s390x": "s390",
-                "loongarch64": "loongarch"}
 
 
 class CompileError(HarnessError):
@@ -48,12 +47,11 @@ class BpfToolchain:
     clang: str = "clang"
 
     def cflags(self) -> list[str]:
-        if self.arch not in _ARCH_DEFINE:
-            raise CompileError(f"no BPF target define for arch {self.arch!r}")
+        define = lookup(self.arch).target_arch_define
         st = self.source_tree / SELFTESTS
         tools = self.source_tree / "tools"
         return [
-            "-g", "-Wall", f"-D__TARGET_ARCH_{_ARCH_DEFINE[self.arch]}", "-mlittle-endian",
+            "-g", "-Wall", f"-D__TARGET_ARCH_{define}", "-mlittle-endian",
             f"-I{self.vmlinux_h_dir}", f"-I{self.libbpf_headers}", f"-I{st}", f"-I{st / 'progs'}",
             f"-I{tools / 'include' / 'uapi'}", f"-I{tools / 'include'}",
             f"-I{st / 'libarena' / 'include'}",

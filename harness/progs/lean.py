@@ -14,8 +14,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.arch import lookup
 from harness.cache import cache_dir
-from harness.kbuild.toolchains import cross_prefix
 
 
 def lean_copy(path: Path, arch: str) -> Path:
@@ -30,7 +30,7 @@ def lean_copy(path: Path, arch: str) -> Path:
         return lean
     tmp = lean.with_name(f".{lean.name}.{os.getpid()}")
     try:
-        proc = subprocess.run([f"{cross_prefix(arch)}objcopy", "--strip-debug", str(path),
+        proc = subprocess.run([f"{lookup(arch).cross_prefix}objcopy", "--strip-debug", str(path),
                                str(tmp)], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         tmp.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.arch import host
 from harness.errors import HarnessError
 from harness.progs.expectations import BPF_F_TEST_RND_HI32, ObjectSpecs, Run, object_specs
 from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
@@ -179,7 +180,9 @@ def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
 class LocalHost:
     """Runs the agent on this machine (root needed): the host kernel as a target."""
 
-    arch = os.uname().machine.replace("aarch64", "arm64")
+    @property
+    def arch(self) -> str:
+        return host().name
 
     def agent(self, libbpf_so: Path, jobs: list[dict[str, object]], timeout: float) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:

@@ -10,9 +10,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import ARCHES, lookup
 from harness.errors import UsageError
 
-ARCHES = ("x86_64", "arm64")
+SPELLINGS = tuple(s for a in ARCHES.values() for s in a.spellings)
+
 _DEFAULTS = {"user": "root", "port": 22, "connect_timeout": 10, "command_timeout": 300}
 _FIELDS = {"name", "arch", "host", "user", "port", "key", "console", "baud", "reboot",
            "connect_timeout", "command_timeout"}
@@ -70,8 +72,10 @@ def load_inventory(path: str | Path) -> list[Board]:
                 raise InventoryError(f"{where}: missing {field!r}")
         name = str(_need(merged["name"], str, f"{where}: name"))
         where = f"{path}: board {name!r}"
-        if merged["arch"] not in ARCHES:
-            raise InventoryError(f"{where}: arch {merged['arch']!r} is not one of {ARCHES}")
+        if str(merged["arch"]) not in SPELLINGS:
+            raise InventoryError(f"{where}: arch {merged['arch']!r} is not one of "
+                                 f"{', '.join(SPELLINGS)}")
+        merged["arch"] = lookup(str(merged["arch"])).name
         port = int(_need(merged["port"], int, f"{where}: port"))  # type: ignore[arg-type]
         if not 0 < port < 65536:
             raise InventoryError(f"{where}: port {port} out of range")

@@ -21,10 +21,11 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.arch import X86_64
 from harness.cache import atomic_write, cache_root, locked
 from harness.targets import procs
 
-QEMU = "qemu-system-x86_64"
+QEMU = X86_64.qemu_binary  # the probe boots x86_64 guests on x86_64 hosts only
 # What vng passes with KVM ("host"), then the same CPU without the MSR that PVM rejects.
 CPU_CANDIDATES = ("host", "host,-arch-capabilities")
 # Lines that only a kernel past decompression and early init can print.
@@ -143,7 +144,7 @@ def probe_kvm(
     if not refresh and path.is_file():
         data = json.loads(path.read_text())
         return KvmVerdict(**{**data, "cached": True})
-    if platform.machine() != "x86_64":
+    if platform.machine() != X86_64.uname:
         return KvmVerdict(False, None, f"host is {platform.machine()}", 0.0, key)
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         verdict = KvmVerdict(False, None, "no usable /dev/kvm", 0.0, key)

@@ -22,10 +22,10 @@ import uuid
 from pathlib import Path
 from typing import Self
 
+from harness.arch import host, lookup
 from harness.targets import procs
 from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.errors import CommandTimeout, RemoteFileError, TargetGone
-from harness.targets.vng import host_arch
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -69,7 +69,7 @@ class LocalTarget(Lifecycle):
     """
 
     def __init__(self, arch: str | None = None) -> None:
-        self.arch = arch or host_arch()
+        self.arch = lookup(arch).name if arch else host().name
         self._dir: Path | None = None
         self._marker = uuid.uuid4().hex
         self.boot_seconds: float | None = None

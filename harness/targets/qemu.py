@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Self
 
+from harness.arch import X86_64, host, lookup
 from harness.targets import procs, splat
 from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.channel import (
@@ -41,7 +42,7 @@ from harness.targets.errors import (
     TargetSetupError,
 )
 from harness.targets.kvm import probe_kvm
-from harness.targets.vng import BootSpec, ensure_udev, ensure_vng, host_arch, vng_command
+from harness.targets.vng import BootSpec, ensure_udev, ensure_vng, vng_command
 
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
 # After a frame whose taint changed, wait this long for the splat's console lines.
@@ -88,7 +89,7 @@ class QemuTarget(Lifecycle):
         image, image_arch = _boot_image(kernel)
         if not image.is_file():
             raise TargetSetupError(f"kernel image {image} does not exist")
-        self.arch = arch or image_arch or host_arch()
+        self.arch = lookup(arch or image_arch or host().name).name
         cached_tree = root is None
         if root == HOST_ROOT:
             root = None
@@ -97,7 +98,7 @@ class QemuTarget(Lifecycle):
 
             root = ensure_rootfs(self.arch)
         kvm_cpu = None
-        if kvm is not False and self.arch == host_arch() == "x86_64":
+        if kvm is not False and self.arch == host().name == X86_64.name:  # probe_kvm's reach
             verdict = probe_kvm(image)
             kvm_cpu = verdict.cpu if verdict.usable else None
         self.spec = BootSpec(

@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.arch import lookup
 from harness.cache import cache_root, locked, staging_dir
-from harness.kbuild.toolchains import cross_prefix
 from harness.targets.errors import RootfsBuildError, TargetSetupError
 
 RECIPE = 3  # bump when the package list or the fix-ups change
@@ -45,7 +45,6 @@ PACKAGES = (
     # libbpf.so (built from the tree, loaded by the agent through ctypes) links these.
     "libelf1", "zlib1g",
 )
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # The commands virtme-ng's init and the guest loop run, served by busybox-static first.
 FAST_APPLETS = (
     "base64", "basename", "cat", "chmod", "chown", "cp", "cut", "dirname", "env", "grep",
@@ -88,8 +87,7 @@ def _complete(tree: Path) -> bool:
 
 def ensure_rootfs(arch: str) -> Path:
     """The cached root tree for `arch`, building it first if needed."""
-    if arch not in DEBIAN_ARCH:
-        raise TargetSetupError(f"no root filesystem recipe for arch {arch!r}")
+    arch = lookup(arch).name
     final = rootfs_path(arch)
     if _complete(final):
         _prune_vng_scripts(final)
@@ -124,7 +122,7 @@ def _build(arch: str, tree: Path) -> None:
     if shutil.which("mmdebstrap") is None:
         raise TargetSetupError("mmdebstrap not found (apt-get install mmdebstrap)")
     argv = [
-        "mmdebstrap", "--variant=extract", f"--architectures={DEBIAN_ARCH[arch]}",
+        "mmdebstrap", "--variant=extract", f"--architectures={lookup(arch).debian}",
         f"--include={','.join(PACKAGES)}", "--quiet", suite, str(tree),
         f"deb {uri} {suite} main",
     ]
@@ -181,7 +179,7 @@ def _speed_up_init(arch: str, tree: Path) -> None:
     """Busybox applets first in PATH and the udev stand-in (see the module docstring)."""
     for name in FAST_APPLETS:
         _link(tree, f"usr/local/sbin/{name}", "/bin/busybox")
-    compiler = f"{cross_prefix(arch)}gcc"
+    compiler = f"{lookup(arch).cross_prefix}gcc"
     standin = tree / "bin/udevadm"
     proc = subprocess.run([compiler, "-static", "-Os", "-s", "-o", str(standin),
                            str(UDEV_STANDIN)], capture_output=True, text=True)

@@ -8,13 +8,13 @@ cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some programs).
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.arch import lookup
 from harness.targets.errors import TargetSetupError
 
 UDEVD = "/lib/systemd/systemd-udevd"
@@ -43,23 +43,10 @@ class BootSpec:
     extra_qemu_opts: tuple[str, ...] = field(default_factory=tuple)
 
 
-_ARCH_NAMES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
-
-
-def normalize_arch(arch: str) -> str:
-    try:
-        return _ARCH_NAMES[arch]
-    except KeyError:
-        raise TargetSetupError(f"unsupported target arch {arch!r} (x86_64, arm64)") from None
-
-
-def host_arch() -> str:
-    return normalize_arch(platform.machine())
-
-
 def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
     """argv for booting `spec` and running `script`, kernel console on stderr."""
-    arch = normalize_arch(spec.arch)
+    target = lookup(spec.arch)
+    arch, on_host = target.name, target.is_host
     argv = [
         vng,
         "--run",
@@ -72,18 +59,18 @@ def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
         str(spec.cpus),
     ]
     qemu_opts: list[str] = list(spec.extra_qemu_opts)
-    if arch != host_arch():
+    if not on_host:
         argv += ["--arch", arch]
     if spec.root is not None:
         if not Path(spec.root).is_dir():  # vng would otherwise download an Ubuntu chroot
             raise TargetSetupError(f"guest root {spec.root} is not a directory")
         argv += ["--root", str(spec.root)]
-    elif arch != host_arch():
+    elif not on_host:
         raise TargetSetupError(f"an {arch} guest needs a root filesystem (--root)")
-    if spec.kvm_cpu is None or arch != host_arch():
+    if spec.kvm_cpu is None or not on_host:
         argv.append("--disable-kvm")
-        if arch == "arm64":
-            qemu_opts = ["-cpu", "max", *qemu_opts]
+        if target.tcg_cpu:
+            qemu_opts = ["-cpu", target.tcg_cpu, *qemu_opts]
     elif spec.kvm_cpu != "host":
         qemu_opts = ["-cpu", spec.kvm_cpu, *qemu_opts]
     for item in spec.rwdirs:

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from harness.cli import main
-from harness.progs.cli import RunUsageError, parse_arches
+from harness.errors import UsageError
+from harness.progs.cli import parse_arches
 from harness.progs.results import ProgResult, table
 from harness.progs.suite import console_excerpt
 
@@ -15,15 +16,17 @@ from harness.progs.suite import console_excerpt
 def test_parse_arches() -> None:
     assert parse_arches("x86_64") == ["x86_64"]
     assert parse_arches(" arm64 , x86_64,arm64") == ["arm64", "x86_64"]
+    assert parse_arches("amd64,aarch64,x86") == ["x86_64", "arm64"]
     for bad in ("", "riscv64", "x86_64,mips"):
-        with pytest.raises(RunUsageError):
+        with pytest.raises(UsageError):
             parse_arches(bad)
 
 
 def test_user_errors_are_one_line_before_any_build(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--arch", "x86_64,sparc"]) == 2
     err = capsys.readouterr().err
-    assert err == "harness: error: unknown --arch sparc; known: x86_64, arm64\n"
+    assert err == ("harness: error: unknown arch 'sparc': choose x86_64 (amd64/x86), "
+                   "arm64 (aarch64)\n")
     assert main(["run", "--prog", "/nonexistent/p.c"]) == 2
     assert capsys.readouterr().err == "harness: error: no such BPF source: /nonexistent/p.c\n"
 
