@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import re
 import shlex
 import signal
@@ -17,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from harness import procs
 from harness.errors import HarnessError
 
 T = TypeVar("T")
@@ -78,12 +77,6 @@ def _first_error(lines: list[str]) -> str:
             if re.search(pattern, line):
                 return line.strip()
     return lines[-1].strip() if lines else "no output"
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the harness dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -163,9 +156,8 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
     with open(log, "a") as out, _sigterm_as_interrupt():
         out.write(f"$ {shlex.join(cmd)}\n")
         out.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        proc = procs.spawn(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, errors="replace", env=env)
         if owner is not None:
             owner.started(proc)
         try:
@@ -196,13 +188,5 @@ def run_make(cmd: list[str], log: Path, progress: Progress | None, cwd: Path,
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """make's whole group: SIGINT (make stops its jobs cleanly), then TERM, then KILL."""
+    procs.stop(proc)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from harness.arch import X86_64
 from harness.cache import atomic_write, cache_root, locked
+from harness.procs import spawn
 from harness.targets import procs
 
 QEMU = X86_64.qemu_binary  # the probe boots x86_64 guests on x86_64 hosts only
@@ -91,12 +92,11 @@ def _try_cpu(kernel: Path, cpu: str, timeout: float) -> tuple[bool, str]:
         "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 root=/dev/harness-none",
     ]
     env = dict(os.environ, **{procs.MARKER_ENV: marker})
-    proc = subprocess.Popen(
+    proc = spawn(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
         env=env,
     )
     output = b""

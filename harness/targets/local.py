@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,35 +22,10 @@ from pathlib import Path
 from typing import Self
 
 from harness.arch import host, lookup
+from harness.procs import kill_group, spawn
 from harness.targets import procs
 from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.errors import CommandTimeout, RemoteFileError, TargetGone
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group `pgid`."""
-    members = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(name))
-    return members
-
-
-def _kill_group(pgid: int, wait: float = 5.0) -> None:
-    """SIGKILL a process group and wait until none of its members is alive."""
-    deadline = time.monotonic() + wait
-    while True:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        if not _group_members(pgid) or time.monotonic() > deadline:
-            return
-        time.sleep(0.02)
 
 
 def _one_line(remote: str) -> str:
@@ -129,26 +103,25 @@ class LocalTarget(Lifecycle):
         env = dict(os.environ, HOME=str(workdir), **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
+            proc = spawn(
                 ["/bin/sh", "-c", cmd],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=workdir,
                 env=env,
-                start_new_session=True,
             )
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 proc.wait()
                 raise CommandTimeout(
                     f"hang: command {cmd[:60]!r} did not finish within {timeout:g} s; "
                     "its process group was killed"
                 ) from None
             except BaseException:  # Ctrl-C while waiting: leave nothing running
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 proc.wait()
                 raise
             duration = time.monotonic() - start

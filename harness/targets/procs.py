@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from harness.procs import signal_group
+
 MARKER_ENV = "HARNESS_TARGET_ID"
 GUEST_PROCESS_NAMES = ("qemu-system-", "virtiofsd")
 
@@ -102,15 +104,13 @@ def guest_processes(marker: str | None = None) -> list[tuple[int, str]]:
 def kill_tree(pgid: int | None, marker: str, grace: float = 0.0) -> None:
     """Kill the process group and every marked process; wait until none is left alive."""
     if grace > 0 and pgid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
+        signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and marked_pids(marker):
             time.sleep(0.05)
     for _ in range(50):
         if pgid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
+            signal_group(pgid, signal.SIGKILL)
         left = marked_pids(marker)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness.arch import X86_64, host, lookup
+from harness.procs import spawn
 from harness.targets import procs, splat
 from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.channel import (
@@ -148,12 +149,11 @@ class QemuTarget(Lifecycle):
         start = time.monotonic()
         self._started()
         try:
-            self._proc = subprocess.Popen(
+            self._proc = spawn(
                 argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                start_new_session=True,
                 env=env,
                 cwd="/",
             )

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from harness.arch import lookup
 from harness.cache import cache_root, locked, staging_dir
+from harness.procs import spawn, stop
 from harness.targets.errors import RootfsBuildError, TargetSetupError
 
 RECIPE = 3  # bump when the package list or the fix-ups change
@@ -126,16 +127,17 @@ def _build(arch: str, tree: Path) -> None:
         f"--include={','.join(PACKAGES)}", "--quiet", suite, str(tree),
         f"deb {uri} {suite} main",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=BUILD_TIMEOUT)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    except subprocess.TimeoutExpired:
+        stop(proc, (signal.SIGKILL,))
         raise RootfsBuildError(
             f"mmdebstrap for {arch} did not finish within {BUILD_TIMEOUT:.0f} s"
         ) from None
+    except BaseException:  # Ctrl-C: an interrupt, not a timeout
+        stop(proc, (signal.SIGKILL,))
+        raise
     if proc.returncode != 0:
         last = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()]
         raise RootfsBuildError(
