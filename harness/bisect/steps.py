@@ -44,6 +44,12 @@ class FixedKernel:
     elf: Path
     key: str
 
+    @property
+    def config(self) -> Path:
+        """The kernel's own .config: Makefile.btf reads its options from here, not from
+        the shared build dir's auto.conf (which follows the last relink)."""
+        return self.artifacts.config
+
 
 def hold_kernel(artifacts: BuildArtifacts) -> FixedKernel:
     """Copy the build's `.tmp_vmlinux1` into the bisect cache once (keyed by build dir)."""
@@ -56,7 +62,7 @@ def hold_kernel(artifacts: BuildArtifacts) -> FixedKernel:
     elf = final / VMLINUX_INPUT
     with locked(final):
         if not elf.is_file():
-            with staging_dir(final) as tmp:
+            with locked(build_dir), staging_dir(final) as tmp:  # never mid-relink
                 shutil.copyfile(source, tmp / VMLINUX_INPUT)
         touch_used(final)
     return FixedKernel(artifacts, build_dir, elf, build_dir.name)
@@ -119,9 +125,11 @@ def run_step(kernel: FixedKernel, tool: StepTool, btfids: Btfids,
                 try:
                     replay(kernel.elf, tmp,
                            pahole=tool.tool.path,
-                           pahole_args=pahole_flags(kernel.build_dir, tool.tool.version, jobs),
+                           pahole_args=pahole_flags(kernel.build_dir, tool.tool.version,
+                                                    jobs, kernel.config),
                            btfids=list(btfids.command),
-                           btfids_args=resolve_btfids_flags(kernel.build_dir))
+                           btfids_args=resolve_btfids_flags(kernel.build_dir,
+                                                            kernel.config))
                 except StageError as exc:
                     # The tool ran and failed on this kernel: kbuild would fail too.
                     atomic_write(tmp / STAGE_ERROR_FILE, f"{exc}\n")

@@ -69,9 +69,10 @@ def version_number(version: str) -> int:
     return int(m.group(1)) * 100 + int(m.group(2))
 
 
-def _evaluate_makefile_btf(build: Path, pahole_version: str | None) -> tuple[str, str]:
+def _evaluate_makefile_btf(build: Path, pahole_version: str | None,
+                           config: Path | None) -> tuple[str, str]:
     src = source_tree(build)
-    auto = build / "include/config/auto.conf"
+    auto = config or build / "include/config/auto.conf"
     if not auto.is_file():
         raise StageError(f"{build}: no include/config/auto.conf (not a configured build dir)")
     override = ""
@@ -95,21 +96,24 @@ def _evaluate_makefile_btf(build: Path, pahole_version: str | None) -> tuple[str
     return lines[0], lines[1]
 
 
-def pahole_flags(build: Path, pahole_version: str | None = None, jobs: int = 1) -> list[str]:
+def pahole_flags(build: Path, pahole_version: str | None = None, jobs: int = 1,
+                 config: Path | None = None) -> list[str]:
     """PAHOLE_FLAGS as the tree's scripts/Makefile.btf computes them for this build.
 
-    `pahole_version`: evaluate for that pahole instead of the build's
-    CONFIG_PAHOLE_VERSION. A bare `-j` (make's job count) becomes `-j<jobs>`; with
-    KBUILD_BUILD_TIMESTAMP set, Makefile.btf only asks for -j together with
-    reproducible_build, so the output does not depend on it.
+    `pahole_version`: evaluate for that pahole instead of the configured
+    CONFIG_PAHOLE_VERSION. `config`: a kernel's own .config (make reads it as it reads
+    auto.conf) instead of the build dir's auto.conf, which follows whichever pahole last
+    relinked a build dir that several builds share. A bare `-j` (make's job count)
+    becomes `-j<jobs>`; with KBUILD_BUILD_TIMESTAMP set, Makefile.btf only asks for -j
+    together with reproducible_build, so the output does not depend on it.
     """
-    flags = _evaluate_makefile_btf(build, pahole_version)[0]
+    flags = _evaluate_makefile_btf(build, pahole_version, config)[0]
     return [f"-j{jobs}" if f == "-j" else f for f in flags.split()]
 
 
-def resolve_btfids_flags(build: Path) -> list[str]:
+def resolve_btfids_flags(build: Path, config: Path | None = None) -> list[str]:
     """RESOLVE_BTFIDS_FLAGS for vmlinux (`--fatal_warnings` with CONFIG_WERROR)."""
-    return _evaluate_makefile_btf(build, None)[1].split()
+    return _evaluate_makefile_btf(build, None, config)[1].split()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from harness.btfids.stage import (
     resolve_btfids_flags,
     version_number,
 )
+from harness.cache import locked
 from harness.kbuild import toolchains
 from harness.kbuild.artifacts import BuildArtifacts
 
@@ -26,7 +28,7 @@ def test_version_number() -> None:
 
 
 def test_flags_follow_the_pahole_version_through_the_trees_makefile(
-        x86_build_dir: Path) -> None:
+        x86_build: BuildArtifacts, x86_build_dir: Path) -> None:
     """7.3's Makefile.btf: --btf_features (with -j) from 1.26, layout from 1.31; below
     1.26, -j only without KBUILD_BUILD_TIMESTAMP, which harness builds set."""
     old = pahole_flags(x86_build_dir, "1.24")
@@ -36,20 +38,25 @@ def test_flags_follow_the_pahole_version_through_the_trees_makefile(
     assert "-j2" in mid and "--btf_features=+reproducible_build" not in mid
     new = pahole_flags(x86_build_dir, "1.32", jobs=2)
     assert "--btf_features=layout" in new and "-j2" in new
-    assert pahole_flags(x86_build_dir) == pahole_flags(x86_build_dir, "1.32")
+    # The build's own .config (pahole 1.32), whatever pahole last relinked the shared dir.
+    assert pahole_flags(x86_build_dir, config=x86_build.config) == pahole_flags(
+        x86_build_dir, "1.32")
 
 
 def test_replay_reproduces_the_linked_btf(x86_build: BuildArtifacts, x86_build_dir: Path,
                                          pahole_132: Path, tmp_path: Path) -> None:
-    out = replay(x86_build_dir / ".tmp_vmlinux1", tmp_path, pahole=pahole_132,
-                 pahole_args=pahole_flags(x86_build_dir, jobs=2),
+    held = tmp_path / "held.tmp_vmlinux1"
+    with locked(x86_build_dir):  # other workers may relink this shared build dir
+        shutil.copyfile(x86_build_dir / ".tmp_vmlinux1", held)
+    out = replay(held, tmp_path / "stage", pahole=pahole_132,
+                 pahole_args=pahole_flags(x86_build_dir, jobs=2, config=x86_build.config),
                  btfids=[str(toolchains.python_btfids_wrapper())],
-                 btfids_args=resolve_btfids_flags(x86_build_dir))
+                 btfids_args=resolve_btfids_flags(x86_build_dir, x86_build.config))
     with open(x86_build.vmlinux, "rb") as handle:
         linked = ELFFile(handle).get_section_by_name(".BTF").data()
     assert out.btf.read_bytes() == linked
     assert out.btf1.stat().st_size > 0 and out.btf_ids.stat().st_size > 0
-    assert (x86_build_dir / ".tmp_vmlinux1").is_file()  # read, never replaced
+    assert held.is_file() and (tmp_path / "stage/vmlinux").is_symlink()  # read, not replaced
 
 
 def test_a_failing_tool_is_one_line_with_its_log(x86_build_dir: Path, tmp_path: Path) -> None:
