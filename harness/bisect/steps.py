@@ -4,8 +4,8 @@ The kernel is built once through the normal cache and held fixed: its `.tmp_vmli
 copied into the bisect cache (a later relink of the shared build dir cannot change it
 under a running bisect). Each step replays the BTF stage on it (harness.btfids.stage)
 with pahole flags derived from the tree's Makefile.btf for that step's pahole version,
-and keeps its outputs in the cache by (kernel, pahole, resolve_btfids), so a re-run
-of the same bisect judges every step again without running a tool.
+and keeps its outputs in the cache by (kernel, pahole, resolve_btfids, their flags), so a
+re-run of the same bisect judges every step again without running a tool.
 """
 
 from __future__ import annotations
@@ -113,8 +113,11 @@ def _tool_key(tool: StepTool) -> str:
 def run_step(kernel: FixedKernel, tool: StepTool, btfids: Btfids,
              predicates: list[Predicate], *, jobs: int = 2) -> StepRun:
     """Replay the BTF stage with the step's pahole (cached) and judge it."""
+    pahole_args = pahole_flags(kernel.build_dir, tool.tool.version, jobs, kernel.config)
+    btfids_args = resolve_btfids_flags(kernel.build_dir, kernel.config)
+    flags = hashlib.sha256("\0".join([*pahole_args, "|", *btfids_args]).encode())
     root = cache_dir("bisect", "steps", kernel.key)
-    work = root / f"{_tool_key(tool)}-{btfids.identity}"
+    work = root / f"{_tool_key(tool)}-{btfids.identity}-{flags.hexdigest()[:8]}"
     cached = True
     stage_seconds = 0.0
     with locked(work):
@@ -123,13 +126,8 @@ def run_step(kernel: FixedKernel, tool: StepTool, btfids: Btfids,
             start = time.monotonic()
             with staging_dir(work) as tmp:
                 try:
-                    replay(kernel.elf, tmp,
-                           pahole=tool.tool.path,
-                           pahole_args=pahole_flags(kernel.build_dir, tool.tool.version,
-                                                    jobs, kernel.config),
-                           btfids=list(btfids.command),
-                           btfids_args=resolve_btfids_flags(kernel.build_dir,
-                                                            kernel.config))
+                    replay(kernel.elf, tmp, pahole=tool.tool.path, pahole_args=pahole_args,
+                           btfids=list(btfids.command), btfids_args=btfids_args)
                 except StageError as exc:
                     # The tool ran and failed on this kernel: kbuild would fail too.
                     atomic_write(tmp / STAGE_ERROR_FILE, f"{exc}\n")
