@@ -78,11 +78,17 @@ def lookup(name: str) -> Architecture:
 
 
 def arch_arg(text: str) -> str:
-    """argparse `type=` for a single --arch: any spelling in, the harness name out."""
+    """argparse `type=` for --arch on a verb that runs one arch (a boot, a watch, a
+    bisect): any spelling in, the harness name out; a list is read the same way as on
+    the verbs that take several, and refused with one line."""
     try:
-        return lookup(text).name
+        chosen = arch_list(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(chosen) > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this verb runs one arch at a time (build and run take a list)")
+    return chosen[0].name
 
 
 def arch_list(text: str) -> list[Architecture]:

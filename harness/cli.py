@@ -11,6 +11,7 @@ from harness.errors import HarnessError
 
 # Each module exposes register(subparsers); a subcommand sets `func(args) -> int`.
 STAGE_MODULES = (
+    "harness.cache_cli",
     "harness.kbuild.cli",
     "harness.btf.cli",
     "harness.btfids.cli",
@@ -30,16 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in STAGE_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+        except Exception as exc:  # a broken verb module must not vanish from --help
+            raise HarnessError(f"cannot load the verbs of {name}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

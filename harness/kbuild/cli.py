@@ -7,7 +7,7 @@ import json
 import shlex
 
 from harness import cache
-from harness.arch import arch_arg
+from harness.arch import arch_list
 from harness.kbuild import patches, toolchains
 from harness.kbuild.build import Builder, BuildPlan, BuildRequest, make_plan
 from harness.kbuild.sources import DEBIAN_RELEASES
@@ -47,20 +47,14 @@ def request_from_args(args: argparse.Namespace, arch: str) -> BuildRequest:
 
 def register(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build a kernel whose BTF stage the harness controls")
-    build.add_argument("--arch", default="x86_64", type=arch_arg,
-                       help="target architecture (default %(default)s)")
+    build.add_argument("--arch", default="x86_64",
+                       help="x86_64, arm64 or a comma list, built one after another "
+                       "(default %(default)s)")
     add_build_options(build)
     build.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
     build.add_argument("--json", action="store_true", help="print the artifact paths as JSON")
     build.set_defaults(func=cmd_build)
 
-    cache_cmd = sub.add_parser("cache", help="inspect or prune the harness cache")
-    cache_sub = cache_cmd.add_subparsers(dest="cache_command", required=True)
-    show = cache_sub.add_parser("show", help="sizes of the cache's sections")
-    show.set_defaults(func=cmd_cache_show)
-    prune = cache_sub.add_parser("prune", help="drop least recently used builds")
-    prune.add_argument("--keep", default="20G", help="size to keep per section (default 20G)")
-    prune.set_defaults(func=cmd_cache_prune)
 
 
 def print_plan(plan: BuildPlan, builder: Builder) -> None:
@@ -82,53 +76,51 @@ def print_plan(plan: BuildPlan, builder: Builder) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    plan = make_plan(request_from_args(args, args.arch))
+    """One build per --arch entry, one after another (never two kernel builds at once)."""
+    arches = [a.name for a in arch_list(args.arch)]
+    results = [_build_one(args, arch) for arch in arches]
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return 0
+
+
+def _build_one(args: argparse.Namespace, arch: str) -> dict[str, object]:
+    plan = make_plan(request_from_args(args, arch))
     builder = Builder(plan, quiet=args.json)
     if args.dry_run:
-        print_plan(plan, builder)
-        source = builder.prepared_source() if not plan.patch_series else None
-        if source is not None:
-            text = builder.merged_config(source)
-            key = builder.compile_key(source, plan.arch, text, plan.compiler)
-            print(f"build dir: {cache.cache_root() / 'builds' / key}")
-            print(f"cache key: {builder.full_key(key)}")
-        else:
-            print("cache key: known once the patches are applied (not done in --dry-run)")
-        return 0
+        return _dry_run(plan, builder, args.json)
     artifacts = builder.build()
-    if args.json:
-        print(artifacts.to_json())
-    else:
+    if not args.json:
         print(f"boot image: {artifacts.boot_image}")
         print(f"vmlinux:    {artifacts.vmlinux}")
         if artifacts.bpf_testmod:
             print(f"testmod:    {artifacts.bpf_testmod}")
         print(f"log:        {artifacts.log}")
-    return 0
+    return json.loads(artifacts.to_json())
 
 
-def _parse_size(text: str) -> int:
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    text = text.strip().upper()
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def cmd_cache_show(args: argparse.Namespace) -> int:
-    root = cache.cache_root()
-    print(f"cache: {root}")
-    if root.is_dir():
-        for section in sorted(p for p in root.iterdir() if p.is_dir()):
-            print(f"  {section.name:12s} {cache.dir_size(section) / 2**30:7.2f} GiB")
-    return 0
-
-
-def cmd_cache_prune(args: argparse.Namespace) -> int:
-    keep = _parse_size(args.keep)
-    for section in ("artifacts", "builds", "trees", "tools", "rootfs", "progs",
-                    "bisect/steps", "bisect/kernels", "bisect/pahole"):
-        for removed in cache.prune(section, keep):
-            print(f"removed {removed}")
-    print(json.dumps({"kept_per_section": keep}))
-    return 0
+def _dry_run(plan: BuildPlan, builder: Builder, as_json: bool) -> dict[str, object]:
+    """The plan (and, without patches, the keys) as text or as a JSON-ready dict."""
+    source = builder.prepared_source() if not plan.patch_series else None
+    keys: dict[str, str | None] = {"build_dir": None, "cache_key": None}
+    if source is not None:
+        text = builder.merged_config(source)
+        key = builder.compile_key(source, plan.arch, text, plan.compiler)
+        keys = {"build_dir": str(cache.cache_root() / "builds" / key),
+                "cache_key": builder.full_key(key)}
+    if not as_json:
+        print_plan(plan, builder)
+        if keys["cache_key"]:
+            print(f"build dir: {keys['build_dir']}")
+            print(f"cache key: {keys['cache_key']}")
+        else:
+            print("cache key: known once the patches are applied (not done in --dry-run)")
+    tree = (patches.patched_source(plan.source, plan.patch_series) if plan.patch_series
+            else plan.source)
+    return {"arch": plan.arch, "source": plan.source.description,
+            "source_path": str(plan.source.path),
+            "patches": [p.name for p in plan.patch_series],
+            "fragments": [str(f.path) for f in plan.fragments],
+            "toolchain": plan.toolchain_report(),
+            "make": plan.kernel_make(tree.path, cache.cache_root() / "builds" / "<key>"),
+            **keys}

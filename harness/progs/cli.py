@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     exp = sub.add_parser("expectations", help="print the test_loader spec of each program")
     exp.add_argument("objects", nargs="+", type=Path)
-    exp.add_argument("--arch", default="x86_64")
+    exp.add_argument("--arch", default="x86_64", type=arch_arg)
     exp.set_defaults(func=_expectations)
 
     comp = sub.add_parser("compile", help="compile BPF C sources (cached), print object paths")
@@ -64,10 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _toolchain_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="x86_64")
+    p.add_argument("--arch", default="x86_64", type=arch_arg)
     p.add_argument("--vmlinux", type=Path, default=Path("/sys/kernel/btf/vmlinux"),
                    help="vmlinux ELF or raw BTF that vmlinux.h is generated from")
-    p.add_argument("--tree", type=Path, default=Path("/tmp/linux-7.3"), help="kernel tree")
+    p.add_argument("--tree", type=Path, default=None,
+                   help="kernel tree whose selftests headers programs include")
     p.add_argument("--bpftool", type=Path, default=_DEFAULT_ORACLE / "bpftool/bpftool")
     p.add_argument("--libbpf-headers", type=Path,
                    default=_DEFAULT_ORACLE / "libbpf/root/usr/include")
@@ -76,6 +77,9 @@ def _toolchain_args(p: argparse.ArgumentParser) -> None:
 def _toolchain(args: argparse.Namespace):
     from harness.progs.compile import BpfToolchain, vmlinux_h  # noqa: PLC0415
 
+    if args.tree is None or not args.tree.is_dir():
+        raise RunUsageError("compiling BPF C needs --tree: a kernel tree with "
+                            "tools/testing/selftests/bpf (e.g. from `harness build --json`)")
     return BpfToolchain(args.arch, vmlinux_h(args.vmlinux, args.bpftool), args.libbpf_headers,
                         args.tree)
 
@@ -112,7 +116,8 @@ def _run_local(args: argparse.Namespace) -> int:
         else:
             objects.append(item)
     results = run_objects(objects, args.libbpf, arch=args.arch,
-                          source_tree=args.tree if args.tree.is_dir() else None, only=args.only)
+                          source_tree=args.tree if args.tree and args.tree.is_dir() else None,
+                          only=args.only)
     print(to_json(results) if args.json else table(results))
     return 0 if not any(r.failed for r in results) else 1
 

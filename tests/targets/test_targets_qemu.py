@@ -146,7 +146,7 @@ def test_exception_inside_with_stops_the_guest(x86_kernel: Any, no_stray_guests:
 def _spawn_cli(kernel: Any, *args: str) -> subprocess.Popen[str]:
     image = str(getattr(kernel, "boot_image", kernel))
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", "boot", "--kernel", image, *args],
+        [sys.executable, "-m", "harness", "boot", "--image", image, *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
         # xdist workers run with SIGINT ignored, and Python only turns SIGINT into
