@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     comp = sub.add_parser("compile", help="compile BPF C sources (cached), print object paths")
     _toolchain_args(comp)
+    comp.add_argument("--json", action="store_true", help="print source/object pairs as JSON")
     comp.add_argument("sources", nargs="+", type=Path)
     comp.set_defaults(func=_compile)
 
@@ -98,8 +99,13 @@ def _compile(args: argparse.Namespace) -> int:
     from harness.progs.compile import compile_prog  # noqa: PLC0415
 
     tc = _toolchain(args)
-    for src in args.sources:
-        print(compile_prog(src, tc))
+    objects = [compile_prog(src, tc) for src in args.sources]
+    if args.json:
+        print(json.dumps([{"source": str(src), "object": str(obj)}
+                          for src, obj in zip(args.sources, objects, strict=True)], indent=2))
+    else:
+        for obj in objects:
+            print(obj)
     return 0
 
 
