@@ -49,9 +49,28 @@ class TargetKind:
     summary: str
 
 
+def _ssh(kernel: Any, arch: str | None, *, board: Any = None, **options: Any) -> Target:
+    """A lab board over SSH (inventory.Board); the kernel is the board's own until
+    deploy lands, so `kernel` must be None for now."""
+    from harness.targets.ssh import SshTarget
+
+    if board is None:
+        raise UsageError("the ssh target needs a board from the lab inventory (board=)")
+    if kernel is not None:
+        raise UsageError("the ssh target cannot deploy a kernel yet: it runs the board's own")
+    if arch is not None and arch != board.arch:
+        raise UsageError(f"board {board.name!r} is {board.arch}, not {arch}")
+    unknown = set(options) - {"known_hosts", "workdir"}
+    if unknown:
+        raise UsageError(f"the ssh target takes no {', '.join(sorted(unknown))}")
+    return SshTarget(board, **options)
+
+
 TARGETS: dict[str, TargetKind] = {
     "qemu": TargetKind(_qemu, True, "a QEMU guest booting the built kernel (virtme-ng)"),
     "local": TargetKind(_local, False, "this host, in a temp dir (no kernel of its own)"),
+    # Not offered by --target until it deploys the built kernel (kexec).
+    "ssh": TargetKind(_ssh, False, "a lab board over SSH, running its own kernel"),
 }
 
 
@@ -64,7 +83,7 @@ def check_kernel_target(name: str) -> None:
     """UsageError unless `name` is a registered target that boots the given kernel."""
     kind = TARGETS.get(name)
     if kind is None or not kind.boots_kernel:
-        why = "runs the host's own kernel" if kind else "is not a known target"
+        why = f"({kind.summary}) does not boot it" if kind else "is not a known target"
         raise UsageError(f"target {name!r} {why}; a run needs one that boots the built "
                          f"kernel ({', '.join(kernel_targets())})")
 

@@ -1,9 +1,10 @@
 """Run the conformance suite (conformance.py) on every target implementation.
 
-`local` needs no kernel (fast tier); `qemu` and `qemu-arm64` boot the suite's x86_64 and
-arm64 kernels once each for the module (guest tier; arm64 with --arch x86_64,arm64) and,
-as no_stray_guests does per test, proves at the end that none of its guests and no
-orphaned qemu-system-*/virtiofsd is left.
+`local` needs no kernel and `ssh` logs in to a private real sshd on 127.0.0.1 (both fast
+tier); `qemu` and `qemu-arm64` boot the suite's x86_64 and arm64 kernels once each for
+the module (guest tier; arm64 with --arch x86_64,arm64) and, as no_stray_guests does per
+test, proves at the end that none of its guests and no orphaned qemu-system-*/virtiofsd
+is left.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from harness.targets.base import Target, read_identity
 from harness.targets.errors import TargetError
 from harness.targets.registry import TARGETS, open_target
 from tests.targets.conformance import *  # noqa: F403
+from tests.targets.sshd import PrivateSshd
 
 IMPLEMENTATIONS = [
     pytest.param(("local", None), id="local"),
+    pytest.param(("ssh", None), id="ssh"),  # a real OpenSSH server on 127.0.0.1
     pytest.param(("qemu", "x86_64"), id="qemu", marks=[pytest.mark.guest, pytest.mark.slow]),
     pytest.param(("qemu", "arm64"), id="qemu-arm64",
                  marks=[pytest.mark.guest, pytest.mark.slow, pytest.mark.arm64]),
@@ -46,9 +49,13 @@ class _Shared:
 def shared_target(request: pytest.FixtureRequest) -> Iterator[_Shared]:
     name, arch = request.param
     before = {pid for pid, _ in procs.guest_processes()}
+    sshd = None
     if name == "qemu":
         kernel = request.getfixturevalue(KERNEL_FIXTURE[arch])
         target = open_target(name, kernel, arch, cpus=1, memory="512M", boot_timeout=90)
+    elif name == "ssh":
+        sshd = PrivateSshd(request.getfixturevalue("tmp_path_factory").mktemp("sshd")).start()
+        target = open_target(name, board=sshd.board(), known_hosts=sshd.known_hosts)
     else:
         target = open_target(name)
     shared = _Shared(target)
@@ -57,6 +64,8 @@ def shared_target(request: pytest.FixtureRequest) -> Iterator[_Shared]:
     finally:
         shared.note_marker()
         target.close()
+        if sshd is not None:
+            sshd.stop()
     assert target.processes() == []
     if name == "qemu":
         for marker in shared.markers:
@@ -80,11 +89,13 @@ def target(shared_target: _Shared) -> Iterator[Target]:
 
 
 def test_registry_knows_qemu_and_local_and_names_them_on_a_typo() -> None:
-    assert {"qemu", "local"} <= set(TARGETS)
-    with pytest.raises(UsageError, match=r"unknown target 'qmeu' \(known: local, qemu\)"):
+    assert {"qemu", "local", "ssh"} <= set(TARGETS)
+    with pytest.raises(UsageError, match=r"unknown target 'qmeu' \(known: local, qemu, ssh\)"):
         open_target("qmeu")
     with pytest.raises(UsageError, match="needs a kernel"):
         open_target("qemu")
+    with pytest.raises(UsageError, match="needs a board from the lab inventory"):
+        open_target("ssh")
 
 
 class _Canned:
