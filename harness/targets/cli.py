@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from harness.arch import arch_arg
 from harness.targets.registry import open_target
@@ -35,6 +36,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("command", nargs="?", default="uname -a", help="shell command")
     parser.set_defaults(func=_boot)
 
+    lab = sub.add_parser("lab", help="the lab inventory: list boards, pin their host keys")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    listing = lab_sub.add_parser("list", help="the boards of the inventory")
+    listing.add_argument("--lab", default="lab.toml", metavar="FILE",
+                         help="the inventory (default ./lab.toml)")
+    listing.add_argument("--json", action="store_true", help="print the boards as JSON")
+    listing.set_defaults(func=_lab_list)
+    trust = lab_sub.add_parser(
+        "trust", help="pin the host key a board offers (prints its fingerprint)",
+        description="Connect to BOARD, read the host key it offers and pin it in the "
+        "board's known_hosts (its `known_hosts` key, else ~/.ssh/known_hosts). Check the "
+        "fingerprint against the board's console (`ssh-keygen -lf /etc/ssh/ssh_host_*"
+        "_key.pub`) before relying on it: after this, a changed key is refused.")
+    trust.add_argument("board", help="a board name from the inventory")
+    trust.add_argument("--lab", default="lab.toml", metavar="FILE",
+                       help="the inventory (default ./lab.toml)")
+    trust.add_argument("--replace", action="store_true",
+                       help="replace a different key already pinned for the board")
+    trust.set_defaults(func=_lab_trust)
+
 
 def _boot(args: argparse.Namespace) -> int:
     if args.old_kernel:
@@ -57,3 +78,32 @@ def _boot(args: argparse.Namespace) -> int:
     sys.stderr.buffer.write(result.stderr)
     return result.rc
 
+
+
+def _lab_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from harness.targets.inventory import load_inventory  # noqa: PLC0415
+
+    boards = load_inventory(args.lab)
+    if args.json:
+        print(json.dumps([{k: (str(v) if isinstance(v, Path) else v)
+                           for k, v in asdict(b).items() if k != "key_passphrase_env"}
+                          for b in boards], indent=2))
+        return 0
+    for board in boards:
+        tags = f"  [{', '.join(board.tags)}]" if board.tags else ""
+        print(f"{board.name:16s} {board.arch:7s} {board.address}{tags}")
+    return 0
+
+
+def _lab_trust(args: argparse.Namespace) -> int:
+    from harness.targets.inventory import find_board, load_inventory  # noqa: PLC0415
+    from harness.targets.ssh import trust  # noqa: PLC0415
+
+    board = find_board(load_inventory(args.lab), args.board)
+    known = board.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+    print_fp, changed = trust(board, known, replace=args.replace)
+    verb = "pinned in" if changed else "already pinned in"
+    print(f"{board.name} ({board.host}:{board.port}) offers {print_fp}: {verb} {known}")
+    return 0

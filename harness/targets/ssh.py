@@ -756,3 +756,60 @@ class SshTarget(Lifecycle):
         if sftp is not None:
             with contextlib.suppress(Exception):
                 sftp.close()
+
+
+# ---- pinning a board's host key (`harness lab trust`) ----------------------------------
+
+
+def known_hosts_entry(board: Board) -> str:
+    """The host field OpenSSH and paramiko use for this board: host, or [host]:port."""
+    return board.host if board.port == 22 else f"[{board.host}]:{board.port}"
+
+
+def offered_host_key(board: Board) -> paramiko.PKey:
+    """The host key the board offers, read in the SSH handshake without logging in."""
+    where = f"{board.host}:{board.port}"
+    try:
+        sock = socket.create_connection((board.host, board.port),
+                                        timeout=board.connect_timeout)
+    except OSError as exc:
+        raise BoardUnreachable(f"board {board.name}: cannot connect to {where}: "
+                               f"{exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=board.connect_timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise BoardUnreachable(f"board {board.name}: no SSH handshake with {where}: "
+                               f"{_first_line(str(exc)) or type(exc).__name__}") from None
+    finally:
+        transport.close()
+
+
+def trust(board: Board, known_hosts: Path, *, replace: bool = False) -> tuple[str, bool]:
+    """Pin the key the board offers in `known_hosts` (made if missing): returns its
+    fingerprint and whether the file changed. A different key already pinned for the
+    board is refused unless `replace` (that is what a host key mismatch looks like)."""
+    key = offered_host_key(board)
+    entry = known_hosts_entry(board)
+    keys = paramiko.HostKeys()
+    if known_hosts.is_file():
+        keys.load(str(known_hosts))
+    pinned = keys.lookup(entry) or {}
+    old = pinned.get(key.get_name())
+    if old is not None and old == key:
+        return fingerprint(key), False
+    if pinned and not replace:
+        have = ", ".join(f"{kind} {fingerprint(k)}" for kind, k in pinned.items())
+        raise BoardUnreachable(
+            f"board {board.name}: {known_hosts} pins {have} for {entry}, but it offers "
+            f"{key.get_name()} {fingerprint(key)}: a changed host key (--replace if you "
+            "know why)")
+    if replace and entry in keys:
+        del keys[entry]
+    keys.add(entry, key.get_name(), key)
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    tmp = known_hosts.with_name(f".{known_hosts.name}.tmp")
+    keys.save(str(tmp))
+    tmp.replace(known_hosts)
+    return fingerprint(key), True

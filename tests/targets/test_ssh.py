@@ -8,6 +8,7 @@ and close() leaves nothing on the "board" (this host).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -313,3 +314,34 @@ def test_a_given_work_dir_is_made_and_removed_or_kept(sshd: PrivateSshd,
     with SshTarget(sshd.board(), known_hosts=sshd.known_hosts, workdir=str(kept)) as target:
         assert target.run("cat mine", timeout=10).stdout == b"x"
     assert (kept / "mine").read_text() == "x"
+
+
+def test_lab_trust_pins_the_offered_key_once_and_refuses_a_change(
+        sshd: PrivateSshd, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`harness lab trust` against the real sshd: pins, is idempotent, then the target
+    connects with that file alone; a different pinned key is refused without --replace."""
+    from harness.cli import main
+
+    known = tmp_path / "lab_known_hosts"
+    lab = tmp_path / "lab.toml"
+    lab.write_text(f"[[board]]\nname = 'loop'\narch = 'x86_64'\nhost = '127.0.0.1'\n"
+                   f"port = {sshd.port}\nuser = '{sshd.board().user}'\n"
+                   f"key = '{sshd.client_key}'\nknown_hosts = 'lab_known_hosts'\n")
+    assert main(["lab", "trust", "loop", "--lab", str(lab)]) == 0
+    out = capsys.readouterr().out
+    expected = subprocess.run(["ssh-keygen", "-lf", f"{sshd.host_key}.pub"],
+                              capture_output=True, text=True, check=True).stdout.split()[1]
+    assert f"offers {expected}: pinned in {known}" in out
+    assert main(["lab", "trust", "loop", "--lab", str(lab)]) == 0
+    assert "already pinned" in capsys.readouterr().out
+    with SshTarget(sshd.board(known_hosts=known)) as target:
+        assert target.run("echo trusted", timeout=10).stdout == b"trusted\n"
+    other = keygen(tmp_path / "other_host_key")
+    known.write_text(f"[127.0.0.1]:{sshd.port} {public_key(other)}\n")
+    assert main(["lab", "trust", "loop", "--lab", str(lab)]) == 1
+    err = capsys.readouterr().err
+    assert "a changed host key (--replace if you know why)" in err and err.count("\n") == 1
+    assert main(["lab", "trust", "loop", "--lab", str(lab), "--replace"]) == 0
+    assert expected in capsys.readouterr().out
+    assert main(["lab", "list", "--lab", str(lab), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "loop"
