@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     trust.add_argument("--replace", action="store_true",
                        help="replace a different key already pinned for the board")
     trust.set_defaults(func=_lab_trust)
+    status = lab_sub.add_parser("status", help="who holds each board (machine-local locks)")
+    status.add_argument("--lab", default="lab.toml", metavar="FILE",
+                        help="the inventory (default ./lab.toml)")
+    status.add_argument("--json", action="store_true", help="print the holders as JSON")
+    status.set_defaults(func=_lab_status)
 
 
 def _boot(args: argparse.Namespace) -> int:
@@ -106,4 +111,20 @@ def _lab_trust(args: argparse.Namespace) -> int:
     print_fp, changed = trust(board, known, replace=args.replace)
     verb = "pinned in" if changed else "already pinned in"
     print(f"{board.name} ({board.host}:{board.port}) offers {print_fp}: {verb} {known}")
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from harness.targets.boardlock import holder  # noqa: PLC0415
+    from harness.targets.inventory import load_inventory  # noqa: PLC0415
+
+    rows = [(board, holder(board.name)) for board in load_inventory(args.lab)]
+    if args.json:
+        print(json.dumps([{"board": b.name, "holder": asdict(h) if h else None}
+                          for b, h in rows], indent=2))
+        return 0
+    for board, held in rows:
+        print(f"{board.name:16s} {'held by ' + held.describe() if held else 'free'}")
     return 0
