@@ -56,6 +56,7 @@ from typing import Self, TypeVar
 import paramiko
 
 from harness.arch import lookup
+from harness.cache import cache_dir
 from harness.errors import HarnessError
 from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
 from harness.targets.errors import (
@@ -66,6 +67,8 @@ from harness.targets.errors import (
     TargetSetupError,
 )
 from harness.targets.inventory import Board
+from harness.targets.serial import SerialConsole
+from harness.targets.splat import check_console
 
 KEEPALIVE_SECONDS = 15
 _CHUNK = 1 << 16
@@ -253,8 +256,10 @@ class SshTarget(Lifecycle):
     """
 
     def __init__(self, board: Board, *, known_hosts: Path | None = None,
-                 workdir: str | None = None) -> None:
+                 workdir: str | None = None, console_log: Path | None = None) -> None:
         self.board = board
+        self.console_log = console_log  # default: cache/logs/console/<board>-<time>.log
+        self._serial: SerialConsole | None = None
         self.arch = lookup(board.arch).name
         self.known_hosts = (Path(known_hosts).expanduser() if known_hosts is not None
                             else None)
@@ -277,6 +282,11 @@ class SshTarget(Lifecycle):
     def start(self) -> Self:
         """Connect and make the work dir; a no-op while connected. After a dropped
         connection this connects again (and cleans the old session up, best effort)."""
+        if self.board.console and self._serial is None:  # before anything can go wrong
+            if self.console_log is None:
+                stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+                self.console_log = cache_dir("logs", "console") / f"{self.board.name}-{stamp}.log"
+            self._serial = SerialConsole(self.board.console, self.console_log).open()
         if self._connected():
             return self
         if self._client is not None:  # the connection dropped under us
@@ -308,6 +318,9 @@ class SshTarget(Lifecycle):
         self._disconnect()
         self._id = uuid.uuid4().hex
         self._stale = None
+        if self._serial is not None:
+            self._serial.close()
+            self._serial = None
         self._closed()
 
     def reboot(self) -> None:
@@ -334,8 +347,15 @@ class SshTarget(Lifecycle):
     # -- Target protocol -------------------------------------------------------------
 
     def console(self) -> str:
-        """No serial console is read yet (board.console is for later)."""
-        return ""
+        """The serial console's text since start() (board.console), else ""."""
+        return self._serial.text() if self._serial is not None else ""
+
+    def _splat_instead(self, context: str) -> None:
+        """A board that stopped answering may have said why on its console: raise that
+        KernelPanic/KernelSplat rather than BoardUnreachable."""
+        if self._serial is not None:
+            time.sleep(0.5)  # the rest of the report is usually on its way
+            check_console(self._serial.text(), context)
 
     def identity(self, timeout: float = 60.0) -> TargetIdentity:
         """The board's `uname -r` and BTF hash, computed by its own shell."""
@@ -364,6 +384,9 @@ class SshTarget(Lifecycle):
         except KeyboardInterrupt:
             with contextlib.suppress(Exception):
                 self._kill_command(None, tag)
+            raise
+        except BoardUnreachable:
+            self._splat_instead(f"while running {cmd[:60]!r}")
             raise
         duration = time.monotonic() - start
         out, _ = _strip_header(stdout, f"@@{nonce}".encode())

@@ -345,3 +345,41 @@ def test_lab_trust_pins_the_offered_key_once_and_refuses_a_change(
     assert expected in capsys.readouterr().out
     assert main(["lab", "list", "--lab", str(lab), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "loop"
+
+
+def test_a_panic_on_the_console_is_the_error_when_ssh_drops(tmp_path: Path) -> None:
+    """The console (any command: here `tail -f` of a file standing in for the serial line)
+    is logged from start(); when SSH drops while it shows a panic, run() raises that
+    KernelPanic with the panic line, not BoardUnreachable. close() stops the console."""
+    from harness.targets.errors import KernelPanic
+
+    feed = tmp_path / "serial.txt"
+    feed.write_text("[    0.000000] Booting Linux on physical CPU 0x0\n")
+    log = tmp_path / "logs" / "console.log"
+    marker = _sleep_marker()
+    with PrivateSshd(tmp_path / "sshd") as server:
+        board = server.board(console=f"tail -n +1 -f {feed}")
+        target = SshTarget(board, known_hosts=server.known_hosts, console_log=log)
+        try:
+            target.start()
+            assert target.run("echo up", timeout=10).stdout == b"up\n"
+
+            def crash() -> None:
+                time.sleep(0.5)
+                with open(feed, "a") as serial:
+                    serial.write("[   12.345678] Kernel panic - not syncing: Fatal exception\n"
+                                 "[   12.345690] ---[ end Kernel panic - not syncing: Fatal "
+                                 "exception ]---\n")
+                time.sleep(0.5)
+                server.kill()
+
+            threading.Thread(target=crash).start()
+            with pytest.raises(KernelPanic, match="not syncing: Fatal exception"):
+                target.run(f"sleep {marker}", timeout=20)
+            assert "Booting Linux" in target.console()
+        finally:
+            target.close()
+    assert "Kernel panic - not syncing" in log.read_text()
+    leftover = subprocess.run(["pgrep", "-f", f"tail -n \\+1 -f {feed}"],
+                              capture_output=True, text=True).stdout
+    assert leftover == ""
