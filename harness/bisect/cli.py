@@ -14,16 +14,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.arch import arch_arg
 from harness.bisect import history, tools
-from harness.bisect.driver import Report, run_bisect
-from harness.bisect.predicates import Predicate, RunPredicate, parse
-from harness.bisect.steps import Btfids, FixedKernel, StepRun, btfids_for, hold_kernel, run_step
-from harness.btfids.stage import version_number
 from harness.errors import HarnessError, UsageError
 from harness.kbuild import toolchains
-from harness.kbuild.build import BuildRequest
+
+if TYPE_CHECKING:  # the step machinery (BTF library, stage, predicates) loads on use
+    from harness.bisect.predicates import Predicate
+    from harness.bisect.steps import Btfids, FixedKernel, StepRun
 
 THIS_REPO = Path(__file__).resolve().parents[2]  # this checkout, for `btfids --python`
 
@@ -106,7 +106,7 @@ def _add_common(parser: argparse.ArgumentParser, rev_note: str, ranged: bool = T
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-Step = Callable[[FixedKernel, Btfids, list[Predicate], int, str], StepRun]
+Step = Callable[["FixedKernel", "Btfids", "list[Predicate]", int, str], "StepRun"]
 
 
 @dataclass
@@ -144,6 +144,8 @@ def cmd_bisect_pahole(args: argparse.Namespace) -> int:
     if args.versions:
         if args.good or args.bad or args.libbpf_repo:
             raise UsageError("--good, --bad and --libbpf-repo go with --repo, not --versions")
+        from harness.btfids.stage import version_number  # noqa: PLC0415
+
         versions = sorted(dict.fromkeys(v.strip() for v in args.versions.split(",")
                                         if v.strip()), key=version_number)
         if len(versions) < 2:
@@ -155,6 +157,8 @@ def cmd_bisect_pahole(args: argparse.Namespace) -> int:
 
         def release_step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate],
                          jobs: int, label: str) -> StepRun:
+            from harness.bisect.steps import run_step  # noqa: PLC0415
+
             return run_step(kernel, tools.pahole_release(label), btfids, predicates,
                             jobs=jobs)
 
@@ -179,6 +183,8 @@ def _pahole_commit_step(repo: Path, libbpf: Path | None) -> Step:
 
     def step(kernel: FixedKernel, btfids: Btfids, predicates: list[Predicate], jobs: int,
              commit: str) -> StepRun:
+        from harness.bisect.steps import run_step  # noqa: PLC0415
+
         return run_step(kernel, tools.pahole_at(repo, commit, libbpf, jobs=jobs), btfids,
                         predicates, jobs=jobs)
 
@@ -190,6 +196,8 @@ def _btfids_commit_step(repo: Path, python: bool, pahole: tools.StepTool) -> Ste
 
     def step(kernel: FixedKernel, _btfids: Btfids, predicates: list[Predicate], jobs: int,
              commit: str) -> StepRun:
+        from harness.bisect.steps import Btfids, run_step  # noqa: PLC0415
+
         if python:
             tool, seconds = tools.python_btfids_at(repo, commit)
             step_btfids = Btfids((str(tool),), f"py-{commit}", str(tool), seconds)
@@ -226,9 +234,11 @@ class _Setup:
 
 def _setup(args: argparse.Namespace) -> _Setup:
     from harness import session  # noqa: PLC0415
+    from harness.bisect.predicates import RunPredicate, parse  # noqa: PLC0415
+    from harness.bisect.steps import btfids_for, hold_kernel  # noqa: PLC0415
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
 
-    request: BuildRequest = request_from_args(args, args.arch)
+    request = request_from_args(args, args.arch)
     # bad expressions fail before any build; run: predicates relink this kernel
     predicates = [p.bind(request) if isinstance(p, RunPredicate) else p
                   for p in (parse(text) for text in args.predicate)]
@@ -238,12 +248,14 @@ def _setup(args: argparse.Namespace) -> _Setup:
 
 
 def _bisect(args: argparse.Namespace, plan: _Plan) -> int:
+    from harness.bisect.driver import run_bisect  # noqa: PLC0415
+
     say = (lambda _line: None) if args.json else _say
     setup = _setup(args)
     artifacts = setup.kernel.artifacts
     say(f"bisect: {len(plan.candidates)} {plan.what} on {artifacts.kernel_release} "
         f"{artifacts.arch} (.tmp_vmlinux1 held at {setup.kernel.elf})")
-    report: Report = run_bisect(
+    report = run_bisect(
         plan.candidates,
         lambda label: plan.step(setup.kernel, setup.btfids, setup.predicates, setup.jobs,
                                 label),
