@@ -61,8 +61,8 @@ def _harness_like(tmp_path: Path) -> subprocess.Popen:
         sys.path.insert(0, {str(ROOT)!r})
         from harness import procs
         child = procs.spawn(["sh", "-c", {TREE!r}], stdout=subprocess.PIPE, text=True)
-        print(child.pid, child.stdout.readline().strip(), flush=True)
-        try:
+        try:  # the pids are printed inside: a Ctrl-C right after them is handled too
+            print(child.pid, child.stdout.readline().strip(), flush=True)
             child.wait()
         except KeyboardInterrupt:
             procs.stop(child)
