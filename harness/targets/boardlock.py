@@ -110,8 +110,11 @@ def holder(board: str) -> Holder | None:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                return Holder(**json.loads(holder_path.read_text()))
+            # A new holder writes its file just after taking the lock: give it a moment.
+            for _ in range(20):
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    return Holder(**json.loads(holder_path.read_text()))
+                time.sleep(0.05)
             return Holder("unknown", 0, "?", time.time(), "?")
         fcntl.flock(handle, fcntl.LOCK_UN)
     return None

@@ -52,9 +52,10 @@ def test_three_concurrent_claimers_never_share_the_board(tmp_path: Path) -> None
 def test_a_killed_holders_lock_is_taken_over(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(_claimer(tmp_path / "never.txt", 1000), env=os.environ.copy())
     deadline = time.monotonic() + 30
-    while holder("loop") is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     held = holder("loop")
+    while (held is None or held.pid == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = holder("loop")
     assert held is not None and held.pid == sleeper.pid and held.purpose == "test"
     with pytest.raises(BoardBusy, match=f"board loop is held by .*pid {sleeper.pid}"):
         BoardLock("loop", timeout=0.2).acquire()
