@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import posixpath
@@ -252,7 +253,8 @@ class SshTarget(Lifecycle):
 
     workdir: the commands' cwd on the board (made if missing and then removed by
     close(); an existing dir is kept); default a new `mktemp -d /tmp/harness-ssh.XXXXXX`,
-    removed by close(). Jump hosts (board.jump) are refused for now.
+    removed by close(). board.jump ([user@]host[:port]) is reached first, its key checked
+    like the board's, and the board through a direct-tcpip channel over it.
     """
 
     def __init__(self, board: Board, *, known_hosts: Path | None = None,
@@ -272,6 +274,7 @@ class SshTarget(Lifecycle):
         self._id = uuid.uuid4().hex
         # A session whose connection dropped: cleaned up after the next connect.
         self._stale: tuple[str, str | None, bool] | None = None
+        self._jump: paramiko.SSHClient | None = None  # the jump host's connection, if any
 
     def __repr__(self) -> str:
         state = "connected" if self._connected() else "not running"
@@ -468,39 +471,40 @@ class SshTarget(Lifecycle):
     def _connect(self) -> paramiko.SSHClient:
         board = self.board
         name = board.name
-        if board.jump:
-            raise TargetSetupError(f"board {name}: jump hosts are not supported by the SSH "
-                                   "target yet (connect directly, or tunnel to a local port)")
-        client = paramiko.SSHClient()
-        known = self._load_host_keys(client)
-        client.set_missing_host_key_policy(_RejectUnknown())
         key = board.key
         if key is not None and not Path(key).is_file():
             raise TargetSetupError(f"board {name}: key file {key} does not exist")
         passphrase = self._passphrase()
         wait = board.connect_timeout
+        sock = self._through_jump(key, passphrase, wait) if board.jump else None
+        client = paramiko.SSHClient()
+        known = self._load_host_keys(client)
+        client.set_missing_host_key_policy(_RejectUnknown())
         where = self._hostport()
         try:
             client.connect(
-                board.host, port=board.port, username=board.user,
+                board.host, port=board.port, username=board.user, sock=sock,
                 key_filename=str(key) if key is not None else None, passphrase=passphrase,
                 allow_agent=key is None, look_for_keys=key is None,
                 timeout=wait, banner_timeout=wait, auth_timeout=wait, channel_timeout=wait,
             )
         except BaseException as exc:
             client.close()
+            self._close_jump()
             raise self._connect_error(exc, known, wait, where, passphrase) from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
         return client
 
-    def _load_host_keys(self, client: paramiko.SSHClient) -> Path | None:
+    def _load_host_keys(self, client: paramiko.SSHClient,
+                        board: Board | None = None) -> Path | None:
         """Fill `client`'s known host keys: the known_hosts file (this target's, else
         the board's, else ~/.ssh/known_hosts if there is one) plus a key pinned on the
         board itself (board.host_key "TYPE BASE64", where the inventory has it).
-        Returns the file used, for messages."""
-        board = self.board
+        Returns the file used, for messages. `board`: another host to check the same way
+        (the jump host)."""
+        board = board or self.board
         known = self.known_hosts
         from_board = board.known_hosts
         if known is None and from_board:
@@ -606,6 +610,44 @@ class SshTarget(Lifecycle):
             if thing is not None:
                 with contextlib.suppress(Exception):
                     thing.close()
+        self._close_jump()
+
+    def _through_jump(self, key: Path | None, passphrase: str | None,
+                      wait: float) -> paramiko.Channel:
+        """A direct-tcpip channel to the board through board.jump ([user@]host[:port]),
+        the jump host's key pinned like the board's, the board's key used for both."""
+        board = self.board
+        assert board.jump is not None
+        user, _, rest = board.jump.rpartition("@")
+        host, _, port_text = rest.partition(":")
+        port = int(port_text) if port_text.isdigit() else 22
+        jump = paramiko.SSHClient()
+        via = Board(**{**dataclasses.asdict(board), "name": f"{board.name} (jump)",
+                       "host": host, "port": port, "user": user or board.user, "jump": None})
+        known = self._load_host_keys(jump, via)
+        jump.set_missing_host_key_policy(_RejectUnknown())
+        try:
+            jump.connect(host, port=port, username=user or board.user,
+                         key_filename=str(key) if key is not None else None,
+                         passphrase=passphrase, allow_agent=key is None,
+                         look_for_keys=key is None, timeout=wait, banner_timeout=wait,
+                         auth_timeout=wait, channel_timeout=wait)
+            transport = jump.get_transport()
+            assert transport is not None
+            channel = transport.open_channel("direct-tcpip", (board.host, board.port),
+                                             ("127.0.0.1", 0), timeout=wait)
+        except BaseException as exc:
+            jump.close()
+            error = self._connect_error(exc, known, wait, f"{host}:{port}", passphrase)
+            raise type(error)(f"via jump host {board.jump}: {error}") from None
+        self._jump = jump
+        return channel
+
+    def _close_jump(self) -> None:
+        jump, self._jump = self._jump, None
+        if jump is not None:
+            with contextlib.suppress(Exception):
+                jump.close()
 
     def _make_workdir(self) -> None:
         wanted = self._wanted_workdir

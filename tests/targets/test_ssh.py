@@ -383,3 +383,18 @@ def test_a_panic_on_the_console_is_the_error_when_ssh_drops(tmp_path: Path) -> N
     leftover = subprocess.run(["pgrep", "-f", f"tail -n \\+1 -f {feed}"],
                               capture_output=True, text=True).stdout
     assert leftover == ""
+
+
+def test_a_board_behind_a_jump_host(sshd: PrivateSshd) -> None:
+    """The jump is this same sshd (its key pinned in the same known_hosts): the board is
+    reached over a direct-tcpip channel through it, and closing leaves no jump session."""
+    board = sshd.board(jump=f"{sshd.board().user}@127.0.0.1:{sshd.port}")
+    target = SshTarget(board, known_hosts=sshd.known_hosts)
+    with target:
+        assert target.run("echo via-jump", timeout=10).stdout == b"via-jump\n"
+        assert target._jump is not None
+    assert target._jump is None
+    nobody_there = SshTarget(sshd.board(jump=f"127.0.0.1:{free_port()}"),
+                         known_hosts=sshd.known_hosts)
+    with pytest.raises(BoardUnreachable, match="via jump host 127.0.0.1:"):
+        nobody_there.start()
