@@ -65,6 +65,7 @@ ARM64 = Architecture(
 ARCHES: dict[str, Architecture] = {a.name: a for a in (X86_64, ARM64)}
 NAMES: tuple[str, ...] = tuple(ARCHES)
 _BY_SPELLING = {spelling: a for a in ARCHES.values() for spelling in a.spellings}
+SPELLINGS: tuple[str, ...] = tuple(_BY_SPELLING)  # every name lookup() takes
 
 
 def lookup(name: str) -> Architecture:

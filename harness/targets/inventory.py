@@ -17,10 +17,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.arch import ARCHES, lookup
+from harness.arch import SPELLINGS, lookup
 from harness.errors import UsageError
-
-SPELLINGS = tuple(s for a in ARCHES.values() for s in a.spellings)
 
 _DEFAULTS: dict[str, object] = {"user": "root", "port": 22, "connect_timeout": 10,
                                 "command_timeout": 300, "boot_timeout": 180,

@@ -144,7 +144,7 @@ def probe_kvm(
     if not refresh and path.is_file():
         data = json.loads(path.read_text())
         return KvmVerdict(**{**data, "cached": True})
-    if platform.machine() != X86_64.uname:
+    if not X86_64.is_host:
         return KvmVerdict(False, None, f"host is {platform.machine()}", 0.0, key)
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         verdict = KvmVerdict(False, None, "no usable /dev/kvm", 0.0, key)

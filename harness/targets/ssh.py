@@ -529,8 +529,7 @@ class SshTarget(Lifecycle):
             except (ValueError, TypeError, paramiko.SSHException):
                 raise TargetSetupError(f"board {board.name}: host_key is not a public key "
                                        "(expected \"TYPE BASE64\")") from None
-            entry = board.host if board.port == 22 else f"[{board.host}]:{board.port}"
-            client.get_host_keys().add(entry, host_key.get_name(), host_key)
+            client.get_host_keys().add(known_hosts_entry(board), host_key.get_name(), host_key)
         return known
 
     def _passphrase(self) -> str | None:

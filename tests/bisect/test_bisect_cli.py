@@ -233,6 +233,7 @@ def test_ctrl_c_during_a_tool_build_leaves_nothing_behind(
 
     from harness.bisect import history
     from harness.cache import cache_root
+    from harness.procs import group_members
 
     dwarves, libbpf = _bundles()
     clone = tmp_path / "dwarves"
@@ -257,22 +258,10 @@ def test_ctrl_c_during_a_tool_build_leaves_nothing_behind(
     assert not (root / commit).exists()
     assert not list(root.glob(f".{commit}.tmp-*"))
     deadline = time.monotonic() + 10
-    while _live_members(proc.pid) and time.monotonic() < deadline:
+    while group_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _live_members(proc.pid) == []  # nothing of the group still runs
+    assert group_members(proc.pid) == []  # nothing of the group still runs
     assert _git(clone, "rev-parse", "HEAD") == head
     assert _git(clone, "status", "--porcelain") == ""
     assert _git(clone, "worktree", "list").count("\n") == 0
 
-
-def _live_members(pgid: int) -> list[str]:
-    """Processes of group `pgid` that are not zombies waiting for their reaper."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(stat.parent.name)
-    return found
