@@ -8,9 +8,10 @@ matrix cell is one :class:`RunRequest`. CLI handlers only parse, call and print.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UsageError
 from harness.kbuild.artifacts import BuildArtifacts
@@ -39,6 +40,8 @@ class RunRequest:
     memory: str = "1G"
     cpus: int = 1
     kvm: bool | None = None  # None: probe
+    # Options of the target kind beyond the machine's (a board: board=, deploy=).
+    target_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.builds:
@@ -85,7 +88,7 @@ def build_all(request: RunRequest, *, quiet: bool = False) -> dict[str, BuildArt
 def open_for(request: RunRequest, artifacts: BuildArtifacts) -> Target:
     """An unstarted target of the request's kind for `artifacts`."""
     return open_target(request.target, artifacts, artifacts.arch, memory=request.memory,
-                       cpus=request.cpus, kvm=request.kvm)
+                       cpus=request.cpus, kvm=request.kvm, **request.target_options)
 
 
 def sources_for(request: RunRequest, artifacts: BuildArtifacts) -> Sequence[Path]:
@@ -99,7 +102,7 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
         f"{len(sources)} sources")
     return run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
                     memory=request.memory, cpus=request.cpus, kvm=request.kvm,
-                    target_name=request.target)
+                    target_name=request.target, target_options=request.target_options)
 
 
 def run(request: RunRequest, *, say: Say = _quiet, quiet_builds: bool = False) -> RunOutcome:

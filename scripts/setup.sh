@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent machine setup for the kfunc BTF harness on Debian 12+.
 # Installs the system packages the harness drives (kernel build deps, arm64
-# cross gcc, QEMU, clang, mmdebstrap, udev, openssh-server) and the Python
+# cross gcc, QEMU, clang, mmdebstrap, udev, openssh-server, kexec-tools) and the Python
 # package itself. Safe to run again: it skips what is already there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +16,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-system-arm qemu-utils
   clang llvm lld
   mmdebstrap debootstrap busybox-static
-  udev openssh-server openssh-client
+  udev openssh-server openssh-client kexec-tools
   python3-venv
 )
 

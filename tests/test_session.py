@@ -17,7 +17,7 @@ def test_bad_requests_fail_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="at least one arch"):
         RunRequest(builds=())
     with pytest.raises(UsageError, match="target 'nosuch' is not a known target; a run "
-                                         r"needs one that boots the built kernel \(qemu\)"):
+                                         r"needs one that boots the built kernel \(qemu, board\)"):
         RunRequest(builds=(BuildRequest(),), target="nosuch")
     for name in ("local", "ssh"):  # until ssh deploys the built kernel
         with pytest.raises(UsageError, match=f"target '{name}' .* does not boot it"):

@@ -4,6 +4,7 @@ compile, run on this host)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -172,8 +173,8 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         "cheap), boot it under QEMU, load every program of bpf_progs/ and the tree's "
         "kfunc_implicit_args.c, wq.c and wq_failures.c, and print program x arch: "
         "verdict, expected, time. Exit 1 if any program failed.")
-    run.add_argument("--arch", default="x86_64",
-                     help="comma-separated: x86_64,arm64 (default %(default)s)")
+    run.add_argument("--arch", default=None,
+                     help="comma-separated: x86_64,arm64 (default x86_64, or the --board's)")
     add_build_options(run)
     add_target_option(run)
     run.add_argument("--prog", action="append", type=Path, default=[], metavar="FILE.c",
@@ -195,6 +196,13 @@ def add_target_option(parser: argparse.ArgumentParser) -> None:
     names = kernel_targets()
     parser.add_argument("--target", default="qemu", choices=names,
                         help="where the built kernel runs (default %(default)s)")
+    parser.add_argument("--board", metavar="NAME",
+                        help="run on this lab board (implies --target board): the kernel is "
+                        "built with the board's kconfig, kexec'd and verified by BTF hash")
+    parser.add_argument("--lab", default="lab.toml", metavar="FILE",
+                        help="the lab inventory --board is read from (default ./lab.toml)")
+    parser.add_argument("--no-deploy", action="store_true",
+                        help="with --board: run on the kernel the board runs now")
 
 
 def parse_arches(text: str) -> list[str]:
@@ -207,17 +215,36 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
     from harness.session import RunRequest  # noqa: PLC0415
 
-    return RunRequest(builds=tuple(request_from_args(args, a) for a in arches),
-                      target=args.target,
+    builds = [request_from_args(args, a) for a in arches]
+    target, options = args.target, {}
+    if getattr(args, "board", None):
+        board = lab_board(args.lab, args.board)
+        if arches != [board.arch]:
+            raise RunUsageError(f"board {board.name!r} is {board.arch}: --arch "
+                                f"{','.join(arches)} cannot run on it")
+        builds = [dataclasses.replace(b, kconfigs=[*b.kconfigs, *map(str, board.kconfig)])
+                  for b in builds]
+        target, options = "board", {"board": board, "deploy": not args.no_deploy}
+    elif getattr(args, "no_deploy", False):
+        raise RunUsageError("--no-deploy goes with --board")
+    return RunRequest(builds=tuple(builds), target=target, target_options=options,
                       sources=tuple(sources), only=args.only, timeout=args.timeout,
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None)
 
 
+def lab_board(lab: str | Path, name: str):  # noqa: ANN201 - inventory.Board
+    """Board `name` of inventory `lab`, or a one-line InventoryError."""
+    from harness.targets.inventory import find_board, load_inventory  # noqa: PLC0415
+
+    return find_board(load_inventory(lab), name)
+
+
 def _run(args: argparse.Namespace) -> int:
     from harness import session  # noqa: PLC0415
 
-    arches = parse_arches(args.arch)
+    default = lab_board(args.lab, args.board).arch if args.board else "x86_64"
+    arches = parse_arches(args.arch or default)
     for src in args.prog:
         if not src.is_file():
             raise RunUsageError(f"no such BPF source: {src}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,8 @@ class _Boot:
 def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              only: str | None = None, timeout: float = 60.0, memory: str = "1G",
              cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
-             target: Target | None = None, target_name: str = "qemu") -> ArchRun:
+             target: Target | None = None, target_name: str = "qemu",
+             target_options: Mapping[str, Any] | None = None) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
@@ -131,7 +132,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     try:
         if own:  # the guest boots while the sources compile: an edit costs the longer only
             target = open_target(target_name, artifacts, arch, memory=memory, cpus=cpus,
-                                 kvm=kvm, boot_timeout=boot_timeout)
+                                 kvm=kvm, boot_timeout=boot_timeout,
+                                 **(target_options or {}))
             booting = _Boot(target)
         jobs = suite_jobs(artifacts, sources, only=only)  # compile errors raise: user's to fix
         if booting is not None:

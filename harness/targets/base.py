@@ -55,6 +55,7 @@ class TargetIdentity:
 
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # new at every boot, kexec included
 # Computed on the target with its own shell and sha256sum, so a board needs nothing else.
 # rc 3 = no BTF file (kept apart from a missing sha256sum or a failing uname).
 _IDENTITY_SCRIPT = (

@@ -27,7 +27,7 @@ _STRINGS = ("host", "user", "key", "console", "reboot", "host_key", "jump", "pow
             "power_off", "power_cycle", "deploy", "cmdline", "key_passphrase_env",
             "known_hosts")
 _NUMBERS = ("connect_timeout", "command_timeout", "boot_timeout")
-_FIELDS = {"name", "arch", "port", "baud", "tags", *_STRINGS, *_NUMBERS}
+_FIELDS = {"name", "arch", "port", "baud", "tags", "kconfig", *_STRINGS, *_NUMBERS}
 _SECRET_KEYS = {"password", "passphrase", "key_passphrase"}
 
 
@@ -58,6 +58,9 @@ class Board:
     deploy: str = "kexec"  # "kexec", or a hook command with {image} {modules}
     cmdline: str | None = None  # kexec command line (None: the running kernel's)
     tags: tuple[str, ...] = ()
+    # Kconfig fragments a kernel built for this board merges after the project's
+    # (its NIC, its console, kexec): what `harness run --board` builds with.
+    kconfig: tuple[Path, ...] = ()
     key_passphrase_env: str | None = field(default=None, repr=False)
 
     @property
@@ -120,6 +123,11 @@ def _board(merged: dict[str, object], path: Path, index: int) -> Board:
     tags = _need(merged.get("tags", []), list, f"{where}: tags")
     for tag in tags:  # type: ignore[union-attr]
         _need(tag, str, f"{where}: tags")
+    fragments = [_path(f, path.parent, f"{where}: kconfig")
+                 for f in _need(merged.get("kconfig", []), list, f"{where}: kconfig")]  # type: ignore[union-attr]
+    missing = next((f for f in fragments if not f.is_file()), None)
+    if missing is not None:
+        raise InventoryError(f"{where}: kconfig: no such fragment {missing}")
     host_key = merged.get("host_key")
     if host_key is not None and len(str(host_key).split()) < 2:
         raise InventoryError(f"{where}: host_key must be 'TYPE BASE64' "
@@ -146,6 +154,7 @@ def _board(merged: dict[str, object], path: Path, index: int) -> Board:
         jump=text("jump"), power_on=text("power_on"), power_off=text("power_off"),
         power_cycle=text("power_cycle"), deploy=deploy, cmdline=text("cmdline"),
         tags=tuple(str(t) for t in tags),  # type: ignore[union-attr]
+        kconfig=tuple(fragments),
         key_passphrase_env=text("key_passphrase_env"),
     )
 

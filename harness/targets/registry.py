@@ -66,11 +66,33 @@ def _ssh(kernel: Any, arch: str | None, *, board: Any = None, **options: Any) ->
     return SshTarget(board, **options)
 
 
+def _board(kernel: Any, arch: str | None, *, board: Any = None, deploy: bool = True,
+           known_hosts: Any = None, say: Any = None, **options: Any) -> Target:
+    """A lab board (inventory.Board) that gets `kernel` (BuildArtifacts) deployed at
+    start(); deploy=False runs on the board's own kernel. Machine options are the
+    board's hardware's, so they are ignored."""
+    from harness.targets.board import BoardTarget
+
+    if board is None:
+        raise UsageError("the board target needs a board from the lab inventory (board=)")
+    if kernel is not None and not hasattr(kernel, "vmlinux"):
+        raise UsageError("a board is deployed from build artifacts, not a bare image")
+    if arch is not None and arch != board.arch:
+        raise UsageError(f"board {board.name!r} is {board.arch}, not {arch}")
+    unknown = set(options) - _MACHINE_OPTIONS
+    if unknown:
+        raise UsageError(f"the board target takes no {', '.join(sorted(unknown))}")
+    extra = {"say": say} if say is not None else {}
+    return BoardTarget(board, kernel, deploy=deploy, known_hosts=known_hosts, **extra)
+
+
 TARGETS: dict[str, TargetKind] = {
     "qemu": TargetKind(_qemu, True, "a QEMU guest booting the built kernel (virtme-ng)"),
     "local": TargetKind(_local, False, "this host, in a temp dir (no kernel of its own)"),
-    # Not offered by --target until it deploys the built kernel (kexec).
+    # The raw SSH channel (protocol tests); runs use `board`, which deploys.
     "ssh": TargetKind(_ssh, False, "a lab board over SSH, running its own kernel"),
+    "board": TargetKind(_board, True, "a lab board over SSH, deployed with the built "
+                        "kernel (kexec or its hook) and verified by BTF hash"),
 }
 
 

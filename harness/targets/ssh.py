@@ -285,6 +285,11 @@ class SshTarget(Lifecycle):
     def start(self) -> Self:
         """Connect and make the work dir; a no-op while connected. After a dropped
         connection this connects again (and cleans the old session up, best effort)."""
+        return self._bring_up()
+
+    def _bring_up(self) -> Self:
+        """start()'s work, kept apart so that reconnect() in a subclass whose start()
+        does more (a deploy) only connects."""
         if self.board.console and self._serial is None:  # before anything can go wrong
             if self.console_log is None:
                 stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -331,6 +336,40 @@ class SshTarget(Lifecycle):
         will become a power cycle through board.reboot; the kernel is not restarted yet.)"""
         self.close()
         self.start()
+
+    def reconnect(self, timeout: float, why: str = "a reboot") -> float:
+        """Connect again after `why` (a kexec, a power cycle), retrying with backoff until
+        `timeout`; the seconds it took. A board whose console shows a panic meanwhile
+        raises that KernelPanic; one that stays silent, BoardUnreachable."""
+        if self._client is not None:  # the old link: a dead board's TCP may look alive
+            self._stale = (self._id, self._dir, self._remove_dir)
+            self._disconnect()
+            self._id = uuid.uuid4().hex
+        start = time.monotonic()
+        deadline = start + timeout
+        pause = 0.5
+        while True:
+            try:
+                self._bring_up()
+                return time.monotonic() - start
+            except BoardUnreachable as exc:
+                last = _first_line(str(exc))
+            self._splat_instead(f"after {why}")
+            if time.monotonic() + pause > deadline:
+                raise BoardUnreachable(f"board {self.board.name}: did not come back within "
+                                       f"{timeout:g} s after {why} (last try: {last})")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 5.0)
+
+    def detach(self, script: str, timeout: float = 30.0) -> None:
+        """Start `script` on the board in a session of its own and return at once: for a
+        command that ends the connection (kexec -e, reboot). It is not tagged, so close()
+        and a later session's cleanup leave it alone."""
+        line = f"nohup setsid /bin/sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 &"
+        rc, _out, err = self._internal(line, timeout)
+        if rc != 0:
+            raise BoardUnreachable(f"board {self.board.name}: cannot start {script!r}: "
+                                   f"{_first_line(err.decode(errors='replace'))}")
 
     @property
     def running(self) -> bool:

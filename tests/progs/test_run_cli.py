@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,24 @@ def test_user_errors_are_one_line_before_any_build(capsys: pytest.CaptureFixture
     assert capsys.readouterr().err == "harness: error: no such BPF source: /nonexistent/p.c\n"
 
 
+def test_board_errors_are_one_line_before_any_build(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = tmp_path / "lab.toml"
+    lab.write_text("[[board]]\nname = 'rk'\narch = 'arm64'\nhost = '10.0.0.5'\n")
+    cases = [
+        (["run", "--board", "nuc", "--lab", str(lab)],
+         "no board 'nuc' in the inventory (known: rk)"),
+        (["run", "--board", "rk", "--lab", str(lab), "--arch", "x86_64"],
+         "board 'rk' is arm64: --arch x86_64 cannot run on it"),
+        (["run", "--no-deploy"], "--no-deploy goes with --board"),
+        (["run", "--board", "rk", "--lab", str(tmp_path / "none.toml")],
+         f"{tmp_path / 'none.toml'}: no such lab inventory"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == f"harness: error: {message}\n"
+
+
 def test_target_offers_only_targets_that_boot_the_built_kernel(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`local` is registered (protocol tests use it) but would judge the host's kernel."""
@@ -39,7 +58,7 @@ def test_target_offers_only_targets_that_boot_the_built_kernel(
             main([*verb, "--target", "local"])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err  # newer argparse versions quote the choices
-        assert re.search(r"invalid choice: 'local' \(choose from '?qemu'?\)", err), err
+        assert re.search(r"invalid choice: 'local' \(choose from '?qemu'?, '?board'?\)", err), err
 
 
 def test_table_has_program_by_arch_columns() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from harness.targets import procs
 from tests.helpers.kernels import KERNEL_ENV, suite_kernel
+from tests.targets.loopback_fixtures import board_build, loopback_board  # noqa: F401 - fixtures
 
 
 def find_kernel(arch: str, config: pytest.Config) -> Any:

@@ -58,6 +58,14 @@ def test_a_full_board_entry(tmp_path: Path) -> None:
     assert board.deploy.startswith("scripts/flash.sh") and board.address == "root@10.0.0.5:22"
 
 
+def test_board_kconfig_fragments_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    (tmp_path / "rk.config").write_text("CONFIG_VIRTIO_NET=y\n")
+    path.write_text("[[board]]\nname='rk'\narch='arm64'\nhost='h'\nkconfig=['rk.config']\n")
+    (board,) = load_inventory(path)
+    assert board.kconfig == (tmp_path / "rk.config",)
+
+
 def test_secrets_stay_out_of_the_file_and_the_repr(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "lab.toml"
@@ -83,6 +91,8 @@ def test_secrets_stay_out_of_the_file_and_the_repr(
     ("boot_timeout=0\n", "boot_timeout must be positive"),
     ("tags='lse'\n", "tags: expected list"),
     ("jump=22\n", "jump: expected str"),
+    ("kconfig='board.config'\n", "kconfig: expected list"),
+    ("kconfig=['nope.config']\n", "kconfig: no such fragment"),
 ])
 def test_broken_new_keys_are_one_line(tmp_path: Path, extra: str, needle: str) -> None:
     path = tmp_path / "lab.toml"

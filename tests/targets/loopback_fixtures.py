@@ -1,0 +1,47 @@
+"""Loopback board fixtures: a QEMU guest with sshd that the tests reach only through
+the lab.toml it writes (harness/targets/loopback.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.kbuild.artifacts import BuildArtifacts
+from harness.targets import loopback, procs
+from harness.targets.inventory import Board, find_board, load_inventory
+
+
+def board_kernel(kernel_builder: Callable[..., BuildArtifacts]) -> BuildArtifacts:
+    """The suite's x86_64 kernel with kconfigs/board.config (a NIC, kexec)."""
+    return kernel_builder("x86_64", kconfigs=(str(loopback.BOARD_FRAGMENT),))
+
+
+@pytest.fixture(scope="module")
+def board_build(kernel_builder: Callable[..., BuildArtifacts]) -> BuildArtifacts:
+    return board_kernel(kernel_builder)
+
+
+@pytest.fixture(scope="module")
+def loopback_board(board_build: BuildArtifacts,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[loopback.LoopbackBoard]:
+    """A powered-on loopback board booting the board kernel; powered off afterwards, and
+    none of its QEMU processes may outlive the module."""
+    board = loopback.create(tmp_path_factory.mktemp("board"), board_build.boot_image)
+    loopback.power_on(board)
+    try:
+        loopback.wait_ssh(board)
+        yield board
+    finally:
+        loopback.power_off(board)
+    assert procs.guest_processes(board.marker) == []
+
+
+def inventory_board(board: loopback.LoopbackBoard) -> Board:
+    """The board as lab.toml describes it: what every test reaches it through."""
+    return find_board(load_inventory(board.lab_toml), board.name)
+
+
+def console_lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines() if path.is_file() else []

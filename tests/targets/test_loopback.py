@@ -1,0 +1,59 @@
+"""The loopback board end to end: lab.toml + SSH to a guest on the board kernel, a kexec
+deploy verified by boot id, release and BTF hash, and the deploy's refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness.kbuild.artifacts import BuildArtifacts
+from harness.targets import loopback
+from harness.targets.base import BOOT_ID
+from harness.targets.deploy import DeployFailed, build_btf_sha256, deploy
+from harness.targets.ssh import SshTarget
+from tests.targets.loopback_fixtures import inventory_board
+
+pytestmark = pytest.mark.guest
+
+
+def test_board_answers_through_its_inventory(loopback_board: loopback.LoopbackBoard,
+                                             board_build: BuildArtifacts) -> None:
+    board = inventory_board(loopback_board)
+    assert board.kconfig == (loopback.BOARD_FRAGMENT,)
+    with SshTarget(board) as target:
+        ident = target.identity()
+        assert ident.release == board_build.kernel_release
+        assert ident.btf_sha256 == build_btf_sha256(board_build.vmlinux)
+        assert target.run("id -u").out.strip() == "0"
+        boot_id = target.run(f"cat {BOOT_ID}").out.strip()
+    assert f"{boot_id} sshd on " in loopback_board.events_log.read_text()
+    assert "Server listening on 0.0.0.0 port 22" in loopback_board.console_log.read_text()
+
+
+def test_kexec_deploy_reboots_into_the_build(loopback_board: loopback.LoopbackBoard,
+                                             board_build: BuildArtifacts) -> None:
+    board = inventory_board(loopback_board)
+    with SshTarget(board) as target:
+        before = target.run(f"cat {BOOT_ID}").out.strip()
+        done = deploy(target, board_build)
+        after = target.run(f"cat {BOOT_ID}").out.strip()
+        assert after != before
+        assert done.method == "kexec"
+        assert done.identity.btf_sha256 == build_btf_sha256(board_build.vmlinux)
+    events = loopback_board.events_log.read_text()
+    assert f"{before} sshd on " in events and f"{after} sshd on " in events
+
+
+def test_a_board_on_another_kernel_is_an_infra_error(
+        loopback_board: loopback.LoopbackBoard, board_build: BuildArtifacts,
+        x86_build: BuildArtifacts) -> None:
+    """Deploying a build whose BTF differs from what comes back fails loudly: here the
+    image of the board kernel under the record of the suite's (other) kernel."""
+    assert build_btf_sha256(x86_build.vmlinux) != build_btf_sha256(board_build.vmlinux)
+    impostor = dataclasses.replace(x86_build, boot_image=board_build.boot_image)
+    board = inventory_board(loopback_board)
+    with SshTarget(board) as target, pytest.raises(DeployFailed) as caught:
+        deploy(target, impostor)
+    message = str(caught.value)
+    assert "came back on another kernel" in message and "\n" not in message
