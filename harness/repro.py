@@ -63,6 +63,7 @@ class Repro:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
+    from harness.progs.cli import add_board_options  # noqa: PLC0415
 
     repro = sub.add_parser(
         "repro", help="load one program on a built kernel and print its verifier log",
@@ -71,8 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the annotations and the verifier log as the kernel wrote it.")
     repro.add_argument("source", type=Path, help="a BPF C source (selftest style)")
     repro.add_argument("--prog", help="only the program with this exact name")
-    repro.add_argument("--arch", default="x86_64", type=arch_arg)
+    repro.add_argument("--arch", default=None, type=arch_arg,
+                       help="x86_64 or arm64 (default x86_64, or the --board's)")
     add_build_options(repro)
+    add_board_options(repro)
     repro.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
     repro.add_argument("--json", action="store_true", help="print the repro as JSON")
     repro.set_defaults(func=cmd_repro)
@@ -81,13 +84,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_repro(args: argparse.Namespace) -> int:
     from harness import session  # noqa: PLC0415
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+    from harness.progs.cli import lab_board, target_for  # noqa: PLC0415
     from harness.progs.suite import run_arch  # noqa: PLC0415
 
     if not args.source.is_file():
         raise UsageError(f"no such BPF source: {args.source}")
-    request = session.RunRequest(builds=(request_from_args(args, args.arch),),
-                                 sources=(args.source,), only=args.prog,
-                                 timeout=args.timeout)
+    arch = args.arch or (lab_board(args.lab, args.board).arch if args.board else "x86_64")
+    builds, target, options = target_for(args, [request_from_args(args, arch)])
+    request = session.RunRequest(builds=tuple(builds), target=target,
+                                 target_options=options, sources=(args.source,),
+                                 only=args.prog, timeout=args.timeout)
     artifacts = session.build(request.builds[0], quiet=args.json)
     with session.open_for(request, artifacts) as target:
         ident = target.identity()
@@ -102,7 +108,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         "kernel": f"{ident.release} ({artifacts.arch})",
         "btf sha256": ident.btf_sha256,
         "libbpf": libbpf_version(Path(artifacts.source_tree)),
-        "target": request.target,
+        "target": run.target,
         "toolchain": ", ".join(f"{artifacts.toolchain[k]}" if k == "pahole" else f"btfids {v}"
                                for k, v in artifacts.toolchain.items()
                                if k in ("pahole", "btfids")),

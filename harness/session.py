@@ -98,8 +98,14 @@ def sources_for(request: RunRequest, artifacts: BuildArtifacts) -> Sequence[Path
 def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) -> ArchRun:
     """Boot a target for `artifacts`, run the request's programs, close it."""
     sources = sources_for(request, artifacts)
-    say(f"harness: {artifacts.arch}: booting {artifacts.boot_image} and running "
-        f"{len(sources)} sources")
+    board = request.target_options.get("board")
+    if board is None:
+        where = f"booting {artifacts.boot_image}"
+    elif request.target_options.get("deploy", True):
+        where = f"deploying {artifacts.boot_image.name} to board {board.name}"
+    else:
+        where = f"on board {board.name} as it runs now"
+    say(f"harness: {artifacts.arch}: {where} and running {len(sources)} sources")
     return run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
                     memory=request.memory, cpus=request.cpus, kvm=request.kvm,
                     target_name=request.target, target_options=request.target_options)

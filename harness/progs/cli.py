@@ -196,13 +196,7 @@ def add_target_option(parser: argparse.ArgumentParser) -> None:
     names = kernel_targets()
     parser.add_argument("--target", default="qemu", choices=names,
                         help="where the built kernel runs (default %(default)s)")
-    parser.add_argument("--board", metavar="NAME",
-                        help="run on this lab board (implies --target board): the kernel is "
-                        "built with the board's kconfig, kexec'd and verified by BTF hash")
-    parser.add_argument("--lab", default="lab.toml", metavar="FILE",
-                        help="the lab inventory --board is read from (default ./lab.toml)")
-    parser.add_argument("--no-deploy", action="store_true",
-                        help="with --board: run on the kernel the board runs now")
+    add_board_options(parser)
 
 
 def parse_arches(text: str) -> list[str]:
@@ -215,22 +209,40 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
     from harness.session import RunRequest  # noqa: PLC0415
 
-    builds = [request_from_args(args, a) for a in arches]
-    target, options = args.target, {}
-    if getattr(args, "board", None):
-        board = lab_board(args.lab, args.board)
-        if arches != [board.arch]:
-            raise RunUsageError(f"board {board.name!r} is {board.arch}: --arch "
-                                f"{','.join(arches)} cannot run on it")
-        builds = [dataclasses.replace(b, kconfigs=[*b.kconfigs, *map(str, board.kconfig)])
-                  for b in builds]
-        target, options = "board", {"board": board, "deploy": not args.no_deploy}
-    elif getattr(args, "no_deploy", False):
-        raise RunUsageError("--no-deploy goes with --board")
+    builds, target, options = target_for(args, [request_from_args(args, a) for a in arches])
     return RunRequest(builds=tuple(builds), target=target, target_options=options,
                       sources=tuple(sources), only=args.only, timeout=args.timeout,
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None)
+
+
+def add_board_options(parser: argparse.ArgumentParser) -> None:
+    """--board/--lab/--no-deploy: run, watch and repro reach a lab board the same way."""
+    parser.add_argument("--board", metavar="NAME",
+                        help="run on this lab board (implies --target board): the kernel is "
+                        "built with the board's kconfig, kexec'd and verified by BTF hash")
+    parser.add_argument("--lab", default="lab.toml", metavar="FILE",
+                        help="the lab inventory --board is read from (default ./lab.toml)")
+    parser.add_argument("--no-deploy", action="store_true",
+                        help="with --board: run on the kernel the board runs now")
+
+
+def target_for(args: argparse.Namespace, builds: list):  # noqa: ANN201
+    """(builds, target name, target options) for --target/--board: a board's builds get
+    its kconfig fragments, and its arch must be the builds'."""
+    if not getattr(args, "board", None):
+        if getattr(args, "no_deploy", False):
+            raise RunUsageError("--no-deploy goes with --board")
+        return builds, getattr(args, "target", "qemu"), {}
+    board = lab_board(args.lab, args.board)
+    arches = [b.arch for b in builds]
+    if arches != [board.arch]:
+        raise RunUsageError(f"board {board.name!r} is {board.arch}: --arch "
+                            f"{','.join(arches)} cannot run on it")
+    builds = [dataclasses.replace(b, kconfigs=[*b.kconfigs, *map(str, board.kconfig)])
+              for b in builds]
+    return builds, "board", {"board": board, "deploy": not args.no_deploy,
+                             "say": _quiet if getattr(args, "json", False) else _say}
 
 
 def lab_board(lab: str | Path, name: str):  # noqa: ANN201 - inventory.Board
@@ -256,6 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(table(results))
         for run in runs:
+            print(run.header())
             timing = f"boot {run.boot_s} s, suite {run.suite_s} s" if run.suite_s else ""
             if timing:
                 print(f"{run.arch}: {timing}")

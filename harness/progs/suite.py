@@ -32,7 +32,7 @@ from harness.progs.runner import (
     plan,
     testmod_of,
 )
-from harness.targets.base import BootProtocol, Target
+from harness.targets.base import BootProtocol, Target, TargetIdentity
 
 # Console lines worth showing next to a failing program, newest last.
 CONSOLE_EXCERPT_LINES = 40
@@ -48,6 +48,15 @@ class ArchRun:
     error: str | None = None  # boot failure, splat, hang: the run did not finish
     boot_s: float | None = None
     suite_s: float | None = None
+    target: str = ""  # "qemu", "board NAME"
+    identity: TargetIdentity | None = None  # what the target ran: release, BTF hash
+
+    def header(self) -> str:
+        """`x86_64 on board rk: 7.3.4, BTF sha256 cc9c3dc16c49...`: what was judged where."""
+        where = f"{self.arch} on {self.target or 'an unknown target'}"
+        if self.identity is None:
+            return where
+        return f"{where}: {self.identity.release}, BTF sha256 {self.identity.btf_sha256}"
 
     def by_id(self) -> dict[str, ProgResult]:
         return {r.test_id: r for r in self.results}
@@ -139,6 +148,9 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
         if booting is not None:
             booting.wait()
             out.boot_s = booting.seconds
+        board = getattr(target, "board", None)
+        out.target = f"board {board.name}" if board is not None else target_name
+        out.identity = target.identity(timeout=timeout)
         t1 = time.monotonic()
         out.results = execute(jobs, artifacts.libbpf_so, target, timeout=timeout,
                               module=testmod_of(artifacts))
@@ -149,6 +161,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
         out.error = f"{type(exc).__name__}: {exc}"
     finally:
         if booting is not None:
+            if booting.thread.is_alive():  # interrupted: a board's deploy stops waiting
+                getattr(target, "cancel", lambda: None)()
             booting.thread.join()  # never close a guest another thread is still starting
         if target is not None:
             try:

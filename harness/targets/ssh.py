@@ -275,6 +275,7 @@ class SshTarget(Lifecycle):
         # A session whose connection dropped: cleaned up after the next connect.
         self._stale: tuple[str, str | None, bool] | None = None
         self._jump: paramiko.SSHClient | None = None  # the jump host's connection, if any
+        self._cancel = threading.Event()  # set by cancel(): a reconnect gives up
 
     def __repr__(self) -> str:
         state = "connected" if self._connected() else "not running"
@@ -349,6 +350,9 @@ class SshTarget(Lifecycle):
         deadline = start + timeout
         pause = 0.5
         while True:
+            if self._cancel.is_set():
+                raise TargetGone(f"board {self.board.name}: cancelled while waiting for it "
+                                 f"after {why}")
             try:
                 self._bring_up()
                 return time.monotonic() - start
@@ -358,8 +362,13 @@ class SshTarget(Lifecycle):
             if time.monotonic() + pause > deadline:
                 raise BoardUnreachable(f"board {self.board.name}: did not come back within "
                                        f"{timeout:g} s after {why} (last try: {last})")
-            time.sleep(pause)
+            self._cancel.wait(pause)
             pause = min(pause * 1.5, 5.0)
+
+    def cancel(self) -> None:
+        """From another thread (Ctrl-C while start() runs there): a reconnect in progress
+        gives up at its next try instead of waiting out the boot timeout."""
+        self._cancel.set()
 
     def detach(self, script: str, timeout: float = 30.0) -> None:
         """Start `script` on the board in a session of its own and return at once: for a

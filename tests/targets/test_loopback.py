@@ -4,9 +4,12 @@ deploy verified by boot id, release and BTF hash, and the deploy's refusals."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.targets import loopback
 from harness.targets.base import BOOT_ID
@@ -15,6 +18,7 @@ from harness.targets.ssh import SshTarget
 from tests.targets.loopback_fixtures import inventory_board
 
 pytestmark = pytest.mark.guest
+REJECTED = Path(__file__).resolve().parents[2] / "bpf_progs" / "implicit_args.c"
 
 
 def test_board_answers_through_its_inventory(loopback_board: loopback.LoopbackBoard,
@@ -57,3 +61,21 @@ def test_a_board_on_another_kernel_is_an_infra_error(
         deploy(target, impostor)
     message = str(caught.value)
     assert "came back on another kernel" in message and "\n" not in message
+
+
+def test_repro_on_the_board_prints_what_qemu_prints(
+        loopback_board: loopback.LoopbackBoard, capsys: pytest.CaptureFixture[str]) -> None:
+    """Same kernel (the board kernel, on the board and in a QEMU guest), same rejected
+    program: the verifier logs are identical, and only the target differs in the header."""
+    args = ["repro", str(REJECTED), "--prog", "implicit_generated_impl", "--json"]
+    on_board = [*args, "--board", "loopback", "--lab", str(loopback_board.lab_toml),
+                "--no-deploy"]
+    assert main(on_board) == 0
+    board = json.loads(capsys.readouterr().out)
+    assert main([*args, "--kconfig", str(loopback.BOARD_FRAGMENT)]) == 0
+    qemu = json.loads(capsys.readouterr().out)
+    assert board["header"]["target"] == "board loopback" and qemu["header"]["target"] == "qemu"
+    assert board["header"]["btf sha256"] == qemu["header"]["btf sha256"]
+    (on_b,), (on_q,) = board["results"], qemu["results"]
+    assert on_b["verifier_log"].startswith("cannot find address for kernel function")
+    assert on_b["verifier_log"] == on_q["verifier_log"]
