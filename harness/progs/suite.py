@@ -97,12 +97,17 @@ def job_test_id(job: Job, arch: str) -> str:
 
 
 class _Boot:
-    """target.start() on a thread; wait() re-raises its error (BootTimeout, KernelPanic...)."""
+    """target.start() on a thread; wait() re-raises its error (BootTimeout, KernelPanic...).
+
+    `done` is an Event, not Thread.join/is_alive: CPython 3.11 marks a thread stopped
+    when a Ctrl-C interrupts join() on it (bpo-45274's fix), so after a Ctrl-C both would
+    say "finished" about a boot (a board's deploy) that is still running."""
 
     def __init__(self, target: BootProtocol) -> None:
         self.target = target
         self.error: BaseException | None = None
         self.seconds: float | None = None
+        self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -112,10 +117,13 @@ class _Boot:
             self.target.start()
         except BaseException as exc:  # noqa: BLE001 - handed to wait()
             self.error = exc
-        self.seconds = round(time.monotonic() - started, 2)
+        finally:
+            self.seconds = round(time.monotonic() - started, 2)
+            self.done.set()
 
     def wait(self) -> None:
-        self.thread.join()
+        while not self.done.wait(0.5):
+            pass
         if self.error is not None:
             raise self.error
 
@@ -161,9 +169,10 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
         out.error = f"{type(exc).__name__}: {exc}"
     finally:
         if booting is not None:
-            if booting.thread.is_alive():  # interrupted: a board's deploy stops waiting
+            if not booting.done.is_set():  # interrupted: a board's deploy stops waiting
                 getattr(target, "cancel", lambda: None)()
-            booting.thread.join()  # never close a guest another thread is still starting
+            while not booting.done.wait(0.5):  # never close a target still starting
+                pass
         if target is not None:
             try:
                 out.console = target.console()

@@ -25,7 +25,7 @@ from pathlib import Path
 from harness.btf.load import btf_bytes
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.targets.base import BOOT_ID, TargetIdentity
-from harness.targets.errors import TargetError
+from harness.targets.errors import TargetError, TargetGone
 from harness.targets.ssh import BoardUnreachable, SshTarget
 
 HOOK_TIMEOUT = 600.0
@@ -134,12 +134,14 @@ def _run_hook(target: SshTarget, build: BuildArtifacts) -> float:
 def _wait_down(target: SshTarget, before: str, timeout: float = 30.0) -> None:
     """Wait until the old kernel stops answering, so reconnect() cannot find it again."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not target.cancelled:
         try:
             if target.run(f"cat {BOOT_ID}", timeout=PROBE_TIMEOUT).out.strip() != before:
                 return
         except TargetError:  # refused, dropped, or no answer: the old kernel is gone
             return
         time.sleep(0.3)
+    if target.cancelled:
+        raise TargetGone(f"board {target.board.name}: deploy cancelled")
     raise DeployFailed(f"board {target.board.name}: still up on the old kernel "
                        f"{timeout:g} s after asking it to {target.board.deploy}")

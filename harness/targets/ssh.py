@@ -276,6 +276,7 @@ class SshTarget(Lifecycle):
         self._stale: tuple[str, str | None, bool] | None = None
         self._jump: paramiko.SSHClient | None = None  # the jump host's connection, if any
         self._cancel = threading.Event()  # set by cancel(): a reconnect gives up
+        self._connecting: paramiko.SSHClient | None = None  # a connect() in flight
 
     def __repr__(self) -> str:
         state = "connected" if self._connected() else "not running"
@@ -367,8 +368,17 @@ class SshTarget(Lifecycle):
 
     def cancel(self) -> None:
         """From another thread (Ctrl-C while start() runs there): a reconnect in progress
-        gives up at its next try instead of waiting out the boot timeout."""
+        gives up at once instead of waiting out the boot timeout: a connect in flight is
+        closed under it, and so is a link to a board that is going away."""
         self._cancel.set()
+        for client in (self._connecting, self._client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     def detach(self, script: str, timeout: float = 30.0) -> None:
         """Start `script` on the board in a session of its own and return at once: for a
@@ -529,7 +539,10 @@ class SshTarget(Lifecycle):
         known = self._load_host_keys(client)
         client.set_missing_host_key_policy(_RejectUnknown())
         where = self._hostport()
+        self._connecting = client
         try:
+            if self._cancel.is_set():
+                raise TargetGone(f"board {name}: cancelled")
             client.connect(
                 board.host, port=board.port, username=board.user, sock=sock,
                 key_filename=str(key) if key is not None else None, passphrase=passphrase,
@@ -539,7 +552,11 @@ class SshTarget(Lifecycle):
         except BaseException as exc:
             client.close()
             self._close_jump()
+            if self._cancel.is_set():
+                raise TargetGone(f"board {name}: cancelled while connecting") from None
             raise self._connect_error(exc, known, wait, where, passphrase) from None
+        finally:
+            self._connecting = None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
