@@ -1,4 +1,8 @@
-"""pytest plugin: the --arch option shared by the harness's test suites."""
+"""pytest plugin: the --arch and --board options shared by the harness's test suites.
+
+`--board NAME` (with `--lab FILE`) runs the program suite on that lab board instead of
+a QEMU guest: the kernel is built with the board's kconfig, deployed and verified, as
+`harness run --board` does; tests read the board through the `lab_board` fixture."""
 
 from __future__ import annotations
 
@@ -15,6 +19,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="x86_64",
         help="comma-separated target architectures (x86_64,arm64); default x86_64",
     )
+    group.addoption("--board", default=None, metavar="NAME",
+                    help="run the program suite on this lab board instead of QEMU")
+    group.addoption("--lab", default="lab.toml", metavar="FILE",
+                    help="the lab inventory --board is read from (default ./lab.toml)")
+
+
+def board_option(config: pytest.Config):  # noqa: ANN201 - inventory.Board | None
+    """The --board of this session from its --lab inventory, or None."""
+    name = config.getoption("--board")
+    if not name:
+        return None
+    from harness.targets.inventory import find_board, load_inventory  # noqa: PLC0415
+
+    try:
+        return find_board(load_inventory(config.getoption("--lab")), name)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def lab_board(request: pytest.FixtureRequest):  # noqa: ANN201 - inventory.Board | None
+    return board_option(request.config)
 
 
 @pytest.fixture(scope="session")

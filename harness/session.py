@@ -106,9 +106,14 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
     else:
         where = f"on board {board.name} as it runs now"
     say(f"harness: {artifacts.arch}: {where} and running {len(sources)} sources")
-    return run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
-                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
-                    target_name=request.target, target_options=request.target_options)
+    run = run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
+                   memory=request.memory, cpus=request.cpus, kvm=request.kvm,
+                   target_name=request.target, target_options=request.target_options)
+    if board is not None:
+        from harness.targets.boardlock import record_result  # noqa: PLC0415
+
+        record_result(board.name, run.summary())
+    return run
 
 
 def run(request: RunRequest, *, say: Say = _quiet, quiet_builds: bool = False) -> RunOutcome:

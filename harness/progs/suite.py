@@ -58,6 +58,15 @@ class ArchRun:
             return where
         return f"{where}: {self.identity.release}, BTF sha256 {self.identity.btf_sha256}"
 
+    def summary(self) -> str:
+        """`80 pass` / `78 pass, 2 fail` / `error: ...`: the run in one line."""
+        if self.error:
+            return f"error: {self.error}"
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+        return ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) or "no programs"
+
     def by_id(self) -> dict[str, ProgResult]:
         return {r.test_id: r for r in self.results}
 

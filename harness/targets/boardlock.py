@@ -118,3 +118,22 @@ def holder(board: str) -> Holder | None:
             return Holder("unknown", 0, "?", time.time(), "?")
         fcntl.flock(handle, fcntl.LOCK_UN)
     return None
+
+
+def _result_path(board: str) -> Path:
+    return cache_dir("locks") / f"board-{board}.last"
+
+
+def record_result(board: str, summary: str) -> None:
+    """Note a run's outcome on `board` ("80 pass", "error: BoardUnreachable: ..."), for
+    `harness lab status`; written whole or not at all."""
+    text = json.dumps({"when": time.time(), "summary": summary, "host": socket.gethostname()})
+    atomic_write(_result_path(board), (text + "\n").encode())
+
+
+def last_result(board: str) -> tuple[float, str] | None:
+    """(time.time() of the run, its summary) of the last run recorded on `board`."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(_result_path(board).read_text())
+        return float(data["when"]), str(data["summary"])
+    return None

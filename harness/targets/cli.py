@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from harness.arch import arch_arg
@@ -117,14 +118,19 @@ def _lab_trust(args: argparse.Namespace) -> int:
 def _lab_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict  # noqa: PLC0415
 
-    from harness.targets.boardlock import holder  # noqa: PLC0415
+    from harness.targets.boardlock import holder, last_result  # noqa: PLC0415
     from harness.targets.inventory import load_inventory  # noqa: PLC0415
 
-    rows = [(board, holder(board.name)) for board in load_inventory(args.lab)]
+    rows = [(board, holder(board.name), last_result(board.name))
+            for board in load_inventory(args.lab)]
     if args.json:
-        print(json.dumps([{"board": b.name, "holder": asdict(h) if h else None}
-                          for b, h in rows], indent=2))
+        print(json.dumps([{"board": b.name, "holder": asdict(h) if h else None,
+                           "last": {"when": last[0], "summary": last[1]} if last else None}
+                          for b, h, last in rows], indent=2))
         return 0
-    for board, held in rows:
-        print(f"{board.name:16s} {'held by ' + held.describe() if held else 'free'}")
+    for board, held, last in rows:
+        state = "held by " + held.describe() if held else "free"
+        when = (f"; last run {time.strftime('%Y-%m-%d %H:%M', time.localtime(last[0]))}: "
+                f"{last[1]}") if last else ""
+        print(f"{board.name:16s} {state}{when}")
     return 0

@@ -31,8 +31,15 @@ from harness.kbuild.build import BuildRequest
 from harness.progs.runner import default_sources, implicit_arg_kfuncs
 from harness.progs.source_ids import source_job_ids
 from harness.progs.suite import ArchRun, job_test_id, suite_jobs, suite_sources
+from harness.pytest_plugin import board_option
 from harness.session import RunRequest
-from tests.helpers.kernels import KERNEL_ENV, exported_kernel, selected_arches, suite_kernel
+from tests.helpers.kernels import (
+    KERNEL_ENV,
+    build_kernel,
+    exported_kernel,
+    selected_arches,
+    suite_kernel,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
 
@@ -121,12 +128,24 @@ def arch_run(request: pytest.FixtureRequest) -> Callable[[str], ArchRun]:
     """
     runs: dict[str, ArchRun] = {}
 
+    board = board_option(request.config)
+
     def get(arch: str) -> ArchRun:
         if arch not in runs:
-            artifacts = suite_kernel(arch, request.config)
             wanted = _selected_objects(request.session, arch)
+            if board is None:
+                artifacts = suite_kernel(arch, request.config)
+                target, options, build = "qemu", {}, BuildRequest(arch=arch)
+            else:  # --board: as `harness run --board` does (its kconfig, deployed)
+                if arch != board.arch:
+                    pytest.fail(f"--board {board.name} is {board.arch}, not {arch}",
+                                pytrace=False)
+                build = BuildRequest(arch=arch, kconfigs=[str(f) for f in board.kconfig])
+                artifacts = build_kernel(arch, kconfigs=tuple(build.kconfigs))
+                target, options = "board", {"board": board}
             sources = [src for src in suite_sources(artifacts) if src.stem in wanted]
-            run_request = RunRequest(builds=(BuildRequest(arch=arch),), sources=tuple(sources))
+            run_request = RunRequest(builds=(build,), sources=tuple(sources), target=target,
+                                     target_options=options)
             runs[arch] = session.judge(run_request, artifacts)  # as `harness run` does
         return runs[arch]
 
@@ -142,6 +161,7 @@ def test_program(case: Case, arch_run: Callable[[str], ArchRun],
     if result is None:
         pytest.fail(f"{case.test_id}: no result (run error: {run.error})\n"
                     f"--- console ---\n{run.console_excerpt()}", pytrace=False)
+    record_property("target", run.header())
     record_property("verdict", result.verdict)
     record_property("expected", result.expected)
     if result.time_ms is not None:

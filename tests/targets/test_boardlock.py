@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.targets.boardlock import BoardBusy, BoardLock, holder
+from harness.targets.boardlock import BoardBusy, BoardLock, holder, last_result, record_result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +83,28 @@ def test_lab_status_names_the_holder(tmp_path: Path,
         assert main(["lab", "status", "--lab", str(lab), "--json"]) == 0
         rows = json.loads(capsys.readouterr().out)
     assert rows[0]["holder"]["pid"] == os.getpid() and rows[1]["holder"] is None
+    assert rows[0]["last"] is None
+    record_result("loop", "80 pass")
+    assert main(["lab", "status", "--lab", str(lab)]) == 0
+    assert "loop             free; last run " in capsys.readouterr().out
+    assert last_result("loop")[1] == "80 pass"  # type: ignore[index]
+
+
+def test_a_board_target_holds_the_lock_from_before_it_connects(tmp_path: Path) -> None:
+    """A board another runner holds is BoardBusy before any connection is tried; one that
+    cannot be reached leaves its lock free again."""
+    from harness.targets.board import BoardTarget
+    from harness.targets.inventory import load_inventory
+    from harness.targets.ssh import BoardUnreachable
+    from tests.targets.sshd import free_port
+
+    lab = tmp_path / "lab.toml"
+    lab.write_text(f"[[board]]\nname='loop'\narch='x86_64'\nhost='127.0.0.1'\n"
+                   f"port={free_port()}\nconnect_timeout=2\n")
+    (board,) = load_inventory(lab)
+    with BoardLock("loop", purpose="other runner"), \
+            pytest.raises(BoardBusy, match="held by .*other runner"):
+        BoardTarget(board, None, lock_timeout=0).start()
+    with pytest.raises(BoardUnreachable, match="connection refused"):
+        BoardTarget(board, None, lock_timeout=0).start()
+    assert holder("loop") is None
