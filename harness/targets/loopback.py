@@ -89,10 +89,10 @@ def sshd_config(*, port: int, listen: str, host_key: Path, authorized_keys: Path
     ])
 
 
-def keygen(path: Path, comment: str) -> Path:
-    """A new passphrase-less ed25519 key at `path` (and `path`.pub)."""
-    proc = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-                           "-f", str(path)], capture_output=True, text=True)
+def keygen(path: Path, comment: str, passphrase: str = "") -> Path:
+    """A new ed25519 key at `path` (and `path`.pub), passphrase-less unless given."""
+    proc = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C",
+                           comment, "-f", str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise TargetSetupError(f"ssh-keygen failed: {proc.stderr.strip()}")
     return path
@@ -116,6 +116,7 @@ class LoopbackBoard:
     marker: str  # procs.MARKER_ENV value of this board's QEMU processes
     memory: str = "1G"
     boot_timeout: float = 120.0
+    key_passphrase_env: str | None = None  # the variable's name only, never its value
 
     @property
     def host_key(self) -> Path:
@@ -166,8 +167,12 @@ def load(state_dir: Path | str) -> LoopbackBoard:
 
 def create(state_dir: Path | str, kernel: Path | str, *, name: str = "loopback",
            arch: str = X86_64.name, port: int | None = None, memory: str = "1G",
-           boot_timeout: float = 120.0) -> LoopbackBoard:
-    """Write a new board's keys, sshd config, state and lab.toml into `state_dir`."""
+           boot_timeout: float = 120.0,
+           key_passphrase_env: str | None = None) -> LoopbackBoard:
+    """Write a new board's keys, sshd config, state and lab.toml into `state_dir`.
+
+    key_passphrase_env: the client key gets the passphrase this environment variable
+    holds, and lab.toml names the variable (as a lab would), never the value."""
     if lookup(arch) is not X86_64 or not X86_64.is_host:
         raise TargetSetupError(f"a loopback board boots on this host's root: {X86_64.name} "
                                f"on an {X86_64.name} host only, not {arch}")
@@ -175,13 +180,19 @@ def create(state_dir: Path | str, kernel: Path | str, *, name: str = "loopback",
         raise TargetSetupError(f"{SSHD} is not installed (scripts/setup.sh: openssh-server)")
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
+    passphrase = ""
+    if key_passphrase_env is not None:
+        if not os.environ.get(key_passphrase_env):
+            raise TargetSetupError(f"{key_passphrase_env} (key_passphrase_env) is not set")
+        passphrase = os.environ[key_passphrase_env]
     board = LoopbackBoard(state, name, X86_64.name, Path(kernel).resolve(),
-                          port or free_port(), uuid.uuid4().hex, memory, boot_timeout)
+                          port or free_port(), uuid.uuid4().hex, memory, boot_timeout,
+                          key_passphrase_env)
     for key in (board.host_key, board.client_key):
         for path in (key, Path(f"{key}.pub")):
             path.unlink(missing_ok=True)
     keygen(board.host_key, f"{name}-host")
-    keygen(board.client_key, f"{name}-client")
+    keygen(board.client_key, f"{name}-client", passphrase)
     (state / "authorized_keys").write_text(public_key(board.client_key) + "\n")
     config = state / "sshd_config"
     config.write_text(sshd_config(port=22, listen="0.0.0.0", host_key=board.host_key,
@@ -215,6 +226,8 @@ def inventory_text(board: LoopbackBoard) -> str:
         "connect_timeout = 5",
         f"boot_timeout = {board.boot_timeout:g}",
         'tags = ["loopback", "tcg"]',
+        *([f'key_passphrase_env = "{board.key_passphrase_env}"']
+          if board.key_passphrase_env else []),
         "",
     ]
     return "\n".join(lines)

@@ -43,6 +43,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import logging
 import posixpath
 import select
 import shlex
@@ -70,6 +71,11 @@ from harness.targets.errors import (
 from harness.targets.inventory import Board
 from harness.targets.serial import SerialConsole
 from harness.targets.splat import check_console
+
+# paramiko's transport thread logs each failed handshake (a board still booting, slirp
+# closing a forwarded port) with a traceback; without a handler of its own, Python's
+# last-resort handler prints those to the user's terminal. Our errors say it in a line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 KEEPALIVE_SECONDS = 15
 _CHUNK = 1 << 16
@@ -339,10 +345,14 @@ class SshTarget(Lifecycle):
         self.close()
         self.start()
 
-    def reconnect(self, timeout: float, why: str = "a reboot") -> float:
+    def reconnect(self, timeout: float, why: str = "a reboot",
+                  ready: Callable[[], bool] | None = None) -> float:
         """Connect again after `why` (a kexec, a power cycle), retrying with backoff until
         `timeout`; the seconds it took. A board whose console shows a panic meanwhile
-        raises that KernelPanic; one that stays silent, BoardUnreachable."""
+        raises that KernelPanic; one that stays silent, BoardUnreachable. `ready`, asked
+        on each new connection, tells the board we wait for from the one going away
+        (a new boot id): each try is a fresh connection, so a link to a kernel that
+        vanished mid-command never holds the wait up."""
         if self._client is not None:  # the old link: a dead board's TCP may look alive
             self._stale = (self._id, self._dir, self._remove_dir)
             self._disconnect()
@@ -356,15 +366,29 @@ class SshTarget(Lifecycle):
                                  f"after {why}")
             try:
                 self._bring_up()
-                return time.monotonic() - start
+                if ready is None or ready():
+                    return time.monotonic() - start
+                last = "it still runs the kernel from before"
+                self._disconnect()
             except BoardUnreachable as exc:
                 last = _first_line(str(exc))
+                self._disconnect()
             self._splat_instead(f"after {why}")
             if time.monotonic() + pause > deadline:
                 raise BoardUnreachable(f"board {self.board.name}: did not come back within "
                                        f"{timeout:g} s after {why} (last try: {last})")
             self._cancel.wait(pause)
-            pause = min(pause * 1.5, 5.0)
+            pause = min(pause * 1.5, 2.0)
+
+    def ask(self, cmd: str, timeout: float) -> str:
+        """stdout of a short harness query (`cat /proc/...`), run untagged outside the
+        work dir: a hang is the link's (a kernel going away), so it raises
+        BoardUnreachable and nothing is left to kill, unlike run()'s CommandTimeout."""
+        rc, out, err = self._internal(cmd, timeout)
+        if rc != 0:
+            raise BoardUnreachable(f"board {self.board.name}: {cmd!r} failed (rc {rc}): "
+                                   f"{_first_line(err.decode(errors='replace'))}")
+        return out.decode(errors="replace")
 
     def cancel(self) -> None:
         """From another thread (Ctrl-C while start() runs there): a reconnect in progress

@@ -26,6 +26,7 @@ import pytest
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.targets import loopback, procs
 from harness.targets.boardlock import holder
+from harness.targets.errors import TargetError
 from harness.targets.ssh import SshTarget
 from tests.targets.loopback_fixtures import inventory_board
 
@@ -81,7 +82,9 @@ class _Run:
             pytest.fail(f"harness did not finish within {timeout:g} s")
         for pump in self._pumps:
             pump.join(timeout=5)
-        return self.proc.returncode, "\n".join(self.err)
+        err = "\n".join(self.err)
+        assert "Traceback" not in err, err  # one line per failure, never a traceback
+        return self.proc.returncode, err
 
 
 def _errors(err: str) -> list[str]:
@@ -173,3 +176,43 @@ def test_ctrl_c_during_a_deploy(board: loopback.LoopbackBoard) -> None:
     assert "harness: interrupted" in err
     assert time.monotonic() - stopped < 15
     _clean(board)
+
+
+def test_no_secret_reaches_a_log(board_build: BuildArtifacts, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board whose key has a passphrase (named in lab.toml by its variable): after a run
+    on it, a failing and a timed-out command, and a refused login, no log or console
+    file written meanwhile holds the passphrase or a line of a private key."""
+    from harness.cache import cache_dir
+
+    secret = f"pass-{os.urandom(8).hex()}"
+    monkeypatch.setenv("LOOPBACK_KEY_PASS", secret)
+    started = time.time()
+    made = loopback.create(tmp_path / "board", board_build.boot_image,
+                           key_passphrase_env="LOOPBACK_KEY_PASS")
+    loopback.power_on(made)
+    try:
+        loopback.wait_ssh(made)
+        rc, err = _run_on(made, "--no-deploy", "--only", "implicit").finish(timeout=180)
+        assert rc == 0, err
+        with SshTarget(inventory_board(made)) as target:
+            assert target.run("echo to stderr >&2; exit 3").rc == 3
+            with pytest.raises(TargetError):
+                target.run("sleep 30", timeout=1)
+        monkeypatch.setenv("LOOPBACK_KEY_PASS", "wrong-" + secret[::-1])
+        with pytest.raises(TargetError) as refused:
+            SshTarget(inventory_board(made)).start()
+        assert secret[::-1] not in str(refused.value)
+    finally:
+        loopback.power_off(made)
+    keys = [line for key in (made.client_key, made.host_key)
+            for line in key.read_text().splitlines() if line and "PRIVATE KEY" not in line]
+    written = [p for p in [*made.dir.rglob("*"), *cache_dir("logs").rglob("*")]
+               if p.is_file() and p.stat().st_mtime >= started
+               and p not in (made.client_key, made.host_key)]
+    assert made.console_log in written and any("console" in str(p) for p in written
+                                               if p != made.console_log)
+    for path in written:
+        text = path.read_text(errors="replace")
+        assert secret not in text, path
+        assert not any(line in text for line in keys), path
