@@ -6,10 +6,10 @@ command line (the inventory's `cmdline`, else the running kernel's), and a detac
 this host instead, followed by the board's power cycle. Either way the SSH target then
 reconnects with backoff within the board's boot_timeout until a new boot id answers (it
 really rebooted; each try is a fresh connection), then checks `uname -r` against the
-build's release and the SHA-256 of /sys/kernel/btf/vmlinux against the build's .BTF. A board that came back
-running anything else is an infrastructure error (DeployFailed), never a silent pass
-over the wrong kernel. Modules are not installed: the suite loads bpf_testmod.ko from
-its work dir, and the board's own /lib/modules is left alone.
+build's release and the SHA-256 of /sys/kernel/btf/vmlinux against the build's .BTF.
+A board that came back running anything else is an infrastructure error (DeployFailed),
+never a silent pass over the wrong kernel. Modules are not installed: the suite loads
+bpf_testmod.ko from its work dir, and the board's own /lib/modules is left alone.
 """
 
 from __future__ import annotations
