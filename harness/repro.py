@@ -70,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build the kernel (cached), boot it, load the program(s) of SOURCE and "
         "print a header (release, BTF hash, arch, libbpf, load flags), the verdict against "
         "the annotations and the verifier log as the kernel wrote it.")
-    repro.add_argument("source", type=Path, help="a BPF C source (selftest style)")
+    repro.add_argument("source", type=Path, metavar="SOURCE_OR_OBJ",
+                       help="a BPF C source (selftest style) or an object built from one")
     repro.add_argument("--prog", help="only the program with this exact name")
     repro.add_argument("--arch", default=None, type=arch_arg,
                        help="x86_64 or arm64 (default x86_64, or the --board's)")

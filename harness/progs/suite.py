@@ -90,12 +90,16 @@ def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path
 
 def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                only: str | None = None) -> list[Job]:
-    """Compile (cached) and plan: the sub-tests a run on ``artifacts`` will report."""
+    """Compile C sources (cached) and plan: the sub-tests a run on ``artifacts`` will
+    report."""
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415 - clang paths
 
     sources = list(sources) if sources is not None else suite_sources(artifacts)
     tc = toolchain_for(artifacts)
-    objects = [compile_prog(src, tc) for src in sources]
+    # A built object (.o, e.g. from the tree's own selftests build) is taken as it is:
+    # its test_loader annotations are in its BTF.
+    objects = [Path(src) if str(src).endswith(".o") else compile_prog(src, tc)
+               for src in sources]
     implicit = implicit_arg_kfuncs(Path(artifacts.source_tree))
     return plan(objects, artifacts.arch, implicit_kfuncs=implicit, only=only)
 

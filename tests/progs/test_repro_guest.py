@@ -11,6 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.kbuild.artifacts import BuildArtifacts
+from harness.progs.compile import compile_prog, toolchain_for
 
 SOURCE = Path(__file__).resolve().parents[2] / "bpf_progs" / "implicit_args.c"
 
@@ -29,6 +30,10 @@ def test_repro_prints_the_kernels_own_verifier_log(
     (result,) = data["results"]
     assert result["verifier_log"].startswith("cannot find address for kernel function")
     assert re.fullmatch(r"[0-9a-f]{64}", data["header"]["btf sha256"])
+    obj = compile_prog(SOURCE, toolchain_for(x86_build))  # an object, as a user may have
+    assert main(["repro", str(obj), "--prog", "implicit_generated_impl", "--json"]) == 0
+    (from_obj,) = json.loads(capsys.readouterr().out)["results"]
+    assert from_obj["verifier_log"] == result["verifier_log"]
 
 
 def test_repro_of_a_missing_source_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
