@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness import procs
+from tests.helpers.terminal import default_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 # A child that forks a grandchild, and kills its whole group when it gets SIGTERM (as
@@ -70,7 +71,8 @@ def _harness_like(tmp_path: Path) -> subprocess.Popen:
             sys.exit(130)
     """))
     return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
 
 
 def test_ctrl_c_stops_child_and_grandchild(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.cache import cache_root
+from tests.helpers.terminal import default_sigint
 
 HARNESS = [sys.executable, "-m", "harness"]
 
@@ -93,7 +94,7 @@ def test_ctrl_c_stops_make_and_caches_nothing(tmp_path: Path, tree: str) -> None
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,
                             # xdist workers ignore SIGINT; a terminal's harness does not
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 3000  # other workers may hold the build lock
     seen = ""
     assert proc.stdout is not None
@@ -124,7 +125,7 @@ def test_ctrl_c_while_kconfig_runs_stops_the_tools_made_alongside(tmp_path: Path
     proc = subprocess.Popen([*HARNESS, "build", "--tree", tree, "--pahole", "system"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     assert proc.stdout is not None
     seen = ""
     while "making libbpf" not in seen:

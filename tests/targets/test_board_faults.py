@@ -28,6 +28,7 @@ from harness.targets import loopback, procs
 from harness.targets.boardlock import holder
 from harness.targets.errors import TargetError
 from harness.targets.ssh import SshTarget
+from tests.helpers.terminal import default_sigint
 from tests.targets.loopback_fixtures import inventory_board
 
 pytestmark = pytest.mark.guest
@@ -46,20 +47,14 @@ def board(board_build: BuildArtifacts, tmp_path: Path) -> Iterator[loopback.Loop
     assert procs.guest_processes(made.marker) == []
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class _Run:
     """`python -m harness ARGS` in its own session, its output collected as it comes."""
 
     def __init__(self, *args: str) -> None:
-        # SIGINT as a terminal gives it: a test run started in the background (nohup, CI)
-        # has it ignored, and the child would inherit that.
         self.proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT,
                                      text=True, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=_default_sigint)
+                                     preexec_fn=default_sigint)
         self.out: list[str] = []
         self.err: list[str] = []
         self._pumps = [threading.Thread(target=self._pump, args=(stream, sink), daemon=True)

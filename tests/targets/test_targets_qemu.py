@@ -25,6 +25,7 @@ from harness.targets.errors import (
     TargetGone,
 )
 from harness.targets.registry import open_target
+from tests.helpers.terminal import default_sigint
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def _spawn_cli(kernel: Any, *args: str) -> subprocess.Popen[str]:
         start_new_session=True,
         # xdist workers run with SIGINT ignored, and Python only turns SIGINT into
         # KeyboardInterrupt if it was not ignored at start: give the CLI a terminal's.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_sigint,
     )
 
 
