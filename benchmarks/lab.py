@@ -84,16 +84,20 @@ def main() -> None:
             figures.append(("connect (s)", connect_s, None))
             figures.append(("command round trip (ms)", ssh_rtt * 1000, qemu_rtt * 1000))
 
-            deploys = []
+            deploys, reboots = [], []
             for _ in range(max(1, args.runs - 1)):
                 target = BoardTarget(board, artifacts)
                 deploys.append(timed(target.start))
+                assert target.deployment is not None
+                reboots.append(target.deployment.reboot_seconds)
                 target.close()
             for _ in range(max(1, args.runs - 1) - 1):
                 with QemuTarget(artifacts, boot_timeout=180) as guest:
                     qemu_boot.append(guest.boot_seconds or 0.0)
             figures.append(("deploy by kexec / QEMU boot (s)", statistics.median(deploys),
                             statistics.median(qemu_boot)))
+            figures.append(("  of it: kexec to SSH again (s)", statistics.median(reboots),
+                            None))
 
             options = {"board": board, "deploy": False}
             first_board = median_of(args.runs, lambda: _first_verdict(

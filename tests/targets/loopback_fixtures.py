@@ -3,8 +3,10 @@ the lab.toml it writes (harness/targets/loopback.py)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,16 @@ def loopback_board(board_build: BuildArtifacts,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[loopback.LoopbackBoard]:
     """A powered-on loopback board booting the board kernel; powered off afterwards, and
     none of its QEMU processes may outlive the module."""
-    board = loopback.create(tmp_path_factory.mktemp("board"), board_build.boot_image)
+    with powered_board(tmp_path_factory.mktemp("board"), board_build) as board:
+        yield board
+
+
+@contextlib.contextmanager
+def powered_board(state_dir: Path, build: BuildArtifacts,
+                  **options: Any) -> Iterator[loopback.LoopbackBoard]:
+    """A new loopback board on `build`, on and answering SSH; off afterwards, and none
+    of its QEMU processes may outlive it."""
+    board = loopback.create(state_dir, build.boot_image, **options)
     loopback.power_on(board)
     try:
         loopback.wait_ssh(board)

@@ -26,6 +26,7 @@ import pytest
 from harness.arch import host
 from harness.procs import spawn
 from harness.targets.inventory import Board
+from harness.targets.loopback import sshd_config
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -173,26 +174,9 @@ class PrivateSshd:
             noise = self.dir / "noise.sh"
             noise.write_text("echo 'login noise on stdout'; echo 'login noise on stderr' >&2\n")
             env += f" BASH_ENV={noise}"
-        self.config.write_text("\n".join([
-            f"SetEnv {env}",
-            f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
-            f'HostKey "{self.host_key}"',
-            f'PidFile "{self.dir / "sshd.pid"}"',
-            f'AuthorizedKeysFile "{self.authorized_keys}"',
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PermitRootLogin prohibit-password",
-            "Subsystem sftp internal-sftp",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            "UseDNS no",
-            "",
-        ]))
+        self.config.write_text(sshd_config(
+            port=self.port, listen="127.0.0.1", host_key=self.host_key,
+            authorized_keys=self.authorized_keys, pid_file=self.dir / "sshd.pid", set_env=env))
         self.config.chmod(0o600)
 
     def _launch(self) -> bool:

@@ -24,12 +24,12 @@ from typing import IO
 import pytest
 
 from harness.kbuild.artifacts import BuildArtifacts
-from harness.targets import loopback, procs
+from harness.targets import loopback
 from harness.targets.boardlock import holder
 from harness.targets.errors import TargetError
 from harness.targets.ssh import SshTarget
 from tests.helpers.terminal import default_sigint
-from tests.targets.loopback_fixtures import inventory_board
+from tests.targets.loopback_fixtures import inventory_board, powered_board
 
 pytestmark = pytest.mark.guest
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def board(board_build: BuildArtifacts, tmp_path: Path) -> Iterator[loopback.LoopbackBoard]:
-    made = loopback.create(tmp_path / "board", board_build.boot_image, boot_timeout=60)
-    loopback.power_on(made)
-    try:
-        loopback.wait_ssh(made)
+    with powered_board(tmp_path / "board", board_build, boot_timeout=60) as made:
         yield made
-    finally:
-        loopback.power_off(made)
-    assert procs.guest_processes(made.marker) == []
 
 
 class _Run:
