@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -330,15 +332,37 @@ def wait_ssh(board: LoopbackBoard, timeout: float | None = None) -> float:
                            f"console: {' | '.join(tail) or '(empty)'}")
 
 
+def flash(board: LoopbackBoard, image: Path) -> LoopbackBoard:
+    """Write `image` to the board's "flash": the kernel it boots at the next power-on,
+    as a deploy hook writes an SD card or eMMC (copied, so a rebuilt image in the build
+    cache does not change what the board boots)."""
+    if not image.is_file():
+        raise TargetSetupError(f"board {board.name}: no kernel image {image} to flash")
+    stored = board.dir / "flash" / image.name
+    stored.parent.mkdir(exist_ok=True)
+    tmp = stored.with_name(f".{image.name}.tmp")
+    shutil.copyfile(image, tmp)
+    tmp.replace(stored)
+    flashed = dataclasses.replace(board, kernel=stored)
+    flashed.save()
+    return flashed
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python3 -m harness.targets.loopback on|off|cycle|status DIR`: the stand-in PDU."""
+    """`python3 -m harness.targets.loopback on|off|cycle|status|flash DIR [IMAGE]`: the
+    stand-in PDU, and the stand-in for a deploy hook's flashing tool."""
     parser = argparse.ArgumentParser(prog="python3 -m harness.targets.loopback",
-                                     description="power a loopback board on or off")
-    parser.add_argument("verb", choices=("on", "off", "cycle", "status"))
+                                     description="power a loopback board, or flash it")
+    parser.add_argument("verb", choices=("on", "off", "cycle", "status", "flash"))
     parser.add_argument("dir", type=Path, help="the board's state dir (from create())")
+    parser.add_argument("image", type=Path, nargs="?", help="flash: the kernel image")
     args = parser.parse_args(argv)
     try:
         board = load(args.dir)
+        if args.verb == "flash":
+            if args.image is None:
+                parser.error("flash needs an IMAGE")
+            flash(board, args.image)
         if args.verb in ("off", "cycle"):
             power_off(board)
         if args.verb in ("on", "cycle"):

@@ -116,6 +116,7 @@ def test_sshd_killed_mid_suite(board: loopback.LoopbackBoard) -> None:
     rc, err = _run_on(board, "--no-deploy").finish(timeout=120)
     assert rc == 1, err
     (line,) = _errors(err)
+    print(line)  # for the record: pytest -rP shows it
     assert re.search(r"BoardUnreachable: .*board loopback", line), line
     assert time.monotonic() - started < 90
     _clean(board)
@@ -127,6 +128,7 @@ def test_nothing_listening(board_build: BuildArtifacts, tmp_path: Path) -> None:
     rc, err = _run_on(made, "--no-deploy").finish(timeout=60)
     assert rc == 1
     (line,) = _errors(err)
+    print(line)  # for the record: pytest -rP shows it
     assert f"board loopback: SSH to 127.0.0.1:{made.port} failed" in line or \
         f"cannot reach 127.0.0.1:{made.port}" in line, line
     assert time.monotonic() - started < 30
@@ -139,6 +141,7 @@ def test_board_panics_during_a_program(board: loopback.LoopbackBoard) -> None:
     rc, err = _run_on(board, "--no-deploy", "-v").finish(timeout=120)
     assert rc == 1
     (line,) = _errors(err)
+    print(line)  # for the record: pytest -rP shows it
     assert "KernelPanic: kernel panic" in line and "sysrq" in line.lower(), line
     _clean(board)
 
@@ -156,6 +159,7 @@ def test_board_does_not_come_back_after_kexec(board: loopback.LoopbackBoard) -> 
     rc, err = _run_on(board).finish(timeout=180)
     assert rc == 1
     (line,) = _errors(err)
+    print(line)  # for the record: pytest -rP shows it
     assert "did not come back within 20 s after kexec" in line, line
     assert time.monotonic() - started < 150
     _clean(board)

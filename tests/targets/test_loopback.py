@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from harness.targets import loopback
 from harness.targets.base import BOOT_ID
 from harness.targets.deploy import DeployFailed, build_btf_sha256, deploy
 from harness.targets.ssh import SshTarget
-from tests.targets.loopback_fixtures import inventory_board
+from tests.targets.loopback_fixtures import inventory_board, powered_board
 
 pytestmark = pytest.mark.guest
 REJECTED = Path(__file__).resolve().parents[2] / "bpf_progs" / "implicit_args.c"
@@ -79,3 +80,22 @@ def test_repro_on_the_board_prints_what_qemu_prints(
     (on_b,), (on_q,) = board["results"], qemu["results"]
     assert on_b["verifier_log"].startswith("cannot find address for kernel function")
     assert on_b["verifier_log"] == on_q["verifier_log"]
+
+
+def test_a_deploy_hook_flashes_and_power_cycles(board_build: BuildArtifacts,
+                                                tmp_path: Path) -> None:
+    """`deploy = "<flash tool> {image}"` then the board's power_cycle: the board cold-boots
+    the flashed image, checked like a kexec (new boot id, release, BTF hash)."""
+    with powered_board(tmp_path / "board", board_build) as made:
+        hook = f"{sys.executable} -m harness.targets.loopback flash {made.dir} {{image}}"
+        text = made.lab_toml.read_text().replace('deploy = "kexec"',
+                                                 f"deploy = {json.dumps(hook)}")
+        made.lab_toml.write_text(text)
+        board = inventory_board(made)
+        with SshTarget(board) as target:
+            before = target.run(f"cat {BOOT_ID}").out.strip()
+            done = deploy(target, board_build)
+            assert done.method == hook
+            assert target.run(f"cat {BOOT_ID}").out.strip() != before
+            assert done.identity.btf_sha256 == build_btf_sha256(board_build.vmlinux)
+        assert loopback.load(made.dir).kernel == made.dir / "flash" / "bzImage"
