@@ -18,6 +18,7 @@ STAGE_MODULES = (
     "harness.targets.cli",
     "harness.progs.cli",
     "harness.bisect.cli",
+    "harness.matrix.run",
     "harness.repro",
 )
 

@@ -100,8 +100,13 @@ def expected_failure(cell: Cell, result: ProgResult) -> Expect | None:
     expect = cell.expect_for(result.object, result.program)
     if expect is None:
         return None
-    haystack = result.failure_text(log_lines=len(result.verifier_log.splitlines()) + 1)
-    return expect if expect.check(result.verdict, haystack) is None else None
+    return expect if expect.check(result.verdict, everything_reported(result)) is None else None
+
+
+def everything_reported(result: ProgResult) -> str:
+    """A result's reason, details, libbpf lines and whole verifier log: where an
+    [[expect]]'s message is looked for (by this report and by the runner alike)."""
+    return result.failure_text(log_lines=len(result.verifier_log.splitlines()) + 1)
 
 
 def xml_text(text: str) -> str:

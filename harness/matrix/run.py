@@ -1,0 +1,145 @@
+"""`harness matrix FILE`: run the cells of a matrix file and write its reports.
+
+Each cell is one session request (session.py): its kernel built (cached; builds run one
+after another, never two at once), booted, its programs judged, then its [[expect]]s
+checked against the real verdicts and messages. A build or boot that fails for tooling
+reasons is the cell's infra error, apart from verdicts; a kernel that panics is a
+verdict on that kernel. Reports (report.py) go to --out whole or not at all; the exit
+status is 1 when a cell regressed or an expectation did not hold, 3 when only
+infrastructure failed, else 0. Not yet: parallel boots (--jobs), the flaky retry,
+deny/allow lists, the HTML report (issue 16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.kbuild.build import BuildRequest
+from harness.matrix.report import CellOutcome, everything_reported, write_reports
+from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
+
+REPO = Path(__file__).resolve().parents[2]
+UPSTREAM = "upstream:"
+SELFTEST_PROGS = "tools/testing/selftests/bpf/progs"
+# Errors of the machinery, not of the kernel under test: the cell is not judged.
+INFRA_ERRORS = ("BootTimeout", "BootFailed", "BoardUnreachable", "DeployFailed",
+                "TargetSetupError", "RootfsBuildError", "BoardBusy")
+
+
+def build_request(cell: Cell) -> BuildRequest:
+    return BuildRequest(arch=cell.arch, kernel=cell.kernel,
+                        tree=str(cell.tree) if cell.tree else None,
+                        patches=str(cell.patches) if cell.patches else None,
+                        pahole=cell.pahole, btfids=cell.btfids,
+                        kconfigs=[str(k) for k in cell.kconfigs])
+
+
+def cell_sources(cell: Cell, tree: Path) -> list[Path]:
+    """The cell's programs: `bpf_progs/GLOB` from this project, `upstream:GLOB` from the
+    tree's selftests (file stems), in the order the patterns name them."""
+    found: list[Path] = []
+    for pattern in cell.programs:
+        if pattern.startswith(UPSTREAM):
+            base, glob = tree / SELFTEST_PROGS, pattern[len(UPSTREAM):] + ".c"
+        else:
+            base, glob = REPO, pattern if pattern.endswith(".c") else pattern + ".c"
+        matches = sorted(p for p in base.glob(glob) if p.is_file())
+        if not matches:
+            raise HarnessError(f"cell {cell.id}: program pattern {pattern!r} matches nothing "
+                               f"under {base}")
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def check_expects(cell: Cell, run: object) -> list[str]:
+    """Each [[expect]] of the cell against the real results: one line per miss."""
+    errors = []
+    results = run.results  # type: ignore[attr-defined]
+    for expect in cell.expects:
+        covered = [r for r in results if expect.covers(r.object, r.program)]
+        if not covered:
+            errors.append(f"{expect.entry}: no program of the cell matched "
+                          f"{', '.join(expect.programs)}")
+        for result in covered:
+            problem = expect.check(result.verdict, everything_reported(result))
+            if problem is not None:
+                errors.append(f"{result.object}/{result.program}: {problem}")
+    return errors
+
+
+def run_cell(cell: Cell, say: Callable[[str], None]) -> CellOutcome:
+    """Build, boot and judge one cell; never raises for the cell's own failures."""
+    from harness import session  # noqa: PLC0415 - kbuild/targets are heavy
+
+    started = time.monotonic()
+    request = build_request(cell)
+    try:
+        artifacts = session.build(request, quiet=True)
+        sources = cell_sources(cell, Path(artifacts.source_tree))
+    except HarnessError as exc:
+        return CellOutcome(cell, None, infra_error=f"build: {exc}",
+                           seconds=time.monotonic() - started)
+    say(f"{cell.id}: built; judging {len(sources)} sources")
+    run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
+                                     timeout=cell.timeout)
+    run = session.judge(run_request, artifacts)
+    infra = None
+    if run.error and run.error.split(":", 1)[0] in INFRA_ERRORS:
+        infra = run.error
+    outcome = CellOutcome(cell, run, infra_error=infra, seconds=time.monotonic() - started)
+    if infra is None:
+        outcome.expect_errors = check_expects(cell, run)
+    return outcome
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    matrix = sub.add_parser(
+        "matrix", help="run the cells of a matrix file (kernel x pahole x btfids x arch)",
+        description="Build, boot and judge every cell of FILE (matrix.toml, nightly.toml), "
+        "check its known outcomes, and write JUnit, a test_progs-style JSON summary and a "
+        "markdown summary to --out.")
+    matrix.add_argument("file", type=Path, help="the matrix file")
+    matrix.add_argument("--shard", metavar="I/N", help="run the I-th of N equal shares")
+    matrix.add_argument("--cells", metavar="FILTER",
+                        help="key=value[,key=value] over kernel/pahole/btfids/arch, or a "
+                        "glob over cell ids")
+    matrix.add_argument("--out", type=Path, default=Path("matrix-out"),
+                        help="report directory (default %(default)s)")
+    matrix.add_argument("--list", action="store_true", help="print the cells and stop")
+    matrix.set_defaults(func=cmd_matrix)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    cells = load_matrix(args.file).cells
+    if args.cells:
+        cells = select(cells, args.cells)
+    if args.shard:
+        cells = shard(cells, *parse_shard(args.shard))
+    if args.list:
+        for cell in cells:
+            print(cell.id)
+        return 0
+    outcomes: list[CellOutcome] = []
+    for number, cell in enumerate(cells, 1):
+        print(f"harness: matrix [{number}/{len(cells)}] {cell.id}", flush=True)
+        outcome = run_cell(cell, lambda line: print(f"harness: {line}", flush=True))
+        outcomes.append(outcome)
+        print(f"harness: matrix [{number}/{len(cells)}] {cell.id}: {outcome.status} "
+              f"({outcome.seconds:.0f} s)", flush=True)
+    paths = write_reports(outcomes, args.out, title=f"harness matrix {args.file.name}")
+    width = max((len(o.cell.id) for o in outcomes), default=4)
+    for outcome in outcomes:
+        counts = outcome.counts()
+        detail = outcome.infra_error or "; ".join(outcome.expect_errors[:1]) or ", ".join(
+            f"{n} {verdict}" for verdict, n in counts.items() if n)
+        print(f"{outcome.cell.id:{width}s}  {outcome.status:6s}  {outcome.seconds:6.0f} s  "
+              f"{detail}")
+    print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    statuses = {o.status for o in outcomes}
+    if statuses & {"fail", "expect"}:
+        return 1
+    return 3 if "infra" in statuses else 0

@@ -1,0 +1,105 @@
+"""`harness matrix`: cells to requests, programs to sources, [[expect]]s against results,
+and one real cell end to end (the suite's cached 7.3 x86_64 kernel, a QEMU guest)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.matrix.run import REPO, SELFTEST_PROGS, build_request, cell_sources, check_expects
+from harness.matrix.spec import load_matrix
+from harness.progs.results import ProgResult
+from harness.progs.suite import ArchRun
+
+MINI = """
+[[include]]
+kernel = "7.3"
+pahole = "1.32"
+btfids = "python"
+arch = "x86_64"
+
+[defaults]
+programs = ["bpf_progs/implicit_args", "upstream:kfunc_implicit_args"]
+
+[[expect]]
+match = { kernel = "7.3" }
+programs = ["kfunc_implicit_args/*"]
+verdict = "pass"
+reason = "7.3 with the Python resolve_btfids resolves the implicit-arg kfuncs"
+"""
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Path:
+    path = tmp_path / "mini.toml"
+    path.write_text(MINI)
+    return path
+
+
+def test_a_cell_is_a_build_request(mini: Path) -> None:
+    (cell,) = load_matrix(mini).cells
+    request = build_request(cell)
+    assert (request.kernel, request.pahole, request.btfids, request.arch) == \
+        ("7.3", "1.32", "python", "x86_64")
+    assert request.tree is None and request.kconfigs == []
+
+
+def test_programs_resolve_to_ours_and_the_trees(mini: Path, tmp_path: Path) -> None:
+    (cell,) = load_matrix(mini).cells
+    tree = tmp_path / "linux"
+    progs = tree / SELFTEST_PROGS
+    progs.mkdir(parents=True)
+    (progs / "kfunc_implicit_args.c").write_text("/* upstream */\n")
+    assert cell_sources(cell, tree) == [REPO / "bpf_progs/implicit_args.c",
+                                        progs / "kfunc_implicit_args.c"]
+    (progs / "kfunc_implicit_args.c").unlink()
+    with pytest.raises(HarnessError, match="'upstream:kfunc_implicit_args' matches nothing"):
+        cell_sources(cell, tree)
+
+
+def test_expects_are_checked_against_real_verdicts(mini: Path) -> None:
+    (cell,) = load_matrix(mini).cells
+    good = ProgResult("kfunc_implicit_args", "test_kfunc_implicit_arg", "x86_64", "pass",
+                      "success retval=5")
+    bad = ProgResult("kfunc_implicit_args", "test_kfunc_implicit_arg_legacy", "x86_64",
+                     "fail", "success retval=7", reason="bpf_object__load failed",
+                     verifier_log="arg#0 ... incompatible with kernel")
+    assert check_expects(cell, ArchRun("x86_64", results=[good])) == []
+    (error,) = check_expects(cell, ArchRun("x86_64", results=[good, bad]))
+    assert error.startswith("kfunc_implicit_args/test_kfunc_implicit_arg_legacy: expect 1: "
+                            "expected pass, got fail")
+    (none,) = check_expects(cell, ArchRun("x86_64", results=[]))
+    assert "no program of the cell matched kfunc_implicit_args/*" in none
+
+
+def test_list_shard_and_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["matrix", str(REPO / "matrix.toml"), "--list"]) == 0
+    every = capsys.readouterr().out.split()
+    assert len(every) == 36
+    shards = []
+    for index in (1, 2, 3):
+        assert main(["matrix", str(REPO / "matrix.toml"), "--list", "--shard",
+                     f"{index}/3"]) == 0
+        shards += capsys.readouterr().out.split()
+    assert sorted(shards) == sorted(every)
+    assert main(["matrix", str(REPO / "matrix.toml"), "--list", "--shard", "4/3"]) == 2
+
+
+@pytest.mark.guest
+def test_one_cell_end_to_end(mini: Path, tmp_path: Path, x86_build: object,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["matrix", str(mini), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "7.3-pahole1.32-python-x86_64  pass" in text
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "7.3-pahole1.32-python-x86_64"
+    assert int(suite.get("tests", "0")) > 4 and suite.get("failures") == "0"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == 0 and summary["success_subtest"] > 4
+    assert "7.3-pahole1.32-python-x86_64" in (out / "summary.md").read_text()
