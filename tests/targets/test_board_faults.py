@@ -216,3 +216,27 @@ def test_no_secret_reaches_a_log(board_build: BuildArtifacts, tmp_path: Path,
         text = path.read_text(errors="replace")
         assert secret not in text, path
         assert not any(line in text for line in keys), path
+
+
+def test_wrong_host_key_user_or_key(board: loopback.LoopbackBoard, tmp_path: Path) -> None:
+    """The board answers, but not to us or not as pinned: each a one-line refusal."""
+    pinned = board.lab_toml.read_text()
+    other = loopback.keygen(tmp_path / "other", "not-the-board")
+    cases = [
+        (pinned.replace(loopback.public_key(board.host_key), loopback.public_key(other)),
+         "does not match the pinned one"),
+        (pinned.replace('user = "root"', 'user = "nobody"'), "authentication failed"),
+        (pinned.replace(json.dumps(str(board.client_key)), json.dumps(str(other))),
+         "authentication failed"),
+    ]
+    for text, needle in cases:
+        board.lab_toml.write_text(text)
+        started = time.monotonic()
+        rc, err = _run_on(board, "--no-deploy").finish(timeout=60)
+        assert rc == 1
+        (line,) = _errors(err)
+        print(line)  # for the record: pytest -rP shows it
+        assert needle in line and "BoardUnreachable" in line, line
+        assert time.monotonic() - started < 30
+        _clean(board)
+    board.lab_toml.write_text(pinned)
