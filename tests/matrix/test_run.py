@@ -103,3 +103,23 @@ def test_one_cell_end_to_end(mini: Path, tmp_path: Path, x86_build: object,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0 and summary["success_subtest"] > 4
     assert "7.3-pahole1.32-python-x86_64" in (out / "summary.md").read_text()
+
+
+def test_the_ci_examples_shard_nightly_toml_exactly() -> None:
+    """ci/'s GitHub and GitLab examples: their shards cover nightly.toml's cells once.
+    (Read with regular expressions: no YAML parser among the project's dependencies.)"""
+    import re
+
+    from harness.matrix.spec import shard
+
+    github = (REPO / "ci/github-nightly.yml").read_text()
+    gitlab = (REPO / "ci/gitlab-nightly.yml").read_text()
+    total = int(re.search(r"^\s+SHARDS: (\d+)$", github, re.M).group(1))  # type: ignore[union-attr]
+    listed = re.search(r"^\s+shard: \[([\d, ]+)\]$", github, re.M).group(1)  # type: ignore[union-attr]
+    assert [int(n) for n in listed.split(",")] == list(range(1, total + 1))
+    assert re.search(rf"^\s+parallel: {total}$", gitlab, re.M)
+    assert "--shard ${{ matrix.shard }}/${{ env.SHARDS }}" in github
+    assert '--shard "${CI_NODE_INDEX}/${CI_NODE_TOTAL}"' in gitlab
+    cells = load_matrix(REPO / "nightly.toml").cells
+    split = [c.id for index in range(1, total + 1) for c in shard(cells, index, total)]
+    assert sorted(split) == sorted(c.id for c in cells)
