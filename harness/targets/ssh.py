@@ -292,8 +292,16 @@ class SshTarget(Lifecycle):
 
     def start(self) -> Self:
         """Connect and make the work dir; a no-op while connected. After a dropped
-        connection this connects again (and cleans the old session up, best effort)."""
-        return self._bring_up()
+        connection this connects again (and cleans the old session up, best effort).
+        A first start that fails stops the console reader it opened."""
+        opened_here = self._serial is None
+        try:
+            return self._bring_up()
+        except BaseException:
+            if opened_here and self._serial is not None:
+                self._serial.close()
+                self._serial = None
+            raise
 
     def _bring_up(self) -> Self:
         """start()'s work, kept apart so that reconnect() in a subclass whose start()

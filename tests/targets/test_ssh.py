@@ -110,6 +110,20 @@ def test_nothing_listening_is_unreachable(sshd: PrivateSshd) -> None:
     assert "refused" in message and f"127.0.0.1:{port}" in message
 
 
+def test_a_failed_start_stops_its_console_reader(sshd: PrivateSshd, tmp_path: Path) -> None:
+    """The console opens before the connection (to catch a board's last words); a start
+    that fails must not leave that reader running."""
+    feed = tmp_path / "serial.txt"
+    feed.write_text("")
+    board = sshd.board(port=free_port(), console=f"tail -n 0 -f {feed}")
+    target = SshTarget(board, known_hosts=sshd.known_hosts, console_log=tmp_path / "c.log")
+    with pytest.raises(BoardUnreachable, match="refused"):
+        target.start()  # and no close(): a caller whose start() raised owns nothing to close
+    readers = subprocess.run(["pgrep", "-f", f"tail -n 0 -f {feed}"], capture_output=True,
+                             text=True).stdout.split()
+    assert readers == []
+
+
 def test_unknown_host_key_names_its_fingerprint(sshd: PrivateSshd, tmp_path: Path) -> None:
     offered = subprocess.run(["ssh-keygen", "-l", "-f", f"{sshd.host_key}.pub"],
                              capture_output=True, text=True, check=True).stdout.split()[1]
