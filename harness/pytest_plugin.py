@@ -10,6 +10,7 @@ import pytest
 
 from harness.arch import arch_list
 from harness.errors import UsageError
+from harness.targets.inventory import DEFAULT_LAB
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,8 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--board", default=None, metavar="NAME",
                     help="run the program suite on this lab board instead of QEMU")
-    group.addoption("--lab", default="lab.toml", metavar="FILE",
-                    help="the lab inventory --board is read from (default ./lab.toml)")
+    group.addoption("--lab", default=DEFAULT_LAB, metavar="FILE",
+                    help=f"the lab inventory --board is read from (default ./{DEFAULT_LAB})")
 
 
 def board_option(config: pytest.Config):  # noqa: ANN201 - inventory.Board | None

@@ -218,11 +218,11 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
 
 def add_board_options(parser: argparse.ArgumentParser) -> None:
     """--board/--lab/--no-deploy: run, watch and repro reach a lab board the same way."""
+    from harness.targets.inventory import add_lab_option  # noqa: PLC0415
     parser.add_argument("--board", metavar="NAME",
                         help="run on this lab board (implies --target board): the kernel is "
                         "built with the board's kconfig, kexec'd and verified by BTF hash")
-    parser.add_argument("--lab", default="lab.toml", metavar="FILE",
-                        help="the lab inventory --board is read from (default ./lab.toml)")
+    add_lab_option(parser, "the lab inventory --board is read from")
     parser.add_argument("--no-deploy", action="store_true",
                         help="with --board: run on the kernel the board runs now")
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from harness.arch import arch_arg
+from harness.targets.inventory import add_lab_option
 from harness.targets.registry import open_target
 
 
@@ -40,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lab = sub.add_parser("lab", help="the lab inventory: list boards, pin their host keys")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     listing = lab_sub.add_parser("list", help="the boards of the inventory")
-    listing.add_argument("--lab", default="lab.toml", metavar="FILE",
-                         help="the inventory (default ./lab.toml)")
+    add_lab_option(listing)
     listing.add_argument("--json", action="store_true", help="print the boards as JSON")
     listing.set_defaults(func=_lab_list)
     trust = lab_sub.add_parser(
@@ -51,14 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "fingerprint against the board's console (`ssh-keygen -lf /etc/ssh/ssh_host_*"
         "_key.pub`) before relying on it: after this, a changed key is refused.")
     trust.add_argument("board", help="a board name from the inventory")
-    trust.add_argument("--lab", default="lab.toml", metavar="FILE",
-                       help="the inventory (default ./lab.toml)")
+    add_lab_option(trust)
     trust.add_argument("--replace", action="store_true",
                        help="replace a different key already pinned for the board")
     trust.set_defaults(func=_lab_trust)
     status = lab_sub.add_parser("status", help="who holds each board (machine-local locks)")
-    status.add_argument("--lab", default="lab.toml", metavar="FILE",
-                        help="the inventory (default ./lab.toml)")
+    add_lab_option(status)
     status.add_argument("--json", action="store_true", help="print the holders as JSON")
     status.set_defaults(func=_lab_status)
 

@@ -52,11 +52,6 @@ def build_btf_sha256(vmlinux: Path | str) -> str:
     return hashlib.sha256(btf_bytes(vmlinux)).hexdigest()
 
 
-def _boot_id(target: SshTarget) -> str:
-    result = target.run(f"cat {BOOT_ID}", timeout=target.board.command_timeout)
-    return result.out.strip()
-
-
 def _say_nothing(_line: str) -> None:
     pass
 
@@ -66,7 +61,7 @@ def deploy(target: SshTarget, build: BuildArtifacts,
     """Boot `build` on the connected board `target` and verify it (module docstring)."""
     board = target.board
     expected = build_btf_sha256(build.vmlinux)
-    before = _boot_id(target)
+    before = target.ask(f"cat {BOOT_ID}", timeout=board.command_timeout).strip()
     started = time.monotonic()
     if board.deploy == "kexec":
         remote = f"{target.workdir}/{build.boot_image.name}"

@@ -12,6 +12,7 @@ neither is refused when connecting, never trusted on first use.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -180,6 +181,15 @@ def load_inventory(path: str | Path) -> list[Board]:
     if duplicate:
         raise InventoryError(f"{path}: board name {duplicate!r} appears twice")
     return boards
+
+
+DEFAULT_LAB = "lab.toml"
+
+
+def add_lab_option(parser: argparse.ArgumentParser, what: str = "the inventory") -> None:
+    """`--lab FILE`, the same on every command that reads the inventory."""
+    parser.add_argument("--lab", default=DEFAULT_LAB, metavar="FILE",
+                        help=f"{what} (default ./{DEFAULT_LAB})")
 
 
 def find_board(boards: list[Board], name: str) -> Board:

@@ -26,18 +26,11 @@ import pytest
 from harness.arch import host
 from harness.procs import spawn
 from harness.targets.inventory import Board
-from harness.targets.loopback import sshd_config
+from harness.targets.loopback import free_port, public_key, sshd_config
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
 READY_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 nothing listens on (at the time of asking)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def keygen(path: Path, comment: str = "harness-test") -> Path:
@@ -48,12 +41,6 @@ def keygen(path: Path, comment: str = "harness-test") -> Path:
     subprocess.run([keygen_bin, "-q", "-t", "ed25519", "-N", "", "-C", comment,
                     "-f", str(path)], check=True, capture_output=True)
     return path
-
-
-def public_key(path: Path) -> str:
-    """`type base64` of a key's .pub file, without its comment."""
-    kind, blob = Path(f"{path}.pub").read_text().split()[:2]
-    return f"{kind} {blob}"
 
 
 def _children(pid: int) -> list[int]:
