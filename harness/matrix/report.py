@@ -51,6 +51,7 @@ class CellOutcome:
     flaky: list[str] = field(default_factory=list)  # test ids that passed only on retry
     expect_errors: list[str] = field(default_factory=list)  # [[expect]]s that did not hold
     btf_facts: dict[str, object] = field(default_factory=dict)  # shown as given
+    notes: list[str] = field(default_factory=list)  # e.g. a selftest this tree lacks
 
     @property
     def results(self) -> list[ProgResult]:
@@ -199,6 +200,7 @@ def _properties(suite: ET.Element, outcome: CellOutcome) -> None:
     if outcome.flaky:
         props.append(("flaky", ", ".join(outcome.flaky)))
     props += [("expect_error", error) for error in outcome.expect_errors]
+    props += [("note", note) for note in outcome.notes]
     props += [(f"btf.{key}", _fact(value)) for key, value in outcome.btf_facts.items()]
     element = _sub(suite, "properties")
     for name, value in props:
@@ -432,6 +434,7 @@ def summary_markdown(outcomes: list[CellOutcome], *, title: str,
         lines += _section(heading, [(o, _first_line(text, "(no message)")) for o, text in items])
     lines += _section("Flaky (failed once, passed on retry)",
                       [(o, ", ".join(o.flaky)) for o in outcomes if o.flaky])
+    lines += _section("Notes", [(o, note) for o in outcomes for note in o.notes])
     facts = [(o, ", ".join(f"{key}={_fact(value)}" for key, value in o.btf_facts.items()))
              for o in outcomes if o.btf_facts]
     lines += _section("BTF facts", facts)

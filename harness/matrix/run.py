@@ -38,21 +38,28 @@ def build_request(cell: Cell) -> BuildRequest:
                         kconfigs=[str(k) for k in cell.kconfigs])
 
 
-def cell_sources(cell: Cell, tree: Path) -> list[Path]:
+def cell_sources(cell: Cell, tree: Path) -> tuple[list[Path], list[str]]:
     """The cell's programs: `bpf_progs/GLOB` from this project, `upstream:GLOB` from the
-    tree's selftests (file stems), in the order the patterns name them."""
+    tree's selftests (file stems), in the order the patterns name them; and a note for
+    each `upstream:` pattern this tree lacks.
+
+    An older kernel not having a newer selftest is a fact about that cell, shown in its
+    report; one of our own patterns matching nothing is a typo, refused."""
     found: list[Path] = []
+    notes: list[str] = []
     for pattern in cell.programs:
         if pattern.startswith(UPSTREAM):
             base, glob = tree / SELFTEST_PROGS, pattern[len(UPSTREAM):] + ".c"
         else:
             base, glob = REPO, pattern if pattern.endswith(".c") else pattern + ".c"
         matches = sorted(p for p in base.glob(glob) if p.is_file())
-        if not matches:
+        if not matches and pattern.startswith(UPSTREAM):
+            notes.append(f"{pattern}: not in this tree ({SELFTEST_PROGS}/{glob})")
+        elif not matches:
             raise HarnessError(f"cell {cell.id}: program pattern {pattern!r} matches nothing "
                                f"under {base}")
         found += [m for m in matches if m not in found]
-    return found
+    return found, notes
 
 
 def check_expects(cell: Cell, run: object) -> list[str]:
@@ -79,10 +86,12 @@ def run_cell(cell: Cell, say: Callable[[str], None]) -> CellOutcome:
     request = build_request(cell)
     try:
         artifacts = session.build(request, quiet=True)
-        sources = cell_sources(cell, Path(artifacts.source_tree))
+        sources, notes = cell_sources(cell, Path(artifacts.source_tree))
     except HarnessError as exc:
         return CellOutcome(cell, None, infra_error=f"build: {exc}",
                            seconds=time.monotonic() - started)
+    for note in notes:
+        say(f"{cell.id}: {note}")
     say(f"{cell.id}: built; judging {len(sources)} sources")
     run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
                                      timeout=cell.timeout)
@@ -90,7 +99,8 @@ def run_cell(cell: Cell, say: Callable[[str], None]) -> CellOutcome:
     infra = None
     if run.error and run.error.split(":", 1)[0] in INFRA_ERRORS:
         infra = run.error
-    outcome = CellOutcome(cell, run, infra_error=infra, seconds=time.monotonic() - started)
+    outcome = CellOutcome(cell, run, infra_error=infra, seconds=time.monotonic() - started,
+                          notes=notes)
     if infra is None:
         outcome.expect_errors = check_expects(cell, run)
     return outcome

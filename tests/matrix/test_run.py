@@ -3,6 +3,7 @@ and one real cell end to end (the suite's cached 7.3 x86_64 kernel, a QEMU guest
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -55,10 +56,14 @@ def test_programs_resolve_to_ours_and_the_trees(mini: Path, tmp_path: Path) -> N
     progs = tree / SELFTEST_PROGS
     progs.mkdir(parents=True)
     (progs / "kfunc_implicit_args.c").write_text("/* upstream */\n")
-    assert cell_sources(cell, tree) == [REPO / "bpf_progs/implicit_args.c",
-                                        progs / "kfunc_implicit_args.c"]
+    assert cell_sources(cell, tree) == ([REPO / "bpf_progs/implicit_args.c",
+                                         progs / "kfunc_implicit_args.c"], [])
     (progs / "kfunc_implicit_args.c").unlink()
-    with pytest.raises(HarnessError, match="'upstream:kfunc_implicit_args' matches nothing"):
+    sources, (note,) = cell_sources(cell, tree)  # an older tree: a note, not an error
+    assert sources == [REPO / "bpf_progs/implicit_args.c"]
+    assert note.startswith("upstream:kfunc_implicit_args: not in this tree")
+    cell = dataclasses.replace(cell, programs=("bpf_progs/no_such_prog",))
+    with pytest.raises(HarnessError, match="'bpf_progs/no_such_prog' matches nothing"):
         cell_sources(cell, tree)
 
 
