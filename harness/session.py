@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import Builder, BuildRequest, make_plan
+from harness.progs.lists import Lists, load_lists
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
@@ -42,6 +43,8 @@ class RunRequest:
     kvm: bool | None = None  # None: probe
     # Options of the target kind beyond the machine's (a board: board=, deploy=).
     target_options: Mapping[str, Any] = field(default_factory=dict)
+    denylist: Path | None = None  # a directory of BPF CI DENYLIST/ALLOWLIST[.arch] files
+    retry: bool = False  # run each failure once more; a pass then is reported flaky
 
     def __post_init__(self) -> None:
         if not self.builds:
@@ -50,6 +53,12 @@ class RunRequest:
         for src in self.sources:
             if not Path(src).is_file():
                 raise UsageError(f"no such BPF source: {src}")
+        for arch in self.arches:  # a broken list is a one-line error before any build
+            self.lists(arch)
+
+    def lists(self, arch: str) -> Lists | None:
+        """The deny/allow lists in force on `arch`, as BPF CI picks them."""
+        return load_lists(self.denylist, arch) if self.denylist is not None else None
 
     @property
     def arches(self) -> list[str]:
@@ -108,7 +117,8 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
     say(f"harness: {artifacts.arch}: {where} and running {len(sources)} sources")
     run = run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
-                   target_name=request.target, target_options=request.target_options)
+                   target_name=request.target, target_options=request.target_options,
+                   lists=request.lists(artifacts.arch), retry=request.retry)
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

@@ -6,18 +6,21 @@ checked against the real verdicts and messages. A build or boot that fails for t
 reasons is the cell's infra error, apart from verdicts; a kernel that panics is a
 verdict on that kernel. Reports (report.py) go to --out whole or not at all; the exit
 status is 1 when a cell regressed or an expectation did not hold, 3 when only
-infrastructure failed, else 0. Not yet: parallel boots (--jobs), the flaky retry,
-deny/allow lists, the HTML report (issue 16).
+infrastructure failed, else 0. Each failure runs once more (--no-retry: not): one that
+then passes is reported as flaky, never hidden. A cell's deny/allow lists (BPF CI's
+files, the matrix file's `denylist` or --denylist) turn programs into skips naming the
+entry. Not yet: parallel boots (--jobs), the HTML report (issue 16).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.kbuild.build import BuildRequest
 from harness.matrix.report import CellOutcome, everything_reported, write_reports
 from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
@@ -78,8 +81,10 @@ def check_expects(cell: Cell, run: object) -> list[str]:
     return errors
 
 
-def run_cell(cell: Cell, say: Callable[[str], None]) -> CellOutcome:
-    """Build, boot and judge one cell; never raises for the cell's own failures."""
+def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> CellOutcome:
+    """Build, boot and judge one cell; never raises for the cell's own failures.
+
+    Each failure is run once more (`retry`): one that then passes is listed as flaky."""
     from harness import session  # noqa: PLC0415 - kbuild/targets are heavy
 
     started = time.monotonic()
@@ -94,13 +99,14 @@ def run_cell(cell: Cell, say: Callable[[str], None]) -> CellOutcome:
         say(f"{cell.id}: {note}")
     say(f"{cell.id}: built; judging {len(sources)} sources")
     run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
-                                     timeout=cell.timeout)
+                                     timeout=cell.timeout, denylist=cell.denylist,
+                                     retry=retry)
     run = session.judge(run_request, artifacts)
     infra = None
     if run.error and run.error.split(":", 1)[0] in INFRA_ERRORS:
         infra = run.error
     outcome = CellOutcome(cell, run, infra_error=infra, seconds=time.monotonic() - started,
-                          notes=notes)
+                          notes=notes, flaky=list(run.flaky))
     if infra is None:
         outcome.expect_errors = check_expects(cell, run)
     return outcome
@@ -120,11 +126,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     matrix.add_argument("--out", type=Path, default=Path("matrix-out"),
                         help="report directory (default %(default)s)")
     matrix.add_argument("--list", action="store_true", help="print the cells and stop")
+    matrix.add_argument("--denylist", type=Path, metavar="DIR",
+                        help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST) for "
+                        "every cell, instead of the file's denylist settings")
+    matrix.add_argument("--retry", action=argparse.BooleanOptionalAction, default=True,
+                        help="run each failure once more; a pass then is reported as flaky "
+                        "(default on)")
     matrix.set_defaults(func=cmd_matrix)
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     cells = load_matrix(args.file).cells
+    if args.denylist is not None:
+        if not args.denylist.is_dir():
+            raise UsageError(f"--denylist {args.denylist}: no such lists directory")
+        cells = [dataclasses.replace(cell, denylist=args.denylist) for cell in cells]
     if args.cells:
         cells = select(cells, args.cells)
     if args.shard:
@@ -136,7 +152,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     outcomes: list[CellOutcome] = []
     for number, cell in enumerate(cells, 1):
         print(f"harness: matrix [{number}/{len(cells)}] {cell.id}", flush=True)
-        outcome = run_cell(cell, lambda line: print(f"harness: {line}", flush=True))
+        outcome = run_cell(cell, lambda line: print(f"harness: {line}", flush=True),
+                           retry=args.retry)
         outcomes.append(outcome)
         print(f"harness: matrix [{number}/{len(cells)}] {cell.id}: {outcome.status} "
               f"({outcome.seconds:.0f} s)", flush=True)

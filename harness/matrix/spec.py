@@ -16,6 +16,7 @@ key before anything builds, keeps a nightly job from failing hours in. Nothing h
     timeout = 60            # seconds per program
     programs = ["bpf_progs/*", "upstream:wq*"]
     kconfig = []            # fragments, relative to this file
+    denylist = "ci/lists"   # BPF CI DENYLIST/ALLOWLIST[.arch] files, relative to this file
 
     [[exclude]]             # drops product cells matching every key given
     kernel = "6.12"
@@ -61,14 +62,14 @@ from harness.arch import SPELLINGS, lookup
 from harness.errors import UsageError
 from harness.kbuild.sources import DEBIAN_RELEASES
 from harness.kbuild.toolchains import BTFIDS_CHOICES, PAHOLE_RELEASES
-from harness.matrix.lists import program_base
+from harness.progs.lists import program_base
 
 AXES = ("kernel", "pahole", "btfids", "arch")
 VERDICTS = ("pass", "fail", "skip")
 PAHOLE_CHOICES = ("system", *PAHOLE_RELEASES)
 DEFAULT_TIMEOUT = 60.0
 _TABLES = ("axes", "defaults", "exclude", "include", "override", "expect")
-_SETTINGS = ("timeout", "programs", "kconfig")
+_SETTINGS = ("timeout", "programs", "kconfig", "denylist")
 _INCLUDE_KEYS = (*AXES, "tree", "patches")
 _EXPECT_KEYS = ("match", "programs", "verdict", "message", "reason")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -118,6 +119,7 @@ class Cell:
     timeout: float = DEFAULT_TIMEOUT
     programs: tuple[str, ...] = ()  # empty: the runner's default programs
     expects: tuple[Expect, ...] = ()
+    denylist: Path | None = None  # a directory of BPF CI lists
 
     @property
     def kernel_label(self) -> str:
@@ -250,6 +252,12 @@ class _Reader:
             raise self.fail(where, f"no such fragment {missing}")
         return fragments
 
+    def lists_dir(self, value: object, where: str) -> Path:
+        directory = self.path_of(value, where)
+        if not directory.is_dir():
+            raise self.fail(where, f"no such lists directory {directory}")
+        return directory
+
 
 @dataclass
 class _Settings:
@@ -258,6 +266,7 @@ class _Settings:
     timeout: float
     programs: tuple[str, ...]
     kconfigs: tuple[Path, ...]
+    denylist: Path | None = None
 
 
 def _matches(cell: Cell, match: dict[str, set[str]]) -> bool:
@@ -368,6 +377,8 @@ def load_matrix(path: str | Path) -> Matrix:
                 if "programs" in defaults else ())
     kconfigs = (reader.kconfigs(defaults["kconfig"], "defaults: kconfig")
                 if "kconfig" in defaults else ())
+    denylist = (reader.lists_dir(defaults["denylist"], "defaults: denylist")
+                if "denylist" in defaults else None)
 
     cells = _product(reader, data)
     for index, raw in enumerate(reader.entries(data, "exclude"), 1):
@@ -389,7 +400,7 @@ def load_matrix(path: str | Path) -> Matrix:
         raise MatrixError(f"{path}: no cells (no [axes] product left and no [[include]])")
     trees = {cell.kernel_label for cell in cells if cell.tree is not None}
 
-    settings = [_Settings(timeout, programs, kconfigs) for _ in cells]
+    settings = [_Settings(timeout, programs, kconfigs, denylist) for _ in cells]
     for index, raw in enumerate(reader.entries(data, "override"), 1):
         where = f"override {index}"
         entry = reader.table(raw, where, ("match", *_SETTINGS))
@@ -401,6 +412,8 @@ def load_matrix(path: str | Path) -> Matrix:
         new_programs = (reader.programs(entry["programs"], f"{where}: programs")
                         if "programs" in entry else None)
         extra = reader.kconfigs(entry.get("kconfig", []), f"{where}: kconfig")
+        new_lists = (reader.lists_dir(entry["denylist"], f"{where}: denylist")
+                     if "denylist" in entry else None)
         for cell, setting in zip(cells, settings, strict=True):
             if not _matches(cell, match):
                 continue
@@ -408,6 +421,8 @@ def load_matrix(path: str | Path) -> Matrix:
                 setting.timeout = new_timeout
             if new_programs is not None:
                 setting.programs = new_programs
+            if new_lists is not None:
+                setting.denylist = new_lists
             # Fragments add up: an arch's and a kernel's extras both apply to a cell.
             setting.kconfigs = tuple(dict.fromkeys((*setting.kconfigs, *extra)))
 
@@ -419,6 +434,7 @@ def load_matrix(path: str | Path) -> Matrix:
             kernel=cell.kernel, tree=cell.tree, patches=cell.patches, pahole=cell.pahole,
             btfids=cell.btfids, arch=cell.arch,
             kconfigs=setting.kconfigs, timeout=setting.timeout, programs=setting.programs,
+            denylist=setting.denylist,
             expects=tuple(e for match, e in expects if _matches(cell, match))))
     return Matrix(path, tuple(final))
 

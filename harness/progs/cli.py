@@ -187,7 +187,17 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print result records as JSON")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="print the verifier log and console excerpt of each failure")
+    add_list_options(run)
     run.set_defaults(func=_run)
+
+
+def add_list_options(parser: argparse.ArgumentParser) -> None:
+    """--denylist/--retry: how run and matrix take BPF CI's lists and a second try."""
+    parser.add_argument("--denylist", type=Path, metavar="DIR",
+                        help="a directory of BPF CI lists (DENYLIST, DENYLIST.<uname -m>, "
+                        "ALLOWLIST): denied programs are skips naming their entry")
+    parser.add_argument("--retry", action=argparse.BooleanOptionalAction, default=False,
+                        help="run each failure once more; a pass then is reported as flaky")
 
 
 def add_target_option(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +223,9 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
     return RunRequest(builds=tuple(builds), target=target, target_options=options,
                       sources=tuple(sources), only=args.only, timeout=args.timeout,
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
-                      kvm=False if getattr(args, "no_kvm", False) else None)
+                      kvm=False if getattr(args, "no_kvm", False) else None,
+                      denylist=getattr(args, "denylist", None),
+                      retry=getattr(args, "retry", False))
 
 
 def add_board_options(parser: argparse.ArgumentParser) -> None:
@@ -272,6 +284,9 @@ def _run(args: argparse.Namespace) -> int:
             timing = f"boot {run.boot_s} s, suite {run.suite_s} s" if run.suite_s else ""
             if timing:
                 print(f"{run.arch}: {timing}")
+            if run.flaky:
+                print(f"{run.arch}: flaky (failed once, passed on retry): "
+                      f"{', '.join(run.flaky)}")
         if args.verbose:
             for run in runs:
                 for r in run.results:

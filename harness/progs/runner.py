@@ -255,7 +255,7 @@ def execute(jobs: list[Job], libbpf_so: str | Path, target: RemoteShell | None =
     ``module`` (bpf_testmod.ko) is loaded on the target first unless it is loaded already.
     """
     libbpf_so = Path(libbpf_so)
-    arch = target.arch if target is not None else LocalHost.arch
+    arch = target.arch if target is not None else LocalHost().arch
     runnable = [j for j in jobs if j.skip is None]
     raw_by_id: dict[str, dict] = {}
     probe: dict = {}

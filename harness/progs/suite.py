@@ -15,14 +15,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.progs.compile import CompileError
 from harness.progs.judge import ERROR, describe
+from harness.progs.lists import Lists
 from harness.progs.results import ProgResult
 from harness.progs.runner import (
     Job,
@@ -50,6 +51,7 @@ class ArchRun:
     suite_s: float | None = None
     target: str = ""  # "qemu", "board NAME"
     identity: TargetIdentity | None = None  # what the target ran: release, BTF hash
+    flaky: list[str] = field(default_factory=list)  # test ids that passed only on retry
 
     def header(self) -> str:
         """`x86_64 on board rk: 7.3.4, BTF sha256 cc9c3dc16c49...`: what was judged where."""
@@ -104,6 +106,41 @@ def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     return plan(objects, artifacts.arch, implicit_kfuncs=implicit, only=only)
 
 
+def apply_lists(jobs: list[Job], lists: Lists | None) -> list[Job]:
+    """Jobs a deny/allow list rules out become skips naming the entry, as test_progs -d/-a
+    report them; the rest are unchanged."""
+    if not lists:
+        return jobs
+    kept = []
+    for job in jobs:
+        runs, why = lists.decide(job.object_stem, job.name)
+        kept.append(job if runs or job.skip is not None else replace(job, skip=why))
+    return kept
+
+
+def retry_failures(jobs: list[Job], results: list[ProgResult], run: Callable[
+        [list[Job]], list[ProgResult]]) -> tuple[list[ProgResult], list[str]]:
+    """Run each failed job once more; a pass on retry replaces the failure and is listed
+    as flaky (never hidden), a second failure stands as the first one was.
+
+    Why: a nightly run over many cells on TCG guests meets one-off timeouts; BPF CI
+    retries a failing test once too. Only fail/error verdicts are retried: a skip is a
+    decision, not an accident.
+    """
+    # execute() returns one result per job, in job order.
+    failed = [(n, job) for n, (job, result) in enumerate(zip(jobs, results, strict=True))
+              if result.verdict not in ("pass", "skip") and job.skip is None]
+    if not failed:
+        return results, []
+    again = run([job for _, job in failed])
+    merged, flaky = list(results), []
+    for (index, _job), second in zip(failed, again, strict=True):
+        if second.verdict == "pass":
+            merged[index] = second
+            flaky.append(second.test_id)
+    return merged, flaky
+
+
 def job_test_id(job: Job, arch: str) -> str:
     """The id a job's result will carry (ProgResult.test_id), known before any boot."""
     return f"{job.object_stem}/{job.name}[{arch}]"
@@ -145,11 +182,13 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              only: str | None = None, timeout: float = 60.0, memory: str = "1G",
              cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
              target: Target | None = None, target_name: str = "qemu",
-             target_options: Mapping[str, Any] | None = None) -> ArchRun:
+             target_options: Mapping[str, Any] | None = None,
+             lists: Lists | None = None, retry: bool = False) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
-    what happens inside the guest is reported in the returned run.
+    what happens inside the guest is reported in the returned run. ``lists`` (BPF CI's
+    deny/allow lists) turn programs into skips; ``retry`` runs each failure once more.
     """
     from harness.targets.registry import open_target  # noqa: PLC0415
 
@@ -165,7 +204,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                                  kvm=kvm, boot_timeout=boot_timeout,
                                  **(target_options or {}))
             booting = _Boot(target)
-        jobs = suite_jobs(artifacts, sources, only=only)  # compile errors raise: user's to fix
+        # compile errors raise: user's to fix
+        jobs = apply_lists(suite_jobs(artifacts, sources, only=only), lists)
         if booting is not None:
             booting.wait()
             out.boot_s = booting.seconds
@@ -173,8 +213,13 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
         out.target = f"board {board.name}" if board is not None else target_name
         out.identity = target.identity(timeout=timeout)
         t1 = time.monotonic()
-        out.results = execute(jobs, artifacts.libbpf_so, target, timeout=timeout,
-                              module=testmod_of(artifacts))
+        def run(some: list[Job]) -> list[ProgResult]:
+            return execute(some, artifacts.libbpf_so, target, timeout=timeout,
+                           module=testmod_of(artifacts))
+
+        out.results = run(jobs)
+        if retry:
+            out.results, out.flaky = retry_failures(jobs, out.results, run)
         out.suite_s = round(time.monotonic() - t1, 2)
     except CompileError:
         raise
@@ -195,7 +240,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                 target.close()
     if out.error is not None:
         if jobs is None:
-            jobs = suite_jobs(artifacts, sources, only=only)
+            jobs = apply_lists(suite_jobs(artifacts, sources, only=only), lists)
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:

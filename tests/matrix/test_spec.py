@@ -123,6 +123,25 @@ kconfig = ["kconfigs/old.config", "kconfigs/arm.config"]
     assert old_arm.kconfigs == (base / "base.config", base / "arm.config", base / "old.config")
 
 
+def test_denylist_directories_relative_to_the_file(tmp_path: Path) -> None:
+    for name in ("lists", "lists-arm"):
+        (tmp_path / name).mkdir()
+    text = SMALL + """
+[defaults]
+denylist = "lists"
+
+[[override]]
+match = { btfids = "c" }
+denylist = "lists-arm"
+"""
+    matrix = load_matrix(write(tmp_path, text))
+    assert matrix.cell("7.3-pahole1.32-python-x86_64").denylist == tmp_path / "lists"
+    assert matrix.cell("7.2-pahole1.32-c-x86_64").denylist == tmp_path / "lists-arm"
+    assert load_matrix(write(tmp_path, SMALL, "plain.toml")).cells[0].denylist is None
+    with pytest.raises(MatrixError, match=r"defaults: denylist: no such lists directory "):
+        load_matrix(write(tmp_path, SMALL + '[defaults]\ndenylist = "gone"\n', "bad.toml"))
+
+
 def test_tree_include_is_named_by_its_directory(tmp_path: Path) -> None:
     (tmp_path / "linux-next").mkdir()
     (tmp_path / "fix.mbox").write_text("")
@@ -223,7 +242,7 @@ message = ["no such kfunc", "not supported"]
     (AXES + '[defaults]\nprograms = ["upstream:"]\n',
      "defaults: programs: 'upstream:' names no selftest"),
     (AXES + '[defaults]\nretries = 2\n',
-     "defaults: unknown key 'retries' (known: timeout, programs, kconfig)"),
+     "defaults: unknown key 'retries' (known: timeout, programs, kconfig, denylist)"),
     (AXES + INCLUDE_73 + 'arch = "x86_64"\nbtfids = "rust"\n',
      None),  # duplicate TOML key: tomllib refuses it (checked below by prefix)
     (AXES + INCLUDE_73.replace('"python"', '"rust"') + 'arch = "x86_64"\n',
@@ -241,7 +260,7 @@ message = ["no such kfunc", "not supported"]
     (AXES + '[[override]]\nmatch = { btfids = "rust" }\ntimeout = 5\n',
      "override 1: match: btfids: unknown btfids 'rust' (choose c, python)"),
     (AXES + '[[override]]\nmatch = { arch = "arm64" }\n',
-     "override 1: sets nothing (timeout, programs, kconfig)"),
+     "override 1: sets nothing (timeout, programs, kconfig, denylist)"),
     (AXES + '[[override]]\ntimeout = 5\n[[override]]\nmatch = { arch = "arm64" }\n'
      'kconfig = ["nope.config"]\n', "override 2: kconfig: no such fragment {dir}/nope.config"),
     (AXES + '[[override]]\ntimeout = 5\nkconfig = "a.config"\n',

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.matrix.lists import Entry, Lists, glob_match, load_lists, program_base
+from harness.progs.lists import Entry, Lists, glob_match, load_lists, program_base
 
 DENY = """\
 # BPF CI denylist: tests that cannot pass here
