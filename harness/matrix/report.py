@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cache import atomic_write
+from harness.matrix.breadth import baseline_json, cell_record, fact_columns
 from harness.matrix.spec import AXES, Cell, Expect
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun
@@ -52,6 +53,7 @@ class CellOutcome:
     expect_errors: list[str] = field(default_factory=list)  # [[expect]]s that did not hold
     btf_facts: dict[str, object] = field(default_factory=dict)  # shown as given
     notes: list[str] = field(default_factory=list)  # e.g. a selftest this tree lacks
+    changes: list[str] = field(default_factory=list)  # against --baseline, one line each
 
     @property
     def results(self) -> list[ProgResult]:
@@ -201,6 +203,7 @@ def _properties(suite: ET.Element, outcome: CellOutcome) -> None:
         props.append(("flaky", ", ".join(outcome.flaky)))
     props += [("expect_error", error) for error in outcome.expect_errors]
     props += [("note", note) for note in outcome.notes]
+    props += [("baseline_change", change) for change in outcome.changes]
     props += [(f"btf.{key}", _fact(value)) for key, value in outcome.btf_facts.items()]
     element = _sub(suite, "properties")
     for name, value in props:
@@ -435,10 +438,33 @@ def summary_markdown(outcomes: list[CellOutcome], *, title: str,
     lines += _section("Flaky (failed once, passed on retry)",
                       [(o, ", ".join(o.flaky)) for o in outcomes if o.flaky])
     lines += _section("Notes", [(o, note) for o in outcomes for note in o.notes])
-    facts = [(o, ", ".join(f"{key}={_fact(value)}" for key, value in o.btf_facts.items()))
-             for o in outcomes if o.btf_facts]
-    lines += _section("BTF facts", facts)
+    lines += _section("Changes against the baseline",
+                      [(o, change) for o in outcomes for change in o.changes])
+    lines += breadth_table(outcomes)
     return "\n".join(lines) + "\n"
+
+
+def breadth_table(outcomes: list[CellOutcome]) -> list[str]:
+    """Kernel x pahole x btfids x arch with each cell's BTF facts next to its verdicts."""
+    columns = fact_columns(o.btf_facts for o in outcomes)
+    if not columns:
+        return []
+    lines = ["", "## Breadth: BTF facts per cell", "",
+             "| " + " | ".join([*AXES, "status", "pass/fail", *columns]) + " |",
+             "| " + " | ".join(["---"] * (len(AXES) + 2) + ["---:"] * len(columns)) + " |"]
+    for outcome in outcomes:
+        counts = outcome.counts()
+        cells = [_md(outcome.cell.axis(key)) for key in AXES]
+        cells += [outcome.status, f"{counts['pass']}/{counts['fail'] + counts['error']}"]
+        cells += [_md(_fact(outcome.btf_facts.get(key, "-"))) for key in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def baseline_records(outcomes: list[CellOutcome]) -> dict[str, dict[str, object]]:
+    """What --baseline compares, per cell: status, each program's verdict, the BTF facts."""
+    return {o.cell.id: cell_record(o.status, {r.test_id: r.verdict for r in o.results},
+                                   o.btf_facts) for o in outcomes}
 
 
 def _section(heading: str, items: list[tuple[CellOutcome, str]]) -> list[str]:
@@ -452,7 +478,8 @@ def _section(heading: str, items: list[tuple[CellOutcome, str]]) -> list[str]:
 
 def write_reports(outcomes: list[CellOutcome], out_dir: Path, *,
                   title: str) -> dict[str, Path]:
-    """Write junit.xml, summary.json and summary.md into `out_dir` (created if missing).
+    """Write junit.xml, summary.json, summary.md and baseline.json (what a later run's
+    --baseline reads) into `out_dir` (created if missing).
 
     All three are rendered before any is written, so a rendering error writes nothing;
     each file then goes through a temp file and a rename, so a reader (or a job killed
@@ -464,6 +491,7 @@ def write_reports(outcomes: list[CellOutcome], out_dir: Path, *,
         "json": ("summary.json", _json_bytes(outcomes)),
         "markdown": ("summary.md", summary_markdown(outcomes, title=title).encode(
             "utf-8", "backslashreplace")),
+        "baseline": ("baseline.json", baseline_json(baseline_records(outcomes))),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

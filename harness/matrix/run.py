@@ -22,7 +22,13 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.kbuild.build import BuildRequest
-from harness.matrix.report import CellOutcome, everything_reported, write_reports
+from harness.matrix.breadth import compare, load_baseline, try_btf_facts
+from harness.matrix.report import (
+    CellOutcome,
+    baseline_records,
+    everything_reported,
+    write_reports,
+)
 from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +101,9 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
     except HarnessError as exc:
         return CellOutcome(cell, None, infra_error=f"build: {exc}",
                            seconds=time.monotonic() - started)
+    facts, why_not = try_btf_facts(artifacts.vmlinux)
+    if why_not is not None:
+        notes.append(why_not)
     for note in notes:
         say(f"{cell.id}: {note}")
     say(f"{cell.id}: built; judging {len(sources)} sources")
@@ -106,7 +115,7 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
     if run.error and run.error.split(":", 1)[0] in INFRA_ERRORS:
         infra = run.error
     outcome = CellOutcome(cell, run, infra_error=infra, seconds=time.monotonic() - started,
-                          notes=notes, flaky=list(run.flaky))
+                          notes=notes, flaky=list(run.flaky), btf_facts=facts)
     if infra is None:
         outcome.expect_errors = check_expects(cell, run)
     return outcome
@@ -129,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     matrix.add_argument("--denylist", type=Path, metavar="DIR",
                         help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST) for "
                         "every cell, instead of the file's denylist settings")
+    matrix.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="a baseline.json of an earlier run: fail on any change of a "
+                        "cell's status, verdicts or BTF facts, not on a known state")
     matrix.add_argument("--retry", action=argparse.BooleanOptionalAction, default=True,
                         help="run each failure once more; a pass then is reported as flaky "
                         "(default on)")
@@ -137,6 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     cells = load_matrix(args.file).cells
+    baseline = load_baseline(args.baseline) if args.baseline else None
     if args.denylist is not None:
         if not args.denylist.is_dir():
             raise UsageError(f"--denylist {args.denylist}: no such lists directory")
@@ -157,6 +170,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         outcomes.append(outcome)
         print(f"harness: matrix [{number}/{len(cells)}] {cell.id}: {outcome.status} "
               f"({outcome.seconds:.0f} s)", flush=True)
+    new_cells: list[str] = []
+    if baseline is not None:
+        changed, new_cells = compare(baseline, baseline_records(outcomes))
+        for outcome in outcomes:
+            outcome.changes = changed.get(outcome.cell.id, [])
     paths = write_reports(outcomes, args.out, title=f"harness matrix {args.file.name}")
     width = max((len(o.cell.id) for o in outcomes), default=4)
     for outcome in outcomes:
@@ -167,6 +185,17 @@ def cmd_matrix(args: argparse.Namespace) -> int:
               f"{detail}")
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     statuses = {o.status for o in outcomes}
+    if baseline is not None:
+        changed_cells = [o for o in outcomes if o.changes]
+        for outcome in changed_cells:
+            print(f"changed against {args.baseline}: {outcome.cell.id}: "
+                  f"{'; '.join(outcome.changes[:3])}"
+                  + (f" (+{len(outcome.changes) - 3} more)" if len(outcome.changes) > 3 else ""))
+        if new_cells:
+            print(f"not in the baseline (no history yet): {', '.join(new_cells)}")
+        if changed_cells:
+            return 1
+        return 3 if "infra" in statuses else 0
     if statuses & {"fail", "expect"}:
         return 1
     return 3 if "infra" in statuses else 0

@@ -414,7 +414,11 @@ def test_summary_markdown(tmp_path: Path, outcomes: list[CellOutcome]) -> None:
             "port 22: No route to host") in infra
     assert f"- `{REGRESSED}`: KernelPanic: BUG: kernel NULL pointer dereference" in lines
     assert f"- `{REGRESSED}`: wq/wq_syscall_sleepable_cb@rnd_hi32[x86_64]" in lines
-    assert f'- `{BROKEN}`: kfuncs=214, decl_tags=["bpf_fastcall"]' in lines
+    breadth = lines[lines.index("## Breadth: BTF facts per cell"):]
+    assert breadth[2] == ("| kernel | pahole | btfids | arch | status | pass/fail | kfuncs | "
+                          "decl_tags |")
+    assert breadth[4] == '| 7.2 | 1.24 | c | x86_64 | pass | 1/2 | 214 | ["bpf_fastcall"] |'
+    assert breadth[5] == "| 7.2 | 1.24 | python | x86_64 | fail | 1/2 | - | - |"
     assert "retried 3 times" not in text  # errors are one line each
 
 
@@ -434,8 +438,9 @@ def test_write_reports_creates_the_directory_and_returns_paths(
     out = tmp_path / "a" / "b"
     paths = write_reports(outcomes, out, title="t")
     assert paths == {"junit": out / "junit.xml", "json": out / "summary.json",
-                     "markdown": out / "summary.md"}
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "summary.json", "summary.md"]
+                     "markdown": out / "summary.md", "baseline": out / "baseline.json"}
+    assert sorted(p.name for p in out.iterdir()) == ["baseline.json", "junit.xml",
+                                                     "summary.json", "summary.md"]
     assert paths["junit"].read_bytes().startswith(b"<?xml version='1.0' encoding='utf-8'?>")
 
 
@@ -494,7 +499,7 @@ def test_a_write_cut_short_leaves_the_old_file(tmp_path: Path, outcomes: list[Ce
     json.loads(old_json)
     assert b"tonight" in (out / "junit.xml").read_bytes()  # written before, whole
     assert sorted(p.name for p in out.iterdir()) == [
-        "junit.xml", "summary.json", "summary.md"]  # no .tmp- file left behind
+        "baseline.json", "junit.xml", "summary.json", "summary.md"]  # no .tmp- file left
 
 
 # --- schema ------------------------------------------------------------------------------

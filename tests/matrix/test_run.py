@@ -107,7 +107,30 @@ def test_one_cell_end_to_end(mini: Path, tmp_path: Path, x86_build: object,
     assert int(suite.get("tests", "0")) > 4 and suite.get("failures") == "0"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0 and summary["success_subtest"] > 4
-    assert "7.3-pahole1.32-python-x86_64" in (out / "summary.md").read_text()
+    markdown = (out / "summary.md").read_text()
+    assert "7.3-pahole1.32-python-x86_64" in markdown
+    # The breadth row: the kfuncs our library reads from the cell's vmlinux, none of
+    # the implicit-argument ones left without its _impl.
+    row = next(ln for ln in markdown.splitlines() if ln.startswith("| 7.3 | 1.32 | python"))
+    facts = json.loads((out / "baseline.json").read_text())["cells"][
+        "7.3-pahole1.32-python-x86_64"]["btf"]
+    assert facts["kfuncs"] > 100 and facts["implicit_args"] > 0
+    assert facts["implicit_without_impl"] == 0 and f"| {facts['kfuncs']} |" in row
+
+    # The same run against its own baseline is no change; a baseline that remembers a
+    # program failing is one, and turns the exit status to 1.
+    again = tmp_path / "again"
+    assert main(["matrix", str(mini), "--out", str(again),
+                 "--baseline", str(out / "baseline.json")]) == 0
+    stored = json.loads((out / "baseline.json").read_text())
+    verdicts = stored["cells"]["7.3-pahole1.32-python-x86_64"]["verdicts"]
+    test = next(iter(verdicts))
+    verdicts[test] = "fail"
+    (out / "baseline.json").write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert main(["matrix", str(mini), "--out", str(again),
+                 "--baseline", str(out / "baseline.json")]) == 1
+    assert f"7.3-pahole1.32-python-x86_64: {test}: fail -> pass" in capsys.readouterr().out
 
 
 def test_the_ci_examples_shard_nightly_toml_exactly() -> None:
