@@ -45,6 +45,7 @@ class RunRequest:
     target_options: Mapping[str, Any] = field(default_factory=dict)
     denylist: Path | None = None  # a directory of BPF CI DENYLIST/ALLOWLIST[.arch] files
     retry: bool = False  # run each failure once more; a pass then is reported flaky
+    keep_going: bool = False  # a source that does not compile is its own error result
 
     def __post_init__(self) -> None:
         if not self.builds:
@@ -118,7 +119,8 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
     run = run_arch(artifacts, sources, only=request.only, timeout=request.timeout,
                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
                    target_name=request.target, target_options=request.target_options,
-                   lists=request.lists(artifacts.arch), retry=request.retry)
+                   lists=request.lists(artifacts.arch), retry=request.retry,
+                   keep_going=request.keep_going)
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

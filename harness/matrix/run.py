@@ -109,8 +109,12 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
     say(f"{cell.id}: built; judging {len(sources)} sources")
     run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
                                      timeout=cell.timeout, denylist=cell.denylist,
-                                     retry=retry)
-    run = session.judge(run_request, artifacts)
+                                     retry=retry, keep_going=True)
+    try:
+        run = session.judge(run_request, artifacts)
+    except HarnessError as exc:  # e.g. two sources with one program name: no verdict
+        return CellOutcome(cell, None, infra_error=f"run: {exc}", notes=notes,
+                           seconds=time.monotonic() - started, btf_facts=facts)
     infra = None
     if run.error and run.error.split(":", 1)[0] in INFRA_ERRORS:
         infra = run.error

@@ -31,7 +31,14 @@ from pathlib import Path
 
 from harness.arch import host
 from harness.errors import HarnessError
-from harness.progs.expectations import BPF_F_TEST_RND_HI32, ObjectSpecs, Run, object_specs
+from harness.progs.expectations import (
+    BPF_F_TEST_RND_HI32,
+    Mode,
+    ObjectSpecs,
+    Run,
+    Spec,
+    object_specs,
+)
 from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.lean import lean_copy
 from harness.progs.results import ProgResult
@@ -140,12 +147,8 @@ def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset
             if only and only not in spec.prog_name and only not in f"{stem}/{spec.prog_name}":
                 continue
             if not spec.valid:
-                from harness.progs.expectations import Mode  # noqa: PLC0415
-
-                dummy = Mode(spec.prog_name, None, False, (), (), (), (), (), 0, False, 0)
-                jobs.append(Job(f"{stem}/{spec.prog_name}", Path(obj), stem,
-                                Run(spec, dummy, False),
-                                skip=f"error: can't parse test spec: {spec.error}"))
+                jobs.append(error_job(Path(obj), stem, spec,
+                                      f"error: can't parse test spec: {spec.error}"))
                 continue
             for run in spec.runs:
                 jobs.extend(_jobs_for(specs, stem, Path(obj), run, arch, calls_implicit))
@@ -158,6 +161,19 @@ def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset
             raise RunnerError(f"program {job.id} is in both {other} and {job.object}; "
                               "rename one of them")
     return jobs
+
+
+def error_job(path: Path, stem: str, spec: Spec | str, reason: str) -> Job:
+    """A job that never runs and reports `reason` (starting "error:") as its verdict: a
+    program whose annotations do not parse, or a whole file that did not compile (then
+    `spec` is the name its result carries)."""
+    if isinstance(spec, str):
+        spec = Spec(prog_name=spec, section="", arch="", tags=(), legacy_tags=False,
+                    valid=False, error=reason, priv=None, unpriv=None, log_level=0,
+                    flag_ops=(), arches=None, load_modes=frozenset(), linear_size=0,
+                    auxiliary=False, btf_custom_path=None, btf_custom_func_path=None)
+    dummy = Mode(spec.prog_name, None, False, (), (), (), (), (), 0, False, 0)
+    return Job(f"{stem}/{spec.prog_name}", path, stem, Run(spec, dummy, False), skip=reason)
 
 
 def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,

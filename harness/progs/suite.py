@@ -28,6 +28,7 @@ from harness.progs.results import ProgResult
 from harness.progs.runner import (
     Job,
     default_sources,
+    error_job,
     execute,
     implicit_arg_kfuncs,
     plan,
@@ -35,6 +36,7 @@ from harness.progs.runner import (
 )
 from harness.targets.base import BootProtocol, Target, TargetIdentity
 
+COMPILE = "(compile)"  # the program name a source's compile error is reported under
 # Console lines worth showing next to a failing program, newest last.
 CONSOLE_EXCERPT_LINES = 40
 
@@ -91,19 +93,34 @@ def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path
 
 
 def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
-               only: str | None = None) -> list[Job]:
+               only: str | None = None, keep_going: bool = False) -> list[Job]:
     """Compile C sources (cached) and plan: the sub-tests a run on ``artifacts`` will
-    report."""
+    report.
+
+    A source that does not compile raises CompileError (the developer's own program:
+    theirs to fix first), or with ``keep_going`` becomes that file's one ERROR result
+    named "<stem>/(compile)": a matrix cell on an older kernel whose vmlinux.h lacks a
+    newer kfunc judges every other file all the same.
+    """
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415 - clang paths
 
     sources = list(sources) if sources is not None else suite_sources(artifacts)
     tc = toolchain_for(artifacts)
-    # A built object (.o, e.g. from the tree's own selftests build) is taken as it is:
-    # its test_loader annotations are in its BTF.
-    objects = [Path(src) if str(src).endswith(".o") else compile_prog(src, tc)
-               for src in sources]
     implicit = implicit_arg_kfuncs(Path(artifacts.source_tree))
-    return plan(objects, artifacts.arch, implicit_kfuncs=implicit, only=only)
+    jobs: list[Job] = []
+    for src in sources:
+        # A built object (.o, e.g. from the tree's own selftests build) is taken as it
+        # is: its test_loader annotations are in its BTF.
+        try:
+            obj = Path(src) if str(src).endswith(".o") else compile_prog(src, tc)
+        except CompileError as exc:
+            if not keep_going:
+                raise
+            stem = Path(src).name.removesuffix(".c").removesuffix(".bpf")
+            jobs.append(error_job(Path(src), stem, COMPILE, f"error: {exc}"))
+            continue
+        jobs += plan([obj], artifacts.arch, implicit_kfuncs=implicit, only=only)
+    return jobs
 
 
 def apply_lists(jobs: list[Job], lists: Lists | None) -> list[Job]:
@@ -183,12 +200,14 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
              target: Target | None = None, target_name: str = "qemu",
              target_options: Mapping[str, Any] | None = None,
-             lists: Lists | None = None, retry: bool = False) -> ArchRun:
+             lists: Lists | None = None, retry: bool = False,
+             keep_going: bool = False) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
     what happens inside the guest is reported in the returned run. ``lists`` (BPF CI's
-    deny/allow lists) turn programs into skips; ``retry`` runs each failure once more.
+    deny/allow lists) turn programs into skips; ``retry`` runs each failure once more;
+    ``keep_going`` reports a source that does not compile as that file's error result.
     """
     from harness.targets.registry import open_target  # noqa: PLC0415
 
@@ -205,7 +224,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                                  **(target_options or {}))
             booting = _Boot(target)
         # compile errors raise: user's to fix
-        jobs = apply_lists(suite_jobs(artifacts, sources, only=only), lists)
+        jobs = apply_lists(suite_jobs(artifacts, sources, only=only, keep_going=keep_going),
+                           lists)
         if booting is not None:
             booting.wait()
             out.boot_s = booting.seconds
@@ -240,7 +260,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                 target.close()
     if out.error is not None:
         if jobs is None:
-            jobs = apply_lists(suite_jobs(artifacts, sources, only=only), lists)
+            jobs = apply_lists(suite_jobs(artifacts, sources, only=only,
+                                          keep_going=keep_going), lists)
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:
