@@ -46,3 +46,17 @@ if ! "$py" -c 'import harness, virtme_ng, pexpect, paramiko, elftools, xdist' >/
 fi
 # pyenv only sees new console scripts (harness) after a rehash
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+
+# The JUnit schema Jenkins and GitLab read (Surefire's junit-10.xsd): the matrix report
+# tests validate against it. pytest keeps a copy in its sdist only, so fetch that sdist
+# from PyPI once and keep the one file.
+xsd="$stamp_dir/xsd/junit-10.xsd"
+if [ ! -s "$xsd" ]; then
+  echo "setup: fetching junit-10.xsd (from pytest's sdist on PyPI)"
+  tmp=$(mktemp -d)
+  "$py" -m pip download -q --no-binary :all: --no-deps "pytest==8.3.4" -d "$tmp"
+  mkdir -p "$(dirname "$xsd")"
+  tar --no-same-owner -xzf "$tmp"/pytest-8.3.4.tar.gz -C "$tmp" pytest-8.3.4/testing/example_scripts/junit-10.xsd
+  mv "$tmp"/pytest-8.3.4/testing/example_scripts/junit-10.xsd "$xsd.tmp" && mv "$xsd.tmp" "$xsd"
+  rm -rf "$tmp"
+fi

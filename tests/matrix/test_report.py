@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import harness.cache
+from harness.cache import cache_root
 from harness.matrix import report
 from harness.matrix.report import CellOutcome, junit_xml, summary_json, write_reports
 from harness.matrix.spec import Cell, load_matrix
@@ -506,10 +507,14 @@ def test_a_write_cut_short_leaves_the_old_file(tmp_path: Path, outcomes: list[Ce
 
 
 def junit_xsd() -> Path | None:
-    """A JUnit XSD: $HARNESS_JUNIT_XSD, else one an installed distribution ships."""
+    """A JUnit XSD: $HARNESS_JUNIT_XSD, else the one scripts/setup.sh fetched into the
+    cache, else one an installed distribution ships."""
     explicit = os.environ.get("HARNESS_JUNIT_XSD")
     if explicit:
         return Path(explicit)
+    fetched = cache_root() / "xsd" / "junit-10.xsd"
+    if fetched.is_file():
+        return fetched
     for dist in importlib.metadata.distributions():
         for file in dist.files or ():
             if file.name.lower().endswith(".xsd") and "junit" in file.name.lower():
@@ -521,13 +526,13 @@ def test_junit_validates_against_the_jenkins_schema(tmp_path: Path,
                                                     outcomes: list[CellOutcome]) -> None:
     """Surefire/Jenkins xunit's junit-10.xsd, which pytest checks its own --junitxml with.
 
-    No wheel installed here ships it (pytest's copy, testing/example_scripts/junit-10.xsd,
-    is in its sdist only), so point HARNESS_JUNIT_XSD at one to run this.
+    No wheel ships it (pytest's copy, testing/example_scripts/junit-10.xsd, is in its sdist
+    only): scripts/setup.sh fetches it into the cache; HARNESS_JUNIT_XSD names another.
     """
     xsd = junit_xsd()
     if xsd is None:
-        pytest.skip("no JUnit XSD: no installed package ships one; set HARNESS_JUNIT_XSD "
-                    "(e.g. junit-10.xsd from pytest's sdist)")
+        pytest.skip("no JUnit XSD: run scripts/setup.sh (fetches junit-10.xsd) or set "
+                    "HARNESS_JUNIT_XSD")
     if not xsd.is_file():
         pytest.skip(f"HARNESS_JUNIT_XSD={xsd}: no such file")
     path = write_reports(outcomes, tmp_path, title="nightly")["junit"]
