@@ -85,9 +85,11 @@ class RunOutcome:
         return bool(self.errors) or any(r.failed for r in self.results)
 
 
-def build(request: BuildRequest, *, quiet: bool = False) -> BuildArtifacts:
-    """Build one kernel (or take it from the cache); the build log path is printed."""
-    return Builder(make_plan(request), quiet=quiet).build()
+def build(request: BuildRequest, *, quiet: bool = False,
+          on_stage: Callable[[str], None] | None = None) -> BuildArtifacts:
+    """Build one kernel (or take it from the cache); the build log path is printed.
+    `on_stage` hears each build stage's name as it starts."""
+    return Builder(make_plan(request), quiet=quiet, on_stage=on_stage).build()
 
 
 def build_all(request: RunRequest, *, quiet: bool = False) -> dict[str, BuildArtifacts]:

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,9 +134,11 @@ def make_plan(request: BuildRequest) -> BuildPlan:
 class Builder:
     """Carries out a plan, reusing every cache level it can."""
 
-    def __init__(self, plan: BuildPlan, quiet: bool = False) -> None:
+    def __init__(self, plan: BuildPlan, quiet: bool = False,
+                 on_stage: Callable[[str], None] | None = None) -> None:
         self.plan = plan
         self.quiet = quiet
+        self.on_stage = on_stage  # told each stage's name as it starts (a progress line)
         self.log: Path | None = None
         self.stage_seconds: dict[str, float] = {}
 
@@ -329,6 +331,8 @@ class Builder:
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
         """Time one stage into stage_seconds and the log (benchmarks read them back)."""
+        if self.on_stage is not None:
+            self.on_stage(name)
         started = time.monotonic()
         yield
         seconds = time.monotonic() - started

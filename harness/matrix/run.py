@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.kbuild.build import BuildRequest
 from harness.matrix.breadth import compare, load_baseline, try_btf_facts
+from harness.matrix.progress import Progress
 from harness.matrix.report import (
     CellOutcome,
     baseline_records,
@@ -87,7 +87,7 @@ def check_expects(cell: Cell, run: object) -> list[str]:
     return errors
 
 
-def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> CellOutcome:
+def run_cell(cell: Cell, progress: Progress, *, retry: bool = True) -> CellOutcome:
     """Build, boot and judge one cell; never raises for the cell's own failures.
 
     Each failure is run once more (`retry`): one that then passes is listed as flaky."""
@@ -95,8 +95,10 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
 
     started = time.monotonic()
     request = build_request(cell)
+    progress.stage("build")
     try:
-        artifacts = session.build(request, quiet=True)
+        artifacts = session.build(request, quiet=True,
+                                  on_stage=lambda name: progress.stage(f"build: {name}"))
         sources, notes = cell_sources(cell, Path(artifacts.source_tree))
     except HarnessError as exc:
         return CellOutcome(cell, None, infra_error=f"build: {exc}",
@@ -105,8 +107,8 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
     if why_not is not None:
         notes.append(why_not)
     for note in notes:
-        say(f"{cell.id}: {note}")
-    say(f"{cell.id}: built; judging {len(sources)} sources")
+        progress.note(f"{cell.id}: {note}")
+    progress.stage(f"boot and judge {len(sources)} sources")
     run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
                                      timeout=cell.timeout, denylist=cell.denylist,
                                      retry=retry, keep_going=True)
@@ -123,6 +125,17 @@ def run_cell(cell: Cell, say: Callable[[str], None], *, retry: bool = True) -> C
     if infra is None:
         outcome.expect_errors = check_expects(cell, run)
     return outcome
+
+
+def outcome_detail(outcome: CellOutcome) -> str:
+    """A cell's outcome in one line: why it has no verdict, the first expectation that
+    failed, or its verdict counts."""
+    if outcome.infra_error:
+        return outcome.infra_error.splitlines()[0] if outcome.infra_error.strip() else "infra"
+    if outcome.expect_errors:
+        return outcome.expect_errors[0]
+    return ", ".join(f"{n} {verdict}" for verdict, n in outcome.counts().items() if n) \
+        or "no programs"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -167,13 +180,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             print(cell.id)
         return 0
     outcomes: list[CellOutcome] = []
+    progress = Progress(len(cells))
+    started = time.monotonic()
     for number, cell in enumerate(cells, 1):
-        print(f"harness: matrix [{number}/{len(cells)}] {cell.id}", flush=True)
-        outcome = run_cell(cell, lambda line: print(f"harness: {line}", flush=True),
-                           retry=args.retry)
+        progress.start(number, cell.id)
+        outcome = run_cell(cell, progress, retry=args.retry)
         outcomes.append(outcome)
-        print(f"harness: matrix [{number}/{len(cells)}] {cell.id}: {outcome.status} "
-              f"({outcome.seconds:.0f} s)", flush=True)
+        progress.finish(f"{outcome.status} ({outcome.seconds:.0f} s): {outcome_detail(outcome)}")
     new_cells: list[str] = []
     if baseline is not None:
         changed, new_cells = compare(baseline, baseline_records(outcomes))
@@ -182,11 +195,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     paths = write_reports(outcomes, args.out, title=f"harness matrix {args.file.name}")
     width = max((len(o.cell.id) for o in outcomes), default=4)
     for outcome in outcomes:
-        counts = outcome.counts()
-        detail = outcome.infra_error or "; ".join(outcome.expect_errors[:1]) or ", ".join(
-            f"{n} {verdict}" for verdict, n in counts.items() if n)
         print(f"{outcome.cell.id:{width}s}  {outcome.status:6s}  {outcome.seconds:6.0f} s  "
-              f"{detail}")
+              f"{outcome_detail(outcome)}")
+    statuses_seen = [o.status for o in outcomes]
+    print(f"{len(outcomes)} cells in {time.monotonic() - started:.0f} s: " + ", ".join(
+        f"{statuses_seen.count(s)} {s}" for s in ("pass", "fail", "expect", "infra")
+        if s in statuses_seen))
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     statuses = {o.status for o in outcomes}
     if baseline is not None:
