@@ -24,7 +24,7 @@ from tests.helpers import kernels
 # fixture built on one of these (x86_build_dir, built_vmlinux, toolchain_73...) is found
 # through item.fixturenames, which holds every fixture a test reaches.
 KERNEL_FIXTURES = frozenset({
-    "kernel_builder", "x86_build", "arm64_build", "pahole_132", "debian_tree_73", "c72",
+    "kernel_builder", "x86_build", "arm64_build", "pahole_132", "debian_tree_73", "c72", "c612",
     "x86_kernel", "arm64_kernel",  # tests/targets: a boot image (or HARNESS_TEST_KERNEL)
 })
 
@@ -104,21 +104,21 @@ def debian_tree_73(pytestconfig: pytest.Config):  # noqa: ANN201 - sources.Kerne
     return sources.from_debian("7.3")
 
 
-def _build_c72() -> Path:
-    """The 7.2 tree's C resolve_btfids, made once (-j1) from Debian's 7.2 source."""
+def _build_c_btfids(release: str) -> Path:
+    """A Debian release's C resolve_btfids, made once (-j1) from its source."""
     from harness.kbuild import sources
 
-    dest = cache_root() / "btfids-oracle/7.2/resolve_btfids"
+    dest = cache_root() / f"btfids-oracle/{release}/resolve_btfids"
     with locked(dest):
         if dest.exists():
             return dest
-        tree = sources.from_debian("7.2").path / "tools/bpf/resolve_btfids"
+        tree = sources.from_debian(release).path / "tools/bpf/resolve_btfids"
         out = dest.parent / "build"
         out.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(["make", "-C", str(tree), f"OUTPUT={out}/", "-j1"],
                               capture_output=True, text=True)
         if proc.returncode or not (out / "resolve_btfids").exists():
-            pytest.fail(f"cannot build the 7.2 resolve_btfids: {proc.stderr[-500:]}",
+            pytest.fail(f"cannot build the {release} resolve_btfids: {proc.stderr[-500:]}",
                         pytrace=False)
         shutil.copy2(out / "resolve_btfids", dest)
     return dest
@@ -133,4 +133,13 @@ def c72(pytestconfig: pytest.Config) -> Path:
     kernels.require_kernel_mark("the 7.2 kernel source")
     if pytestconfig.getoption("--no-kernel-build"):
         pytest.skip("--no-kernel-build: no 7.2 source download")
-    return _build_c72()
+    return _build_c_btfids("7.2")
+
+
+@pytest.fixture(scope="session")
+def c612(pytestconfig: pytest.Config) -> Path:
+    """The 6.12 tree's C resolve_btfids: the in-place tool before kbuild's --patch_btfids."""
+    kernels.require_kernel_mark("the 6.12 kernel source")
+    if pytestconfig.getoption("--no-kernel-build"):
+        pytest.skip("--no-kernel-build: no 6.12 source download")
+    return _build_c_btfids("6.12")

@@ -15,6 +15,7 @@ import sys
 from typing import NoReturn
 
 from harness.btfids.errors import EXIT_USAGE, BtfidsError, BtfidsUsageError
+from harness.btfids.profiles import PROFILES
 
 USAGE = """\
  Usage: resolve_btfids [<options>] <ELF object>
@@ -28,7 +29,7 @@ USAGE = """\
         --fatal_warnings  turn warnings into errors
         --patch_btfids <file>
                           path to .BTF_ids section data blob to patch into ELF file
-        --profile <7.2|7.3>
+        --profile <6.12|7.2|7.3>
                           behave as that tree's resolve_btfids (default: from the ELF)
         --discover-kfuncs find kfuncs from BTF_SET8_KFUNCS sets on any tree, tolerating
                           flag differences that do not change BTF
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill_base", action=argparse.BooleanOptionalAction,
                         default=False)
     parser.add_argument("--patch_btfids", metavar="BLOB")
-    parser.add_argument("--profile", choices=("7.2", "7.3"),
+    parser.add_argument("--profile", choices=tuple(PROFILES),
                         help="behave as that tree's resolve_btfids (default: from the ELF's "
                         "kernel version, then kbuild's VERSION/PATCHLEVEL, then 7.3)")
     parser.add_argument("--discover-kfuncs", dest="discover", default=None,

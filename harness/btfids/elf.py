@@ -327,12 +327,28 @@ def _sh_type(value: object) -> int:
 
 
 def patch_section(path: str | os.PathLike[str], blob_path: str | os.PathLike[str]) -> None:
-    """--patch_btfids: copy a .BTF_ids blob into the ELF's first .BTF_ids section.
+    """--patch_btfids: copy a .BTF_ids blob into the ELF's first .BTF_ids section."""
+    try:
+        st = os.stat(blob_path)
+    except OSError as exc:
+        raise BtfidsError(f"FAILED to stat {blob_path}: {exc.strerror}") from None
+    try:
+        blob = Path(blob_path).read_bytes()
+    except OSError as exc:
+        raise BtfidsError(f"FAILED to open {blob_path}: {exc.strerror}") from None
+    write_section(path, BTF_IDS_SECTION, blob, first=True, blob_name=str(blob_path),
+                  blob_size=st.st_size)
 
-    Every check (section present, sizes equal) happens before the single
-    positioned write of the section bytes, so a failure leaves the ELF untouched;
-    the bytes outside the section are never rewritten, as libelf's ELF_F_LAYOUT
-    update leaves them.
+
+def write_section(path: str | os.PathLike[str], name: str, data: bytes, *,
+                  first: bool = False, blob_name: str = "data",
+                  blob_size: int | None = None) -> None:
+    """Overwrite section `name` of the ELF in place with `data` of its exact size.
+
+    Every check (section present, sizes equal) happens before the single positioned
+    write of the section bytes, so a failure leaves the ELF untouched; the bytes
+    outside the section are never rewritten, as libelf's ELF_F_LAYOUT update leaves
+    them. --patch_btfids (7.x) writes the first .BTF_ids, the 6.12 tool its last.
     """
     elf_path = str(path)
     try:
@@ -341,29 +357,22 @@ def patch_section(path: str | os.PathLike[str], blob_path: str | os.PathLike[str
         raise BtfidsError(f"FAILED to open {elf_path}: {exc.strerror}") from None
     os.close(fd)
     with ElfObject(elf_path) as elf:
-        sec = elf.first_section(BTF_IDS_SECTION)
+        sec = elf.first_section(name) if first else elf.last_section(name)
         if sec is None:
-            raise BtfidsError(f"FAILED: section {BTF_IDS_SECTION} not found in {elf_path}")
+            raise BtfidsError(f"FAILED: section {name} not found in {elf_path}")
         offset = sec.offset
         size = 0 if sec.type == SHT_NOBITS else sec.size
-    try:
-        st = os.stat(blob_path)
-    except OSError as exc:
-        raise BtfidsError(f"FAILED to stat {blob_path}: {exc.strerror}") from None
-    if st.st_size != size:
+    given = len(data) if blob_size is None else blob_size
+    if given != size:
         raise BtfidsError(
-            f"FAILED: size mismatch - {BTF_IDS_SECTION} section in {elf_path} is {size} bytes, "
-            f"{blob_path} is {st.st_size} bytes")
-    try:
-        blob = Path(blob_path).read_bytes()
-    except OSError as exc:
-        raise BtfidsError(f"FAILED to open {blob_path}: {exc.strerror}") from None
-    if len(blob) != size:
-        raise BtfidsError(f"FAILED to read {blob_path}")
+            f"FAILED: size mismatch - {name} section in {elf_path} is {size} bytes, "
+            f"{blob_name} is {given} bytes")
+    if len(data) != size:
+        raise BtfidsError(f"FAILED to read {blob_name}")
     try:
         fd = os.open(elf_path, os.O_RDWR)
         try:
-            if os.pwrite(fd, blob, offset) != size:
+            if os.pwrite(fd, data, offset) != size:
                 raise BtfidsError(f"FAILED to update ELF file {elf_path}")
         finally:
             os.close(fd)

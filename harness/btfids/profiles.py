@@ -9,6 +9,11 @@ would write, so the behaviour is chosen per tree:
 - `7.3`: kfuncs come from BTF_SET8_KFUNCS sets; `bpf_kfunc`/`bpf_fastcall`
   decl tags and arena `address_space(1)` attributes are emitted;
   KF_IMPLICIT_ARGS; btf__dedup on every output; distill; sort.
+- `6.12`: the tool before kbuild's split into `--btf` outputs and `--patch_btfids`
+  (7.0; tools/bpf/resolve_btfids of 6.12 and earlier): BTF is pahole's, untouched and
+  unsorted; the resolved `.BTF_ids` are written into the ELF in place, no file is
+  emitted. A 6.12 tree's link-vmlinux.sh runs `resolve_btfids vmlinux` and nothing
+  after it, so a tool that wrote `vmlinux.BTF_ids` instead leaves every ID zero.
 
 How the profile is chosen (first that applies):
 
@@ -20,8 +25,8 @@ How the profile is chosen (first that applies):
    together with srctree/objtree;
 4. otherwise `7.3`, the newest behaviour.
 
-Versions below 7.2 map to `7.2` (the oldest tool with --btf/sort/distill),
-versions above 7.3 to `7.3`.
+Versions below 7.0 map to `6.12` (only 6.12 is measured against its C tool here),
+7.0 and 7.1 to `7.2` (the oldest tool with --btf/sort/distill), above 7.3 to `7.3`.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ class Profile:
     emit_tags: bool  # bpf_kfunc / bpf_fastcall decl tags and arena attributes
     dedup: bool  # btf__dedup() before distill and sort
     impl_lookup_own: bool  # `_impl` looked up among own types only (7.3) or base too (7.2)
+    btf2btf: bool = True  # rewrite, finalize and emit BTF (7.x), or leave pahole's (6.12)
+    in_place: bool = False  # write .BTF_ids into the ELF itself, emit no files (6.12)
 
 
 PROFILES: dict[str, Profile] = {
+    "6.12": Profile("6.12", kfuncs_from_sets=False, emit_tags=False, dedup=False,
+                    impl_lookup_own=False, btf2btf=False, in_place=True),
     "7.2": Profile("7.2", kfuncs_from_sets=False, emit_tags=False, dedup=False,
                    impl_lookup_own=False),
     "7.3": Profile("7.3", kfuncs_from_sets=True, emit_tags=True, dedup=True,
@@ -57,6 +66,8 @@ def for_version(major: int, minor: int) -> str:
     """The profile name for kernel version major.minor."""
     if (major, minor) >= (7, 3):
         return "7.3"
+    if (major, minor) < (7, 0):
+        return "6.12"
     return "7.2"
 
 

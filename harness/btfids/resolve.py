@@ -34,7 +34,7 @@ from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
 from harness.btfids import profiles, transform
-from harness.btfids.elf import BTF_IDS_SECTION, ElfObject
+from harness.btfids.elf import BTF_IDS_SECTION, ElfObject, write_section
 from harness.btfids.errors import BtfidsError
 
 PATH_MAX = 4096
@@ -96,6 +96,7 @@ class Result:
     kfuncs: list[kf.Kfunc]
     discovered: bool
     btf: Btf
+    in_place: bytes | None = None  # .BTF_ids to write into the ELF itself (profile 6.12)
 
 
 # ---- BTF input --------------------------------------------------------------------------
@@ -223,24 +224,33 @@ def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
     btf = load_btf(opts.btf or opts.elf, base, validate=opts.validate,
                    elf=None if opts.btf else elf)
 
-    before = len(btf.types)
-    found, discovered = _btf2btf(opts, log, profile, btf, tables, section)
-    finalized = len(btf.types) == before and is_name_sorted(btf)
-    if finalized and debug:
-        debug("input BTF is already resolve_btfids output (sorted, nothing to add): no dedup")
-    btf = _finalize(opts, profile, btf, skip_dedup=finalized)
+    found: list[kf.Kfunc] = []
+    discovered = False
+    if profile.btf2btf:
+        before = len(btf.types)
+        found, discovered = _btf2btf(opts, log, profile, btf, tables, section)
+        finalized = len(btf.types) == before and is_name_sorted(btf)
+        if finalized and debug:
+            debug("input BTF is already resolve_btfids output (sorted, nothing to add): "
+                  "no dedup")
+        btf = _finalize(opts, profile, btf, skip_dedup=finalized)
 
     outputs: dict[str, bytes] = {}
+    in_place: bytes | None = None
     if resolve:
         log.warnings += btfids.resolve(tables, _named_types(btf), log.info)
         if section is None:
             # an empty .BTF_ids: every address is out of bounds, as in the C tool
             section = btfids.IdSection(b"", idsec.addr, elf.endian)  # type: ignore[union-attr]
         log.warnings += btfids.patch(tables, section, log.info, debug)
-        if len(section):
+        if profile.in_place:
+            in_place = section.to_target() if len(section) else None
+        elif len(section):
             outputs[_out_path(opts.elf, BTF_IDS_SECTION)] = section.to_target()
         elif debug:
             debug(f"{opts.elf} has no BTF_ids data to dump")
+    if profile.in_place:
+        return Result(outputs, profile, reason, found, discovered, btf, in_place)
     outputs[_out_path(opts.elf, ".BTF")] = btf.to_bytes()
     if btf.base is not None and opts.distill_base and opts.base:
         outputs[_out_path(opts.elf, ".BTF.base")] = btf.base.to_bytes()
@@ -363,6 +373,8 @@ def run(opts: Options, log: Log | None = None) -> Result:
     log = log or Log(opts.verbose)
     result = transform_object(opts, log)
     write_outputs(result.outputs)
+    if result.in_place is not None:
+        write_section(opts.elf, BTF_IDS_SECTION, result.in_place)
     if log.verbose:
         for path, data in result.outputs.items():
             log.debug(f"Dumped {len(data)} bytes of data to {path}")
