@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libelf-dev libssl-dev libdw-dev zlib1g-dev libcap-dev pkg-config
   dwarves ccache bpftool cmake
   gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
-  qemu-system-x86 qemu-system-arm qemu-utils
+  qemu-system-x86 qemu-system-arm qemu-utils chromium-headless-shell
   clang llvm lld
   mmdebstrap debootstrap busybox-static
   udev openssh-server openssh-client kexec-tools

@@ -4,8 +4,8 @@ Why three: CI dashboards (Jenkins, GitLab, GitHub test reporters) read JUnit XML
 tooling (libbpf/ci's print_test_summary.py) reads test_progs' `-J` JSON, so a matrix run
 can be summarised by the same script as a selftests run; and `$GITHUB_STEP_SUMMARY` takes
 Markdown a human reads first. All three are built from one list of :class:`CellOutcome`
-that the matrix runner fills, one per cell, and :func:`write_reports` writes each file
-whole or not at all (a nightly job killed mid-report must not publish half an XML file).
+that the matrix runner fills, one per cell; outputs.py writes them (and the HTML page
+and the baseline) whole or not at all.
 
 Verdicts are shown as they are: a `fail` is a failure everywhere, even one an [[expect]]
 foresaw (it is then tagged "expected"); a cell's :attr:`CellOutcome.status` is where the
@@ -20,10 +20,8 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from harness.cache import atomic_write
-from harness.matrix.breadth import baseline_json, cell_record, fact_columns
+from harness.matrix.breadth import cell_record, fact_columns
 from harness.matrix.spec import AXES, Cell, Expect
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun
@@ -371,7 +369,7 @@ def summary_json(outcomes: list[CellOutcome]) -> dict[str, object]:
             "skipped": skipped, "failed": failed_tests, "results": results}
 
 
-def _json_bytes(outcomes: list[CellOutcome]) -> bytes:
+def json_bytes(outcomes: list[CellOutcome]) -> bytes:
     text = json.dumps(summary_json(outcomes), indent=2, ensure_ascii=False) + "\n"
     # A lone surrogate (undecodable guest output) becomes a \\udcXX JSON escape.
     return text.encode("utf-8", "backslashreplace")
@@ -471,31 +469,3 @@ def _section(heading: str, items: list[tuple[CellOutcome, str]]) -> list[str]:
     if not items:
         return []
     return ["", f"## {heading}", ""] + [f"- {_code(o.cell.id)}: {_md(text)}" for o, text in items]
-
-
-# --- writing -----------------------------------------------------------------------------
-
-
-def write_reports(outcomes: list[CellOutcome], out_dir: Path, *,
-                  title: str) -> dict[str, Path]:
-    """Write junit.xml, summary.json, summary.md and baseline.json (what a later run's
-    --baseline reads) into `out_dir` (created if missing).
-
-    All three are rendered before any is written, so a rendering error writes nothing;
-    each file then goes through a temp file and a rename, so a reader (or a job killed
-    mid-write) sees the old file or the new one, never part of one.
-    """
-    out_dir = Path(out_dir)
-    rendered = {
-        "junit": ("junit.xml", junit_xml(outcomes, title=title)),
-        "json": ("summary.json", _json_bytes(outcomes)),
-        "markdown": ("summary.md", summary_markdown(outcomes, title=title).encode(
-            "utf-8", "backslashreplace")),
-        "baseline": ("baseline.json", baseline_json(baseline_records(outcomes))),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for key, (name, data) in rendered.items():
-        paths[key] = out_dir / name
-        atomic_write(paths[key], data)
-    return paths

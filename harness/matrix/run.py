@@ -22,13 +22,9 @@ from pathlib import Path
 from harness.errors import HarnessError, UsageError
 from harness.kbuild.build import BuildRequest
 from harness.matrix.breadth import compare, load_baseline, try_btf_facts
+from harness.matrix.outputs import write_reports
 from harness.matrix.progress import Progress
-from harness.matrix.report import (
-    CellOutcome,
-    baseline_records,
-    everything_reported,
-    write_reports,
-)
+from harness.matrix.report import CellOutcome, baseline_records, everything_reported
 from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,113 +17,18 @@ import pytest
 import harness.cache
 from harness.cache import cache_root
 from harness.matrix import report
-from harness.matrix.report import CellOutcome, junit_xml, summary_json, write_reports
-from harness.matrix.spec import Cell, load_matrix
-from harness.progs.results import ProgResult
+from harness.matrix.outputs import write_reports
+from harness.matrix.report import CellOutcome, junit_xml, summary_json
+from harness.matrix.spec import Cell
 from harness.progs.suite import ArchRun
-from harness.targets.base import TargetIdentity
-
-MATRIX = """
-[axes]
-kernel = ["7.2", "7.3"]
-pahole = ["1.24"]
-btfids = ["c", "python"]
-arch = ["x86_64"]
-
-[[expect]]
-match = { kernel = "7.2", btfids = "c" }
-programs = "kfunc_implicit_args/*"
-verdict = "fail"
-message = "incompatible with kernel"
-reason = "C resolve_btfids drops the implicit-arg kfuncs"
-
-[[expect]]
-match = { kernel = "7.3", btfids = "python" }
-programs = ["kfunc_implicit_args/*"]
-verdict = "fail"
-message = ["wasn't resolved"]
-reason = "thought broken on 7.3 too"
-"""
-BROKEN, REGRESSED, UNREACHABLE, FIXED = (
-    "7.2-pahole1.24-c-x86_64", "7.2-pahole1.24-python-x86_64",
-    "7.3-pahole1.24-c-x86_64", "7.3-pahole1.24-python-x86_64")
-BTF_SHA = "cc9c3dc16c49" + "0" * 52
-# A verifier log as the kernel prints it, with an ANSI colour escape (ESC: XML 1.0 has no
-# way to carry it) and non-ASCII from the program's source line.
-WQ_LOG = """func#0 @0
-0: R1=ctx() R10=fp0
-; bpf_wq_init(&elem->w, &hmap, 0); /* → 10µs */ @ wq.c:42
-0: (bf) r6 = r1                       ; R1=ctx() R6_w=ctx()
-1: (85) call bpf_wq_init#70433
-\x1b[31marg#0 pointer type STRUCT bpf_wq must point to scalar, or struct with scalar\x1b[0m
-processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0
-"""
-IMPLICIT_LIBBPF = [
-    "libbpf: extern (func ksym) 'bpf_kfunc_implicit_arg': func_proto [25] "
-    "incompatible with kernel [70171]",
-    "libbpf: failed to load object 'kfunc_implicit_args'",
-]
-CONSOLE = """[    0.000000] Linux version 7.2.0-kfunc (root@ci) #1 SMP PREEMPT_DYNAMIC
-[    1.204311] overlayfs: upper fs does not support tmpfile.
-[   12.345678] BUG: kernel NULL pointer dereference, address: 0000000000000008
-[   12.345901] RIP: 0010:bpf_task_work_schedule+0x2a/0x90
-"""
-
-
-def result(obj: str, program: str, verdict: str, reason: str = "", **kw: object) -> ProgResult:
-    return ProgResult(object=obj, program=program, arch="x86_64", verdict=verdict,
-                      expected="success", reason=reason, **kw)
-
-
-@pytest.fixture
-def cells(tmp_path: Path) -> dict[str, Cell]:
-    path = tmp_path / "matrix.toml"
-    path.write_text(MATRIX)
-    return {cell.id: cell for cell in load_matrix(path).cells}
-
-
-@pytest.fixture
-def outcomes(cells: dict[str, Cell]) -> list[CellOutcome]:
-    """Four cells: a known-broken one that broke as foreseen, a regression (with a flaky
-    program, a skip and a splat), one whose board was unreachable, and a silent fix."""
-    identity = TargetIdentity(release="7.2.0-kfunc", btf_sha256=BTF_SHA)
-    broken = ArchRun("x86_64", target="qemu", identity=identity, boot_s=4.1, suite_s=9.0,
-                     console="[    0.000000] Linux version 7.2.0-kfunc\n", results=[
-        result("kfunc_implicit_args", "test_kfunc_implicit_arg", "fail",
-               "bpf_object__open failed: -22 (libbpf: extern (func ksym) "
-               "'bpf_kfunc_implicit_arg': func_proto [25] incompatible with kernel [70171])",
-               libbpf_log=IMPLICIT_LIBBPF),
-        result("kfunc_implicit_args", "test_kfunc_implicit_arg @unpriv", "fail",
-               "bpf_object__open failed: -22", libbpf_log=IMPLICIT_LIBBPF),
-        result("wq", "wq_tc_plain", "pass", time_ms=1.5),
-    ])
-    regressed = ArchRun("x86_64", target="board rk3588", identity=identity, console=CONSOLE,
-                        error="KernelPanic: BUG: kernel NULL pointer dereference", results=[
-        result("wq", "wq_tc_plain", "fail", "expect_msg: 1 of 1 messages not found\nmore",
-               verifier_log=WQ_LOG, time_ms=2.25,
-               details=["  expected: 'R1 type=scalar expected=fp'"]),
-        result("wq", "wq_syscall_sleepable_cb@rnd_hi32", "pass", time_ms=3.0),
-        result("task_work", "tw_signal", "error",
-               "no verdict: KernelPanic: BUG: kernel NULL pointer dereference"),
-        result("stream", "stream_stdout_line", "skip", "program type not supported"),
-    ])
-    fixed = ArchRun("x86_64", target="qemu", results=[
-        result("kfunc_implicit_args", "test_kfunc_implicit_arg", "pass", time_ms=0.9),
-        result("kfunc_implicit_args", "test_kfunc_implicit_arg @unpriv", "pass"),
-        result("wq", "wq_tc_plain", "pass"),
-    ])
-    return [
-        CellOutcome(cells[BROKEN], broken, seconds=412.25,
-                    btf_facts={"kfuncs": 214, "decl_tags": ["bpf_fastcall"]}),
-        CellOutcome(cells[REGRESSED], regressed, seconds=388.0,
-                    flaky=["wq/wq_syscall_sleepable_cb@rnd_hi32[x86_64]"]),
-        CellOutcome(cells[UNREACHABLE], None, seconds=31.5,
-                    infra_error="board rk3588 unreachable: ssh: connect to host 10.0.0.7 "
-                                "port 22: No route to host\nretried 3 times"),
-        CellOutcome(cells[FIXED], fixed, seconds=401.0,
-                    expect_errors=["expect 2: expected fail, got pass "
-                                   "(thought broken on 7.3 too)"]),
-    ]
+from tests.matrix.samples import (
+    BROKEN,
+    BTF_SHA,
+    FIXED,
+    REGRESSED,
+    UNREACHABLE,
+    result,
+)
 
 
 def by_id(outcomes: list[CellOutcome]) -> dict[str, CellOutcome]:
@@ -439,9 +344,11 @@ def test_write_reports_creates_the_directory_and_returns_paths(
     out = tmp_path / "a" / "b"
     paths = write_reports(outcomes, out, title="t")
     assert paths == {"junit": out / "junit.xml", "json": out / "summary.json",
-                     "markdown": out / "summary.md", "baseline": out / "baseline.json"}
+                     "markdown": out / "summary.md", "html": out / "report.html",
+                     "baseline": out / "baseline.json"}
     assert sorted(p.name for p in out.iterdir()) == ["baseline.json", "junit.xml",
-                                                     "summary.json", "summary.md"]
+                                                     "report.html", "summary.json",
+                                                     "summary.md"]
     assert paths["junit"].read_bytes().startswith(b"<?xml version='1.0' encoding='utf-8'?>")
 
 
@@ -500,7 +407,8 @@ def test_a_write_cut_short_leaves_the_old_file(tmp_path: Path, outcomes: list[Ce
     json.loads(old_json)
     assert b"tonight" in (out / "junit.xml").read_bytes()  # written before, whole
     assert sorted(p.name for p in out.iterdir()) == [
-        "baseline.json", "junit.xml", "summary.json", "summary.md"]  # no .tmp- file left
+        "baseline.json", "junit.xml", "report.html", "summary.json",
+        "summary.md"]  # no .tmp- file left
 
 
 # --- schema ------------------------------------------------------------------------------
