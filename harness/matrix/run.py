@@ -9,13 +9,14 @@ status is 1 when a cell regressed or an expectation did not hold, 3 when only
 infrastructure failed, else 0. Each failure runs once more (--no-retry: not): one that
 then passes is reported as flaky, never hidden. A cell's deny/allow lists (BPF CI's
 files, the matrix file's `denylist` or --denylist) turn programs into skips naming the
-entry. Not yet: parallel boots (--jobs), the HTML report (issue 16).
+entry. --jobs K runs K cells at once (builds still one at a time).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from harness.errors import HarnessError, UsageError
 from harness.kbuild.build import BuildRequest
 from harness.matrix.breadth import compare, load_baseline, try_btf_facts
 from harness.matrix.outputs import write_reports
-from harness.matrix.progress import Progress
+from harness.matrix.progress import CellProgress, Progress
 from harness.matrix.report import CellOutcome, baseline_records, everything_reported
 from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
 
@@ -83,7 +84,7 @@ def check_expects(cell: Cell, run: object) -> list[str]:
     return errors
 
 
-def run_cell(cell: Cell, progress: Progress, *, retry: bool = True) -> CellOutcome:
+def run_cell(cell: Cell, progress: CellProgress, *, retry: bool = True) -> CellOutcome:
     """Build, boot and judge one cell; never raises for the cell's own failures.
 
     Each failure is run once more (`retry`): one that then passes is listed as flaky."""
@@ -123,6 +124,53 @@ def run_cell(cell: Cell, progress: Progress, *, retry: bool = True) -> CellOutco
     return outcome
 
 
+def run_cells(cells: list[Cell], *, jobs: int = 1, retry: bool = True) -> list[CellOutcome]:
+    """Every cell's outcome, in matrix order, with up to `jobs` cells at once.
+
+    Builds stay one at a time whatever `jobs` is (the kernel-build lock in kbuild): what
+    runs side by side is one cell's boot and suite with another's build, or two guests.
+    Workers are daemon threads the main thread waits on in short joins, so a Ctrl-C ends
+    the run at once; the guests they started are process groups that die with the
+    harness (procs.py).
+    """
+    progress = Progress(len(cells), live=None if jobs <= 1 else False)
+    outcomes: list[CellOutcome | None] = [None] * len(cells)
+    pending = list(enumerate(cells))
+    pending.reverse()
+    lock = threading.Lock()
+    interrupted = threading.Event()  # a cell whose guest died under a Ctrl-C says nothing
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending or interrupted.is_set():
+                    return
+                index, cell = pending.pop()
+            handle = progress.cell(index + 1, cell.id)
+            outcome = run_cell(cell, handle, retry=retry)
+            if interrupted.is_set():
+                return
+            outcomes[index] = outcome
+            handle.finish(f"{outcome.status} ({outcome.seconds:.0f} s): "
+                          f"{outcome_detail(outcome)}")
+
+    if jobs <= 1:
+        worker()
+    else:
+        threads = [threading.Thread(target=worker, daemon=True, name=f"matrix-{n}")
+                   for n in range(min(jobs, len(cells)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)
+        except KeyboardInterrupt:
+            interrupted.set()
+            raise
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
 def outcome_detail(outcome: CellOutcome) -> str:
     """A cell's outcome in one line: why it has no verdict, the first expectation that
     failed, or its verdict counts."""
@@ -132,6 +180,16 @@ def outcome_detail(outcome: CellOutcome) -> str:
         return outcome.expect_errors[0]
     return ", ".join(f"{n} {verdict}" for verdict, n in outcome.counts().items() if n) \
         or "no programs"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of cells, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,6 +206,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     matrix.add_argument("--out", type=Path, default=Path("matrix-out"),
                         help="report directory (default %(default)s)")
     matrix.add_argument("--list", action="store_true", help="print the cells and stop")
+    matrix.add_argument("-j", "--jobs", type=_positive, default=1, metavar="K",
+                        help="cells at once: boots and suites in parallel, builds still "
+                        "one at a time (default 1)")
     matrix.add_argument("--denylist", type=Path, metavar="DIR",
                         help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST) for "
                         "every cell, instead of the file's denylist settings")
@@ -175,14 +236,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         for cell in cells:
             print(cell.id)
         return 0
-    outcomes: list[CellOutcome] = []
-    progress = Progress(len(cells))
     started = time.monotonic()
-    for number, cell in enumerate(cells, 1):
-        progress.start(number, cell.id)
-        outcome = run_cell(cell, progress, retry=args.retry)
-        outcomes.append(outcome)
-        progress.finish(f"{outcome.status} ({outcome.seconds:.0f} s): {outcome_detail(outcome)}")
+    outcomes = run_cells(cells, jobs=args.jobs, retry=args.retry)
     new_cells: list[str] = []
     if baseline is not None:
         changed, new_cells = compare(baseline, baseline_records(outcomes))

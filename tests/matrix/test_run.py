@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +22,7 @@ from harness.matrix.run import REPO, SELFTEST_PROGS, build_request, cell_sources
 from harness.matrix.spec import load_matrix
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun
+from tests.helpers.terminal import default_sigint
 
 MINI = """
 [[include]]
@@ -151,3 +158,71 @@ def test_the_ci_examples_shard_nightly_toml_exactly() -> None:
     cells = load_matrix(REPO / "nightly.toml").cells
     split = [c.id for index in range(1, total + 1) for c in shard(cells, index, total)]
     assert sorted(split) == sorted(c.id for c in cells)
+
+
+TWO_ARCHES = """
+[axes]
+kernel = ["7.3"]
+pahole = ["1.32"]
+btfids = ["python"]
+arch = ["x86_64", "arm64"]
+
+[defaults]
+programs = ["bpf_progs/implicit_args"]
+"""
+
+
+@pytest.mark.guest
+def test_cells_in_parallel_and_a_ctrl_c(tmp_path: Path, x86_build: object,
+                                        arm64_build: object) -> None:
+    """--jobs 2: both arches' guests at once, outcomes in matrix order; a Ctrl-C during
+    the boots ends the run with 130 at once, no report, no guest left behind."""
+    matrix = tmp_path / "two.toml"
+    matrix.write_text(TWO_ARCHES)
+    argv = [sys.executable, "-m", "harness", "matrix", str(matrix), "--jobs", "2"]
+    done = subprocess.run([*argv, "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = [ln.split()[0] for ln in done.stdout.splitlines() if "  pass  " in ln]
+    assert table == ["7.3-pahole1.32-python-x86_64", "7.3-pahole1.32-python-arm64"]
+    assert (tmp_path / "out" / "report.html").is_file()
+
+    tag = f"HARNESS_TEST_RUN={uuid.uuid4()}"  # inherited by everything the run starts
+    env = dict(os.environ, HARNESS_TEST_RUN=tag.split("=", 1)[1])
+    proc = subprocess.Popen([*argv, "--out", str(tmp_path / "cut")], text=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=default_sigint)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # both cells are booting
+        if "arm64: boot and judge" in line:
+            break
+    time.sleep(1.0)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - sent < 10
+    assert "interrupted" in rest and ": fail (" not in rest
+    assert not (tmp_path / "cut").exists()
+    left = started_by(tag)
+    deadline = time.monotonic() + 10  # a guest gets SIGTERM with its harness: let it go
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = started_by(tag)
+    assert not left, f"left behind: {left}"
+
+
+def started_by(tag: str) -> list[str]:
+    """Live processes whose environment carries `tag` (their command lines)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if tag.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                                 .decode(errors="replace")[:200])
+        except OSError:
+            continue
+    return found
