@@ -41,7 +41,7 @@ from pathlib import Path
 
 from harness.cache import cache_root
 from harness.kbuild import kconfig
-from harness.kbuild.build import Builder, BuildRequest, make_plan, stage_testmod
+from harness.kbuild.build import Builder, BuildRequest, make_plan, stage_testmod, testmod_dir
 
 HARNESS = [sys.executable, "-m", "harness", "build"]
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kconfig"
@@ -114,7 +114,7 @@ def bare_replay(cmds: list[list[str]], build_dir: Path, tools_dir: Path, bare: P
             if arg.startswith("OUTPUT="):
                 Path(arg[len("OUTPUT="):]).mkdir(parents=True, exist_ok=True)
             if arg.startswith("M="):  # the out-of-tree bpf_testmod, as the harness stages it
-                stage_testmod(source, Path(arg[2:]))
+                stage_testmod(testmod_dir(source) or source, Path(arg[2:]))
         started = time.monotonic()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)

@@ -174,9 +174,13 @@ class Builder:
                        self.plan.compiler.label)
 
     def full_key(self, compile_key: str) -> str:
+        # A tree with the pre-6.14 testmod layout is keyed by it: its artifacts from before
+        # the harness found bpf_testmod/ there have no module.
+        src = testmod_dir(self.plan.source.path) if self.plan.request.testmod else None
+        layout = [src.name] if src is not None and src.name != "test_kmods" else []
         return _digest("full-v1", compile_key, self.plan.pahole.label,
                        str(self.plan.pahole.path), self.plan.btfids_identity,
-                       str(self.plan.request.testmod))
+                       str(self.plan.request.testmod), *layout)
 
     # ---- steps ------------------------------------------------------------------------
     def prepared_source(self) -> sources.KernelSource:
@@ -500,14 +504,15 @@ class Builder:
 
     def _build_testmod(self, source: sources.KernelSource, build_dir: Path) -> Path | None:
         """bpf_testmod.ko, an out-of-tree module: its BTF goes through --distill_base."""
-        src = source.path / "tools/testing/selftests/bpf/test_kmods"
-        if not (src / "bpf_testmod.c").exists():
-            self.say("this tree has no test_kmods/bpf_testmod.c: skipping bpf_testmod")
+        src = testmod_dir(source.path)
+        if src is None:
+            self.say(f"this tree has none of {', '.join(TESTMOD_DIRS)}/bpf_testmod.c: "
+                     "skipping bpf_testmod")
             return None
         work = build_dir / "harness-tools" / "test_kmods"
         if work.exists():
             shutil.rmtree(work)  # its .ko BTF depends on vmlinux: always re-finalise
-        stage_testmod(source.path, work)
+        stage_testmod(src, work)
         self.say("building bpf_testmod.ko")
         run_make(["make", "-C", str(source.path), f"O={build_dir}", *self.plan.make_vars(),
                   f"M={work}", f"-j{self.plan.request.jobs}", "modules"],
@@ -563,12 +568,21 @@ class Builder:
         return artifacts
 
 
-def stage_testmod(tree: Path, work: Path) -> None:
-    """Copy test_kmods to `work` with a Kbuild for bpf_testmod alone (`make M=work`).
+# Where a tree keeps bpf_testmod, newest layout first: test_kmods/ (with the other test
+# modules) since 6.14, bpf_testmod/ alone before (6.12).
+TESTMOD_DIRS = ("tools/testing/selftests/bpf/test_kmods", "tools/testing/selftests/bpf/bpf_testmod")
 
-    The other test modules need options the harness's configs leave out.
+
+def testmod_dir(tree: Path) -> Path | None:
+    """The tree's directory holding bpf_testmod.c, or None."""
+    return next((tree / d for d in TESTMOD_DIRS if (tree / d / "bpf_testmod.c").exists()), None)
+
+
+def stage_testmod(src: Path, work: Path) -> None:
+    """Copy the testmod directory `src` to `work` with a Kbuild for bpf_testmod alone
+    (`make M=work`). The other test modules need options the harness's configs leave out.
     """
-    shutil.copytree(tree / "tools/testing/selftests/bpf/test_kmods", work)
+    shutil.copytree(src, work)
     (work / "Makefile").unlink()
     (work / "Kbuild").write_text("obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
 

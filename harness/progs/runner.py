@@ -103,8 +103,9 @@ class Job:
 
 
 def _scan_dirs(tree: Path) -> Iterable[Path]:
-    for sub in ("kernel", "net", "drivers/hid", "fs", "mm",
-                "tools/testing/selftests/bpf/test_kmods"):
+    from harness.kbuild.build import TESTMOD_DIRS  # noqa: PLC0415 - kbuild is heavy
+
+    for sub in ("kernel", "net", "drivers/hid", "fs", "mm", *TESTMOD_DIRS):
         base = tree / sub
         if base.is_dir():
             yield from base.rglob("*.c")
