@@ -146,6 +146,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not items_enabled(config):
         return
     runtime = config.stash[_RUNTIME]
+    before = len(items)
     for arch in runtime.arches:
         label = runtime.label(arch)
         try:
@@ -161,6 +162,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             items.append(ProgramItem.from_parent(session, name=name,
                                                  nodeid=f"{PLUGIN}::{name}",
                                                  arch=arch, test_id=test_id))
+    # Reported as collected, as a module's items are ("collected N items").
+    config.hook.pytest_collectreport(report=pytest.CollectReport(
+        PLUGIN, "passed", None, items[before:]))
 
 
 class ProgramItem(pytest.Item):
