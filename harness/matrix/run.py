@@ -196,8 +196,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     matrix = sub.add_parser(
         "matrix", help="run the cells of a matrix file (kernel x pahole x btfids x arch)",
         description="Build, boot and judge every cell of FILE (matrix.toml, nightly.toml), "
-        "check its known outcomes, and write JUnit, a test_progs-style JSON summary and a "
-        "markdown summary to --out.")
+        "check its known outcomes, and write JUnit, a test_progs-style JSON summary, a "
+        "markdown summary, an HTML report and a baseline to --out. Exit 1 on a regression, "
+        "a broken expectation or (with --baseline) any change; 3 when only infrastructure "
+        "failed.")
     matrix.add_argument("file", type=Path, help="the matrix file")
     matrix.add_argument("--shard", metavar="I/N", help="run the I-th of N equal shares")
     matrix.add_argument("--cells", metavar="FILTER",
