@@ -36,8 +36,8 @@ key before anything builds, keeps a nightly job from failing hours in. Nothing h
     [[expect]]              # known outcomes the runner asserts
     match = { kernel = "7.2", pahole = "1.24", btfids = "c" }
     programs = "kfunc_implicit_args/*"
-    verdict = "fail"        # pass, fail or skip
-    message = ["incompatible with kernel", "wasn't resolved"]  # fail/skip only: the
+    verdict = "fail"        # pass, fail, skip or error (e.g. a source this tree cannot compile)
+    message = ["incompatible with kernel", "wasn't resolved"]  # not for a pass: the
                             # real failure text must contain one (a string: just that one)
     reason = "why this is expected"
 
@@ -65,7 +65,7 @@ from harness.kbuild.toolchains import BTFIDS_CHOICES, PAHOLE_RELEASES
 from harness.progs.lists import program_base
 
 AXES = ("kernel", "pahole", "btfids", "arch")
-VERDICTS = ("pass", "fail", "skip")
+VERDICTS = ("pass", "fail", "skip", "error")
 PAHOLE_CHOICES = ("system", *PAHOLE_RELEASES)
 DEFAULT_TIMEOUT = 60.0
 _TABLES = ("axes", "defaults", "exclude", "include", "override", "expect")
@@ -85,7 +85,7 @@ class Expect:
     """A known outcome for some programs of some cells, from one [[expect]] entry."""
 
     programs: tuple[str, ...]  # globs over "object/program"
-    verdict: str  # pass / fail / skip
+    verdict: str  # pass / fail / skip / error
     messages: tuple[str, ...]  # the real failure text must contain one (none: no check)
     reason: str  # why this outcome is expected, for the report
     entry: str  # "expect 2": where it came from

@@ -265,8 +265,8 @@ message = ["no such kfunc", "not supported"]
      'kconfig = ["nope.config"]\n', "override 2: kconfig: no such fragment {dir}/nope.config"),
     (AXES + '[[override]]\ntimeout = 5\nkconfig = "a.config"\n',
      "override 1: kconfig: expected a list of fragments, got 'a.config'"),
-    (AXES + '[[expect]]\nprograms = "x/*"\nverdict = "error"\n',
-     "expect 1: verdict: 'error' is not one of pass, fail, skip"),
+    (AXES + '[[expect]]\nprograms = "x/*"\nverdict = "crash"\n',
+     "expect 1: verdict: 'crash' is not one of pass, fail, skip, error"),
     (AXES + '[[expect]]\nverdict = "fail"\n', "expect 1: missing 'programs'"),
     (AXES + '[[expect]]\nprograms = "x/*"\nverdict = "pass"\nmessage = "boom"\n',
      "expect 1: message: a pass has no failure message to match"),
@@ -389,3 +389,20 @@ def test_select_refuses(cells: tuple[Cell, ...], expr: str, message: str) -> Non
     with pytest.raises(UsageError) as info:
         select(cells, expr)
     assert str(info.value) == message
+
+
+def test_an_error_can_be_expected_with_its_message(tmp_path: Path) -> None:
+    """A source an older tree cannot compile: an `error` with clang's words, not a fail."""
+    text = SMALL + """
+[[expect]]
+match = { kernel = "7.2" }
+programs = "task_work/*"
+verdict = "error"
+message = "incomplete type 'struct bpf_task_work'"
+"""
+    cell = load_matrix(write(tmp_path, text)).cell("7.2-pahole1.32-c-x86_64")
+    expect = cell.expect_for("task_work", "(compile)")
+    assert expect is not None
+    reason = "error: task_work.c: 9:23: error: field has incomplete type 'struct bpf_task_work'"
+    assert expect.check("error", reason) is None
+    assert "expected error, got fail" in str(expect.check("fail", reason))
