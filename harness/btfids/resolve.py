@@ -218,6 +218,15 @@ def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
     if debug:
         debug(f"profile {profile.name} ({reason})")
 
+    if (not profile.btf2btf and opts.base and not opts.btf
+            and elf.last_section(".BTF.base") is not None):
+        # pahole >= 1.26 gives an out-of-tree module a distilled base; the C tool's libbpf
+        # relocates the module's split BTF onto --btf_base (btf__relocate) before it
+        # resolves. That relocation is not written here yet: refuse rather than resolve
+        # IDs against the wrong base.
+        raise BtfidsError(f"FAILED: {opts.elf} has a distilled .BTF.base: relocating its "
+                          f"BTF onto {opts.base} (libbpf's btf__relocate) is not implemented "
+                          f"in profile {profile.name}")
     base = None
     if opts.base:
         base = load_btf(opts.base, None, what="base ", validate=opts.validate)
