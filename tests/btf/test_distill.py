@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.distill import distill_base
@@ -170,9 +171,16 @@ def find_built_modules() -> list[tuple[Path, Path, str]]:
         if not vml.exists():
             continue
         out += [(ko, vml, "") for ko in sorted((art / "modules").glob("*.ko"))]
-        if (art / "bpf_testmod.ko").exists():
-            out.append((art / "bpf_testmod.ko", vml, ".BTF.base"))
+        testmod = art / "bpf_testmod.ko"
+        if testmod.exists():  # distilled (pahole >= 1.26), else split on its vmlinux
+            out.append((testmod, vml, ".BTF.base" if _has_section(testmod, ".BTF.base")
+                        else ""))
     return out
+
+
+def _has_section(elf: Path, name: str) -> bool:
+    with open(elf, "rb") as handle:
+        return ELFFile(handle).get_section_by_name(name) is not None
 
 
 def test_built_modules_as_written_match_libbpf(oracle: libbpf_oracle.Libbpf,
