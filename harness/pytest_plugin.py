@@ -104,11 +104,15 @@ def board_option(config: pytest.Config):  # noqa: ANN201 - inventory.Board | Non
 def selected_arches(config: pytest.Config) -> list[str]:
     """--arch as harness names (a --board's arch when --arch was left at its default)."""
     board = board_option(config)
-    value = config.getoption("--arch")
-    if board is not None and value == DEFAULT_ARCH:
+    if board is not None and config.getoption("--arch") == DEFAULT_ARCH:
         return [board.arch]
+    return arch_option(config)
+
+
+def arch_option(config: pytest.Config) -> list[str]:
+    """--arch as harness names; a bad spelling is pytest's usage error."""
     try:
-        return [a.name for a in arch_list(value)]
+        return [a.name for a in arch_list(config.getoption("--arch"))]
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -390,8 +394,4 @@ def lab_board(request: pytest.FixtureRequest):  # noqa: ANN201 - inventory.Board
 
 @pytest.fixture(scope="session")
 def arches(request: pytest.FixtureRequest) -> list[str]:
-    value = request.config.getoption("--arch")
-    try:
-        return [a.name for a in arch_list(value)]
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    return arch_option(request.config)

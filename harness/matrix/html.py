@@ -12,7 +12,6 @@ real browser). Everything shown is escaped: verifier logs carry `<`, `&` and esc
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable
 
 from harness.matrix.report import (
@@ -22,6 +21,7 @@ from harness.matrix.report import (
     PASS,
     CellOutcome,
     expected_failure,
+    fact_text,
     failed,
     xml_text,
 )
@@ -46,10 +46,6 @@ _STATUSES = (PASS, FAIL, EXPECT, INFRA)
 
 def _e(text: object) -> str:
     return html.escape(xml_text(str(text)), quote=True)
-
-
-def _fact(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def anchor(cell_id: str) -> str:
@@ -86,7 +82,7 @@ def _grid(outcomes: list[CellOutcome]) -> list[str]:
 def _facts(outcome: CellOutcome) -> list[str]:
     if not outcome.btf_facts:
         return []
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fact(v))}</td></tr>"
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(fact_text(v))}</td></tr>"
                    for k, v in outcome.btf_facts.items())
     return ["<h3>BTF facts of the cell's vmlinux</h3>", f'<table class="facts">{rows}</table>']
 

@@ -150,7 +150,8 @@ def _failure_body(result: ProgResult, run: ArchRun | None) -> str:
     return body
 
 
-def _fact(value: object) -> str:
+def fact_text(value: object) -> str:
+    """A BTF fact as one line: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
@@ -202,7 +203,7 @@ def _properties(suite: ET.Element, outcome: CellOutcome) -> None:
     props += [("expect_error", error) for error in outcome.expect_errors]
     props += [("note", note) for note in outcome.notes]
     props += [("baseline_change", change) for change in outcome.changes]
-    props += [(f"btf.{key}", _fact(value)) for key, value in outcome.btf_facts.items()]
+    props += [(f"btf.{key}", fact_text(value)) for key, value in outcome.btf_facts.items()]
     element = _sub(suite, "properties")
     for name, value in props:
         _sub(element, "property", name=name, value=value)
@@ -454,7 +455,7 @@ def breadth_table(outcomes: list[CellOutcome]) -> list[str]:
         counts = outcome.counts()
         cells = [_md(outcome.cell.axis(key)) for key in AXES]
         cells += [outcome.status, f"{counts['pass']}/{counts['fail'] + counts['error']}"]
-        cells += [_md(_fact(outcome.btf_facts.get(key, "-"))) for key in columns]
+        cells += [_md(fact_text(outcome.btf_facts.get(key, "-"))) for key in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

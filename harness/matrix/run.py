@@ -27,6 +27,7 @@ from harness.matrix.outputs import write_reports
 from harness.matrix.progress import CellProgress, Progress
 from harness.matrix.report import CellOutcome, baseline_records, everything_reported
 from harness.matrix.spec import Cell, load_matrix, parse_shard, select, shard
+from harness.progs.cli import add_list_options
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = "upstream:"
@@ -135,17 +136,16 @@ def run_cells(cells: list[Cell], *, jobs: int = 1, retry: bool = True) -> list[C
     """
     progress = Progress(len(cells), live=None if jobs <= 1 else False)
     outcomes: list[CellOutcome | None] = [None] * len(cells)
-    pending = list(enumerate(cells))
-    pending.reverse()
+    pending = iter(enumerate(cells))
     lock = threading.Lock()
     interrupted = threading.Event()  # a cell whose guest died under a Ctrl-C says nothing
 
     def worker() -> None:
         while True:
             with lock:
-                if not pending or interrupted.is_set():
-                    return
-                index, cell = pending.pop()
+                index, cell = next(pending, (-1, None))
+            if cell is None or interrupted.is_set():
+                return
             handle = progress.cell(index + 1, cell.id)
             outcome = run_cell(cell, handle, retry=retry)
             if interrupted.is_set():
@@ -211,15 +211,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     matrix.add_argument("-j", "--jobs", type=_positive, default=1, metavar="K",
                         help="cells at once: boots and suites in parallel, builds still "
                         "one at a time (default 1)")
-    matrix.add_argument("--denylist", type=Path, metavar="DIR",
-                        help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST) for "
-                        "every cell, instead of the file's denylist settings")
     matrix.add_argument("--baseline", type=Path, metavar="FILE",
                         help="a baseline.json of an earlier run: fail on any change of a "
                         "cell's status, verdicts or BTF facts, not on a known state")
-    matrix.add_argument("--retry", action=argparse.BooleanOptionalAction, default=True,
-                        help="run each failure once more; a pass then is reported as flaky "
-                        "(default on)")
+    add_list_options(matrix, retry=True)  # a matrix file's denylist yields to it
     matrix.set_defaults(func=cmd_matrix)
 
 

@@ -191,13 +191,14 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
 
-def add_list_options(parser: argparse.ArgumentParser) -> None:
+def add_list_options(parser: argparse.ArgumentParser, *, retry: bool = False) -> None:
     """--denylist/--retry: how run and matrix take BPF CI's lists and a second try."""
     parser.add_argument("--denylist", type=Path, metavar="DIR",
                         help="a directory of BPF CI lists (DENYLIST, DENYLIST.<uname -m>, "
                         "ALLOWLIST): denied programs are skips naming their entry")
-    parser.add_argument("--retry", action=argparse.BooleanOptionalAction, default=False,
-                        help="run each failure once more; a pass then is reported as flaky")
+    parser.add_argument("--retry", action=argparse.BooleanOptionalAction, default=retry,
+                        help="run each failure once more; a pass then is reported as flaky "
+                        f"(default {'on' if retry else 'off'})")
 
 
 def add_target_option(parser: argparse.ArgumentParser) -> None:
