@@ -14,8 +14,7 @@ layout `{u32 cnt; u32 flags; {u32 id; u32 flags} pairs[]}`). A resolved ELF
 is matched through the `__BTF_ID__func__<name>__<n>` symbols at the pairs'
 addresses, which is where the C resolve_btfids finds them.
 
-The ELF reader is small on purpose: pyelftools for the section headers, plain
-`struct` over .symtab (pyelftools' symbol iterator is ~70x slower on vmlinux).
+The ELF is read by harness.elf, the reader resolve_btfids uses too.
 """
 
 from __future__ import annotations
@@ -27,13 +26,14 @@ from dataclasses import asdict, dataclass, field
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
-from harness.btf.load import ELF_MAGIC, load
+from harness.btf.load import load
 from harness.btf.types import BtfType, DeclTag, Func, FuncProto, TypeTag
 
 DECL_TAG_KFUNC = "bpf_kfunc"
 DECL_TAG_FASTCALL = "bpf_fastcall"
 ARENA_ATTR = "address_space(1)"
 BTF_SET8_KFUNCS = 1 << 0
+BTF_IDS_SECTION = ".BTF_ids"
 SET8_PREFIX = b"__BTF_ID__set8__"
 FUNC_PREFIX = b"__BTF_ID__func__"
 
@@ -184,32 +184,26 @@ class Set8:
 def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
     """Every `__BTF_ID__set8__*` set of an ELF's .BTF_ids, in address order.
 
-    The ELF is read by the transformer's own reader (harness.btfids.elf), so the
-    inspection tools and resolve_btfids agree on what a file holds. Raises BTFError
-    for a file that is not ELF, a set running past the section or a set symbol of an
-    impossible size; an ELF without .BTF_ids gives [].
+    The ELF is read by the project's one reader (harness.elf), so the inspection
+    tools and resolve_btfids agree on what a file holds. Raises BTFError for a file
+    that is not ELF, a set running past the section or a set symbol of an impossible
+    size; an ELF without .BTF_ids gives [].
     """
-    from harness.btfids.elf import BTF_IDS_SECTION, ElfObject
-    from harness.btfids.errors import BtfidsError
+    from harness.elf import ElfError, ElfFile
 
     try:
-        with open(path, "rb") as f:
-            if f.read(4) != ELF_MAGIC:
-                raise BTFError(f"{path}: not an ELF file")
-        with ElfObject(path, writable_check=False) as elf:
+        with ElfFile(path) as elf:
             ids_sec = elf.last_section(BTF_IDS_SECTION)
             symtab = elf.symtab()
             if ids_sec is None or symtab is None:
                 return []
             data = bytes(elf.section_data(ids_sec))
             syms = [(sym.value, sym.size, sym.name)
-                    for sym in elf.symbols_in_section(symtab, ids_sec.index)
+                    for sym in elf.symbols(symtab, ids_sec.index)
                     if sym.name.startswith(b"__BTF_ID__")]
-            order = "<" if elf.endian == "little" else ">"
-    except OSError as exc:
-        raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except BtfidsError as exc:
-        raise BTFError(f"{path}: bad ELF file: {str(exc).removeprefix('FAILED ')}") from exc
+            order = elf.order
+    except ElfError as exc:
+        raise BTFError(str(exc)) from exc
     return _decode_sets(data, ids_sec.addr, syms, order, path)
 
 
@@ -272,9 +266,10 @@ def load_for_kfuncs(path: str | os.PathLike[str], base: str | os.PathLike[str] |
 
 
 def is_elf(path: str | os.PathLike[str]) -> bool:
+    from harness.elf import is_elf as elf_magic
+
     try:
-        with open(path, "rb") as f:
-            return f.read(4) == ELF_MAGIC
+        return elf_magic(path)
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
 

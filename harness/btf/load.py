@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
+from harness.elf import ElfError, ElfFile, is_elf, read_sections
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 SYSFS_VMLINUX = SYSFS_BTF / "vmlinux"
-ELF_MAGIC = b"\x7fELF"
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -23,41 +21,20 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 def elf_sections(
-    data: bytes | BinaryIO, names: tuple[str, ...], path: str | os.PathLike[str] = ""
+    data: bytes | str | os.PathLike[str], names: tuple[str, ...]
 ) -> dict[str, bytes]:
-    """Contents of those ELF sections among `names` that exist (pyelftools for the layout).
+    """Contents of those ELF sections among `names` that exist (the first of each name).
 
-    `data` is the file's bytes or an open binary file (then only the section
-    headers and the sections themselves are read: a 130 MB vmlinux stays on disk).
+    `data` is a path (the file is mapped: a 130 MB vmlinux is not read whole) or
+    the file's bytes.
     """
-    from elftools.elf.elffile import ELFFile
-
-    where = path or "ELF file"
     try:
-        elf = ELFFile(io.BytesIO(data) if isinstance(data, bytes) else data)
-        out = {}
-        for name in names:
-            sec = elf.get_section_by_name(name)
-            if sec is None:
-                continue
-            if sec["sh_type"] == "SHT_NOBITS":
-                raise BTFError(f"{where}: {name} has no data")
-            out[name] = sec.data()
-        return out
-    except BTFError:
-        raise
-    except Exception as exc:  # pyelftools raises assorted errors on bad input
-        raise BTFError(f"{where}: bad ELF file: {exc}") from exc
-
-
-def elf_section(
-    data: bytes | BinaryIO, name: str = ".BTF", path: str | os.PathLike[str] = ""
-) -> bytes:
-    """Contents of ELF section `name`; BTFError if it is missing."""
-    found = elf_sections(data, (name,), path)
-    if name not in found:
-        raise BTFError(f"{path or 'ELF file'}: no {name} section")
-    return found[name]
+        if isinstance(data, bytes):
+            with ElfFile.from_bytes(data) as elf:
+                return {n: b for n in names if (b := elf.section_bytes(n)) is not None}
+        return read_sections(data, names)
+    except ElfError as exc:
+        raise BTFError(str(exc)) from exc
 
 
 def btf_and_base_bytes(
@@ -69,29 +46,30 @@ def btf_and_base_bytes(
     .BTF is split on that small base, not on vmlinux.
     """
     try:
-        with open(path, "rb") as f:
-            if f.read(4) == ELF_MAGIC:
-                f.seek(0)
-                want = (section, ".BTF.base") if section == ".BTF" else (section,)
-                found = elf_sections(f, want, path)
-                if section not in found:
-                    raise BTFError(f"{path}: no {section} section")
-                return found[section], found.get(".BTF.base")
+        elf = is_elf(path)
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return read_bytes(path), None
+    if not elf:
+        return read_bytes(path), None
+    want = (section, ".BTF.base") if section == ".BTF" else (section,)
+    found = elf_sections(path, want)
+    if section not in found:
+        raise BTFError(f"{path}: no {section} section")
+    return found[section], found.get(".BTF.base")
 
 
 def btf_bytes(path: str | os.PathLike[str], section: str = ".BTF") -> bytes:
     """Raw BTF of a file: the file itself, or its `section` if it is an ELF object."""
     try:
-        with open(path, "rb") as f:
-            if f.read(4) == ELF_MAGIC:
-                f.seek(0)
-                return elf_section(f, section, path)
+        elf = is_elf(path)
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return read_bytes(path)
+    if not elf:
+        return read_bytes(path)
+    found = elf_sections(path, (section,))
+    if section not in found:
+        raise BTFError(f"{path}: no {section} section")
+    return found[section]
 
 
 def default_base(path: str | os.PathLike[str]) -> Path | None:

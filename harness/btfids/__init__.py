@@ -8,7 +8,7 @@ distills and sorts, and writes `<elf>.BTF`, `<elf>.BTF_ids` and
 
 Modules, one job each:
 
-- `elf`: ELF layout (pyelftools) and the symbol table (struct), --patch_btfids;
+- `elf`: the C tool's wording over harness.elf, the kernel version, --patch_btfids;
 - `ids`: the `.BTF_ids` section: symbols, sets, resolving, patching, byte order;
 - `kfuncs`: which functions are kfuncs (decl tags, set8 sets, discovery);
 - `transform`: the kfunc BTF edits;

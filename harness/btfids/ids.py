@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from harness.btfids.elf import Symbol
 from harness.btfids.errors import BtfidsError
+from harness.elf import Symbol
 
 BTF_ID_PREFIX = b"__BTF_ID__"
 ADDR_CNT = 100  # addresses one name may have (struct btf_id.addr[ADDR_CNT])

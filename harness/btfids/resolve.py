@@ -34,8 +34,16 @@ from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
 from harness.btfids import profiles, transform
-from harness.btfids.elf import BTF_IDS_SECTION, ElfObject, write_section
+from harness.btfids.elf import (
+    BTF_IDS_SECTION,
+    c_errors,
+    kernel_version,
+    open_elf,
+    symbols_and_banner,
+    write_section,
+)
 from harness.btfids.errors import BtfidsError
+from harness.elf import ElfFile
 
 PATH_MAX = 4096
 _KEY_OF = {Func: "funcs", Struct: "structs", Union: "unions", Typedef: "typedefs"}
@@ -106,7 +114,7 @@ def _strerror(code: int) -> str:
 
 
 def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = True,
-             elf: ElfObject | None = None) -> Btf:
+             elf: ElfFile | None = None) -> Btf:
     """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure."""
     label = f"FAILED: load {what}BTF from {path}"
     try:
@@ -119,7 +127,7 @@ def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = Tr
             except OSError as exc:
                 raise BtfidsError(f"{label}: {exc.strerror}") from None
             if data[:4] == b"\x7fELF":
-                with ElfObject(path, writable_check=False) as e:
+                with open_elf(path, writable_check=False) as e:
                     data = _elf_btf(e, label)
             elif data[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
                 raise BtfidsError(f"{label}: Unknown error 4003 (neither BTF nor ELF)")
@@ -150,7 +158,7 @@ def sanity_check(btf: Btf) -> None:
             raise BTFError(f"FUNC [{tid}] does not point to a FUNC_PROTO")
 
 
-def _elf_btf(elf: ElfObject, label: str) -> bytes:
+def _elf_btf(elf: ElfFile, label: str) -> bytes:
     sec = elf.last_section(".BTF")
     if sec is None:
         raise BtfidsError(f"{label}: {_strerror(errno.ENODATA)} (no .BTF section)")
@@ -186,19 +194,16 @@ def _sets_have_kfuncs(tables: btfids.BtfIdTables, section: btfids.IdSection | No
 
 def transform_object(opts: Options, log: Log) -> Result:
     """Everything resolve_btfids computes for one ELF, without writing a byte."""
-    elf = ElfObject(opts.elf)
-    try:
+    with open_elf(opts.elf) as elf, c_errors():
         return _transform(opts, log, elf)
-    finally:
-        elf.close()
 
 
-def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
+def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
     debug = log.debug_fn
     idsec = elf.last_section(BTF_IDS_SECTION)
     symtab = elf.symtab()
     resolve = idsec is not None and symtab is not None
-    symbols, banner = (elf.symbols_and_banner(symtab, idsec.index if idsec else -1)
+    symbols, banner = (symbols_and_banner(elf, symtab, idsec.index if idsec else -1)
                        if symtab is not None else ([], None))
     section = None
     if idsec is not None:
@@ -214,7 +219,7 @@ def _transform(opts: Options, log: Log, elf: ElfObject) -> Result:
         if debug:
             debug("Cannot find .BTF_ids or symbols sections, skip symbols resolution")
 
-    profile, reason = profiles.choose(opts.profile, elf.kernel_version(banner))
+    profile, reason = profiles.choose(opts.profile, kernel_version(elf, banner))
     if debug:
         debug(f"profile {profile.name} ({reason})")
 

@@ -22,10 +22,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
 from harness.arch import lookup
 from harness.cache import atomic_write, cache_dir, locked, touch_used
+from harness.elf import ElfError, ElfFile, is_elf
 from harness.errors import HarnessError
 
 SELFTESTS = Path("tools/testing/selftests/bpf")
@@ -95,15 +94,17 @@ def clang_version(clang: str) -> str:
 def _btf_digest(vmlinux: Path) -> str:
     """Hash of the BTF alone: a relink that keeps BTF keeps vmlinux.h."""
     try:
-        if vmlinux.read_bytes()[:4] != b"\x7fELF":
+        if not is_elf(vmlinux):
             return hashlib.sha256(vmlinux.read_bytes()).hexdigest()
-        with vmlinux.open("rb") as fh:
-            sec = ELFFile(fh).get_section_by_name(".BTF")
+        with ElfFile(vmlinux) as elf:
+            sec = elf.first_section(".BTF")
             if sec is None:
                 raise CompileError(f"{vmlinux} has no .BTF section (CONFIG_DEBUG_INFO_BTF?)")
-            return hashlib.sha256(sec.data()).hexdigest()
+            return hashlib.sha256(elf.section_data(sec)).hexdigest()
     except OSError as exc:
         raise CompileError(f"cannot read {vmlinux}: {exc.strerror}") from None
+    except ElfError as exc:
+        raise CompileError(str(exc)) from None
 
 
 def vmlinux_h(vmlinux: str | Path, bpftool: str | Path) -> Path:

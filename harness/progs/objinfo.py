@@ -4,7 +4,7 @@ The programs (libbpf's notion: every non-static function in an executable
 section other than ``.text``, ordered by section index then offset, as
 ``bpf_object__elf_collect`` sorts them), their section names, the undefined
 symbols (kfunc externs), and each function's decl tags (the expectations).
-ELF layout comes from pyelftools; BTF comes from our own ``harness.btf``.
+ELF layout comes from harness.elf; BTF comes from our own ``harness.btf``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
+from harness.elf import (
+    SHF_EXECINSTR,
+    SHN_UNDEF,
+    SHT_PROGBITS,
+    STB_GLOBAL,
+    STB_LOCAL,
+    STB_WEAK,
+    STT_FUNC,
+    ElfError,
+    ElfFile,
+)
 from harness.errors import UsageError
 
 
@@ -42,7 +49,7 @@ class ObjectInfo:
 
     path: Path
     sha256: str
-    machine: str
+    machine: int  # e_machine (EM_BPF is 247)
     programs: list[ProgramInfo]
     externs: list[str]  # undefined global/weak symbols: kfuncs and ksyms
     func_tags: dict[str, list[str]] = field(default_factory=dict)  # FUNC name -> tags (BTF order)
@@ -56,58 +63,42 @@ class ObjectInfo:
 
 
 def read_object(path: str | Path) -> ObjectInfo:
-    """Read programs (pyelftools) and function decl tags (harness.btf) of a BPF object."""
+    """Read programs (harness.elf) and function decl tags (harness.btf) of a BPF object."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ObjectError(f"cannot read BPF object {path}: {exc.strerror}") from None
-    if not data.startswith(b"\x7fELF"):
-        raise ObjectError(f"{path} is not an ELF file")
-    with path.open("rb") as fh:
-        elf = ELFFile(fh)
-        machine = elf["e_machine"]
-        programs: list[ProgramInfo] = []
-        externs: list[str] = []
-        exec_sections: dict[int, str] = {}
-        btf_bytes: bytes | None = None
-        for idx, sec in enumerate(elf.iter_sections()):
-            if sec.name == ".BTF":
-                btf_bytes = sec.data()
-            if (
-                sec["sh_type"] == "SHT_PROGBITS"
-                and sec["sh_size"] > 0
-                and sec["sh_flags"] & SH_FLAGS.SHF_EXECINSTR
-                and sec.name != ".text"
-            ):
-                exec_sections[idx] = sec.name
-        symtab = elf.get_section_by_name(".symtab")
-        if isinstance(symtab, SymbolTableSection):
-            for sym in symtab.iter_symbols():
-                shndx = sym["st_shndx"]
-                bind = sym["st_info"]["bind"]
-                kind = sym["st_info"]["type"]
-                if shndx == "SHN_UNDEF":
-                    if bind in ("STB_GLOBAL", "STB_WEAK") and sym.name:
-                        externs.append(sym.name)
-                    continue
-                if kind != "STT_FUNC" or not isinstance(shndx, int) or shndx not in exec_sections:
-                    continue
-                programs.append(
-                    ProgramInfo(
-                        name=sym.name,
-                        section=exec_sections[shndx],
-                        section_index=shndx,
-                        offset=sym["st_value"],
-                        size=sym["st_size"],
-                        static=bind == "STB_LOCAL",
-                    )
-                )
+    try:
+        with ElfFile.from_bytes(data, str(path)) as elf:
+            exec_sections = {
+                sec.index: sec.name for sec in elf.sections
+                if sec.type == SHT_PROGBITS and sec.size > 0 and sec.flags & SHF_EXECINSTR
+                and sec.name != ".text"}
+            btf_bytes = elf.section_bytes(".BTF")
+            symtab = elf.first_section(".symtab")
+            symbols = elf.symbols(symtab) if symtab is not None else []
+            machine = elf.e_machine
+    except ElfError as exc:
+        raise ObjectError(str(exc)) from None
+    programs: list[ProgramInfo] = []
+    externs: list[str] = []
+    for sym in symbols:
+        name = sym.name.decode("utf-8", "surrogateescape")
+        if sym.shndx == SHN_UNDEF:
+            if sym.bind in (STB_GLOBAL, STB_WEAK) and name:
+                externs.append(name)
+            continue
+        if sym.type != STT_FUNC or sym.shndx not in exec_sections:
+            continue
+        programs.append(ProgramInfo(
+            name=name, section=exec_sections[sym.shndx], section_index=sym.shndx,
+            offset=sym.value, size=sym.size, static=sym.bind == STB_LOCAL))
     programs.sort(key=lambda p: (p.section_index, p.offset))
     info = ObjectInfo(
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
-        machine=str(machine),
+        machine=machine,
         programs=programs,
         externs=sorted(set(externs)),
     )
