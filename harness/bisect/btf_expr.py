@@ -56,9 +56,7 @@ from harness.btf.btf import Btf
 from harness.btf.diff import BtfDiff, diff_btf
 from harness.btf.errors import BTFError
 from harness.btf.kfuncs import (
-    ARENA_ATTR,
-    DECL_TAG_KFUNC,
-    Kfunc,
+    KfuncInfo,
     arena_positions,
     decl_tags_of,
     find_kfuncs,
@@ -69,6 +67,7 @@ from harness.btf.kfuncs import (
 )
 from harness.btf.types import DeclTag, Func, FuncProto
 from harness.errors import UsageError
+from harness.kfunc_abi import ARENA_ATTR, DECL_TAG_KFUNC
 
 ATOMS = ("func", "kfunc", "tag", "params", "proto", "arena", "diff")
 KEYWORDS = frozenset({"and", "or", "not"})
@@ -423,7 +422,7 @@ class _DiffAtom(_Node):
     path: str
     op: str
     want: str | None   # the text of '~', None for 'empty'
-    _ref: tuple[tuple[int, int, int], Btf, list[Kfunc]] | None = field(
+    _ref: tuple[tuple[int, int, int], Btf, list[KfuncInfo]] | None = field(
         default=None, init=False, repr=False)
 
     def show(self) -> str:
@@ -432,7 +431,7 @@ class _DiffAtom(_Node):
         rhs = "empty" if self.want is None else _quote(self.want)
         return f"diff({path}) {self.op} {rhs}"
 
-    def reference(self) -> tuple[Btf, list[Kfunc]]:
+    def reference(self) -> tuple[Btf, list[KfuncInfo]]:
         """The reference BTF and its kfuncs (flags too, for an ELF), re-read only on change."""
         head = f"diff({self.path})"
         try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from harness.btf.btf import Btf
 from harness.btf.kfuncs import (
-    Kfunc,
+    KfuncInfo,
     c_decl,
     find_kfuncs,
     func_decl,
@@ -71,8 +71,8 @@ class BtfDiff:
     added: list[tuple[str, str, list[str]]] = field(default_factory=list)
     removed: list[tuple[str, str, list[str]]] = field(default_factory=list)
     changed: list[TypeChange] = field(default_factory=list)
-    kfuncs_added: list[Kfunc] = field(default_factory=list)
-    kfuncs_removed: list[Kfunc] = field(default_factory=list)
+    kfuncs_added: list[KfuncInfo] = field(default_factory=list)
+    kfuncs_removed: list[KfuncInfo] = field(default_factory=list)
     kfuncs_changed: list[KfuncChange] = field(default_factory=list)
 
     @property
@@ -256,12 +256,12 @@ def _index(btf: Btf) -> dict[tuple[str, str], list[list[str]]]:
     return out
 
 
-def diff_btf(a: Btf, b: Btf, kfuncs_a: list[Kfunc] | None = None,
-             kfuncs_b: list[Kfunc] | None = None) -> BtfDiff:
+def diff_btf(a: Btf, b: Btf, kfuncs_a: list[KfuncInfo] | None = None,
+             kfuncs_b: list[KfuncInfo] | None = None) -> BtfDiff:
     """Differences from `a` to `b` (own types of each; base types are not compared).
 
     Same-named types of one kind are compared as multisets of descriptions, so
-    reordering or renumbering is no difference. Kfunc lists default to
+    reordering or renumbering is no difference. KfuncInfo lists default to
     find_kfuncs() of each side (no flags); pass lists with flags to compare them.
     """
     ia, ib = _index(a), _index(b)

@@ -8,19 +8,15 @@ predicates, need exactly that view, for both raw BTF (/sys/kernel/btf/vmlinux)
 and a built ELF, whose `.BTF_ids` section also carries each kfunc's flags.
 
 Kfuncs are the FUNCs tagged `bpf_kfunc` plus, for an ELF, the members of every
-BTF_SET8 set flagged BTF_SET8_KFUNCS (`__BTF_ID__set8__<name>` symbols; set
-layout `{u32 cnt; u32 flags; {u32 id; u32 flags} pairs[]}`). A resolved ELF
-(vmlinux, a built .ko) holds BTF ids in the pairs; an unresolved one (zeros)
-is matched through the `__BTF_ID__func__<name>__<n>` symbols at the pairs'
-addresses, which is where the C resolve_btfids finds them.
-
-The ELF is read by harness.elf, the reader resolve_btfids uses too.
+BTF_SET8 set flagged BTF_SET8_KFUNCS, read by harness.kfunc_abi (the layout
+and flags resolve_btfids uses too). A resolved ELF (vmlinux, a built .ko)
+holds BTF ids in the pairs; an unresolved one (zeros) is matched by the names
+of the `__BTF_ID__func__` symbols at the pairs' addresses.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import asdict, dataclass, field
 
 from harness.btf.btf import Btf
@@ -28,48 +24,15 @@ from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
 from harness.btf.load import load
 from harness.btf.types import BtfType, DeclTag, Func, FuncProto, TypeTag
-
-DECL_TAG_KFUNC = "bpf_kfunc"
-DECL_TAG_FASTCALL = "bpf_fastcall"
-ARENA_ATTR = "address_space(1)"
-BTF_SET8_KFUNCS = 1 << 0
-BTF_IDS_SECTION = ".BTF_ids"
-SET8_PREFIX = b"__BTF_ID__set8__"
-FUNC_PREFIX = b"__BTF_ID__func__"
-
-# include/linux/btf.h of the 7.3 tree; bits 3 and 4 are the pre-7.x KF_KPTR_GET and
-# KF_TRUSTED_ARGS, still found in older kernels' .BTF_ids.
-KF_FLAGS: dict[int, str] = {
-    1 << 0: "KF_ACQUIRE",
-    1 << 1: "KF_RELEASE",
-    1 << 2: "KF_RET_NULL",
-    1 << 3: "KF_KPTR_GET",
-    1 << 4: "KF_TRUSTED_ARGS",
-    1 << 5: "KF_SLEEPABLE",
-    1 << 6: "KF_DESTRUCTIVE",
-    1 << 7: "KF_RCU",
-    1 << 8: "KF_ITER_NEW",
-    1 << 9: "KF_ITER_NEXT",
-    1 << 10: "KF_ITER_DESTROY",
-    1 << 11: "KF_RCU_PROTECTED",
-    1 << 12: "KF_FASTCALL",
-    1 << 13: "KF_ARENA_RET",
-    1 << 14: "KF_ARENA_ARG1",
-    1 << 15: "KF_ARENA_ARG2",
-    1 << 16: "KF_IMPLICIT_ARGS",
-    1 << 17: "KF_SPINLOCK_SAFE",
-    1 << 18: "KF_PERFMON",
-}
-
-
-def flag_names(flags: int) -> list[str]:
-    """KF_* names of the bits set in `flags`; unknown bits as hex."""
-    out = [name for bit, name in KF_FLAGS.items() if flags & bit]
-    rest = flags & ~sum(KF_FLAGS)
-    if rest:
-        out.append(f"{rest:#x}")
-    return out
-
+from harness.kfunc_abi import (
+    ARENA_ATTR,
+    DECL_TAG_KFUNC,
+    IMPL_SUFFIX,
+    Set8,
+    SetsError,
+    flag_names,
+)
+from harness.kfunc_abi import read_set8s as _read_set8s
 
 # ---- C declarations ---------------------------------------------------------------------
 
@@ -158,87 +121,14 @@ def _base_name(btf: Btf, t: BtfType) -> str:
     return name or f"<anon {kind.name}>"
 
 
-# ---- .BTF_ids sets from an ELF ------------------------------------------------------------
-
-
-@dataclass
-class SetEntry:
-    """One pair of a set8: the BTF id (0 if unresolved), its flags, the symbol's func name."""
-
-    btf_id: int
-    flags: int
-    name: str | None
-
-
-@dataclass
-class Set8:
-    name: str
-    flags: int
-    entries: list[SetEntry]
-
-    @property
-    def is_kfuncs(self) -> bool:
-        return bool(self.flags & BTF_SET8_KFUNCS)
-
-
-def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
-    """Every `__BTF_ID__set8__*` set of an ELF's .BTF_ids, in address order.
-
-    The ELF is read by the project's one reader (harness.elf), so the inspection
-    tools and resolve_btfids agree on what a file holds. Raises BTFError for a file
-    that is not ELF, a set running past the section or a set symbol of an impossible
-    size; an ELF without .BTF_ids gives [].
-    """
-    from harness.elf import ElfError, ElfFile
-
-    try:
-        with ElfFile(path) as elf:
-            ids_sec = elf.last_section(BTF_IDS_SECTION)
-            symtab = elf.symtab()
-            if ids_sec is None or symtab is None:
-                return []
-            data = bytes(elf.section_data(ids_sec))
-            syms = [(sym.value, sym.size, sym.name)
-                    for sym in elf.symbols(symtab, ids_sec.index)
-                    if sym.name.startswith(b"__BTF_ID__")]
-            order = elf.order
-    except ElfError as exc:
-        raise BTFError(str(exc)) from exc
-    return _decode_sets(data, ids_sec.addr, syms, order, path)
-
-
-def _decode_sets(data: bytes, base_addr: int, syms: list[tuple[int, int, bytes]],
-                 e: str, path: str | os.PathLike[str]) -> list[Set8]:
-    funcs: dict[int, str] = {}
-    for value, _size, name in syms:
-        if name.startswith(FUNC_PREFIX):
-            # __BTF_ID__func__<name>__<counter><line>: strip the last "__" suffix
-            funcs[value] = name[len(FUNC_PREFIX):].rsplit(b"__", 1)[0].decode(
-                "utf-8", "surrogateescape")
-    sets = []
-    for value, size, name in sorted(syms):
-        if not name.startswith(SET8_PREFIX):
-            continue
-        set_name = name[len(SET8_PREFIX):].decode("utf-8", "surrogateescape")
-        off = value - base_addr
-        if size < 8 or (size - 8) % 8 or off < 0 or off + size > len(data):
-            raise BTFError(f"{path}: set8 {set_name}: symbol of size {size} at offset "
-                           f"{off} does not fit .BTF_ids ({len(data)} bytes)")
-        _cnt, flags = struct.unpack_from(e + "II", data, off)
-        entries = []
-        for k in range((size - 8) // 8):
-            btf_id, eflags = struct.unpack_from(e + "II", data, off + 8 + 8 * k)
-            entries.append(SetEntry(btf_id, eflags, funcs.get(value + 8 + 8 * k)))
-        sets.append(Set8(set_name, flags, entries))
-    return sets
-
-
 # ---- kfunc discovery ----------------------------------------------------------------------
 
 
 @dataclass
-class Kfunc:
-    """One kfunc as a human and a bisect predicate want to see it."""
+class KfuncInfo:
+    """One kfunc as a human and a bisect predicate want to see it: harness.kfunc_abi's
+    Kfunc facts (name, id, flags: None when no .BTF_ids was read) plus prototypes,
+    `_impl`, sets, tags and arena positions."""
 
     name: str
     btf_id: int
@@ -274,7 +164,15 @@ def is_elf(path: str | os.PathLike[str]) -> bool:
         raise BTFError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[Kfunc]:
+def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
+    """harness.kfunc_abi.read_set8s, failing with BTFError as the rest of this module does."""
+    try:
+        return _read_set8s(path)
+    except SetsError as exc:
+        raise BTFError(str(exc)) from exc
+
+
+def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[KfuncInfo]:
     """Every kfunc of `btf` (own and base types), sorted by name.
 
     `sets` (from read_set8s) adds flags and set names, and kfuncs that carry no
@@ -288,9 +186,9 @@ def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[Kfunc]:
         elif isinstance(t, DeclTag):
             tags_by_target.setdefault(t.type, []).append(t)
 
-    kfunc_ids: dict[int, Kfunc] = {}
+    kfunc_ids: dict[int, KfuncInfo] = {}
 
-    def get(tid: int) -> Kfunc:
+    def get(tid: int) -> KfuncInfo:
         k = kfunc_ids.get(tid)
         if k is None:
             k = kfunc_ids[tid] = _describe(btf, tid, funcs_by_name, tags_by_target)
@@ -321,12 +219,12 @@ def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[Kfunc]:
 
 
 def _describe(btf: Btf, tid: int, funcs_by_name: dict[str, int],
-              tags_by_target: dict[int, list[DeclTag]]) -> Kfunc:
+              tags_by_target: dict[int, list[DeclTag]]) -> KfuncInfo:
     f = btf[tid]
     name = btf.name(f)
-    k = Kfunc(name=name, btf_id=tid, proto=func_decl(btf, tid))
+    k = KfuncInfo(name=name, btf_id=tid, proto=func_decl(btf, tid))
     k.tags, k.arg_tags = decl_tags_of(btf, tid, tags_by_target)
-    impl_id = funcs_by_name.get(f"{name}_impl")
+    impl_id = funcs_by_name.get(name + IMPL_SUFFIX)
     if impl_id is not None and impl_id != tid:
         k.impl_id = impl_id
         k.impl = func_decl(btf, impl_id)
@@ -379,14 +277,14 @@ def _is_arena_ptr(btf: Btf, tid: int) -> bool:
 
 
 def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
-              ) -> list[Kfunc]:
+              ) -> list[KfuncInfo]:
     """Kfuncs of a raw BTF file, /sys/kernel/btf/* or an ELF (with its .BTF_ids flags)."""
     btf = load_for_kfuncs(path, base)
     sets = read_set8s(path) if is_elf(path) else None
     return find_kfuncs(btf, sets)
 
 
-def format_kfunc(k: Kfunc) -> str:
+def format_kfunc(k: KfuncInfo) -> str:
     """A few lines per kfunc for `harness btf kfuncs`."""
     if k.flags is None:
         flags = "flags ?"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harness.btfids.errors import BtfidsError
 from harness.elf import ElfError, ElfFile, Section, Symbol
+from harness.kfunc_abi import BTF_IDS_SECTION
 
-BTF_IDS_SECTION = ".BTF_ids"
 _BANNER_SYMBOL = b"linux_banner"
 _VERSION_RE = re.compile(rb"(\d+)\.(\d+)")
 

@@ -1,15 +1,10 @@
 """The .BTF_ids section: which BTF ids the kernel wants, and writing them in.
 
 Why its own module: this is the part of resolve_btfids every kernel since 5.10
-relies on, independent of the kfunc transformations. The kernel's
-`BTF_ID(kind, name)`, `BTF_SET_START/END` and `BTF_SET8_START/END` macros
-(include/linux/btf_ids.h) leave zero-filled words in `.BTF_ids` with symbols
-pointing at them:
-
-- `__BTF_ID__{func,struct,union,typedef}__<name>__<n>`: one u32 to receive the
-  id of the BTF FUNC/STRUCT/UNION/TYPEDEF called `<name>`;
-- `__BTF_ID__set__<set>`: `u32 cnt; u32 ids[cnt]`, count from the symbol size;
-- `__BTF_ID__set8__<set>`: `u32 cnt; u32 flags; {u32 id; u32 flags} pairs[cnt]`.
+relies on, independent of the kfunc transformations. The kernel's `BTF_ID`,
+`BTF_SET_START/END` and `BTF_SET8_START/END` macros leave zero-filled words in
+`.BTF_ids` with symbols pointing at them; their names and layouts are declared
+in harness.kfunc_abi.
 
 The C tool's observable order is reproduced on purpose, because it decides
 which of several conflicting facts wins and the order of warnings: names live
@@ -34,11 +29,20 @@ from enum import Enum
 
 from harness.btfids.errors import BtfidsError
 from harness.elf import Symbol
+from harness.kfunc_abi import (
+    BTF_ID_PREFIX,
+    PAIR_FLAGS,
+    SET8_PAIR_SIZE,
+    SET8_PAIRS,
+    SET_IDS,
+    WORD,
+    btf_id_name,
+    set8_count,
+    set_count,
+)
 
-BTF_ID_PREFIX = b"__BTF_ID__"
 ADDR_CNT = 100  # addresses one name may have (struct btf_id.addr[ADDR_CNT])
 KSYM_NAME_LEN = 512
-BTF_SET8_KFUNCS = 1 << 0
 
 Warn = Callable[[str], None]
 
@@ -120,14 +124,10 @@ class BtfIdTables:
 
 def _parse_sym_name(rest: bytes, prefix: bytes) -> str:
     """get_id(): `__<name>__<n>` after the kind -> `<name>`, or BtfidsError."""
-    pos = 2
-    if pos >= len(rest) or len(rest) - pos >= KSYM_NAME_LEN:
+    name = btf_id_name(rest) if len(rest) - 2 < KSYM_NAME_LEN else None
+    if name is None:
         raise BtfidsError(f"FAILED to parse symbol name: {_show(prefix)}")
-    buf = rest[pos:]
-    p = buf.rfind(b"_") - 1
-    if p < 0 or buf[p] != ord("_"):
-        raise BtfidsError(f"FAILED to parse symbol name: {_show(prefix)}")
-    return buf[:p].decode("utf-8", "surrogateescape")
+    return name.decode("utf-8", "surrogateescape")
 
 
 def _show(b: bytes) -> str:
@@ -164,10 +164,10 @@ def collect(symbols: list[Symbol], verbose: int = 0, debug: Warn | None = None) 
         else:
             if prefix.startswith(b"set8"):
                 entry = _add_set(tables, prefix, IdKind.SET8, len(b"set8__"))
-                entry.value = _s32(sym.size // 8 - 1)
+                entry.value = _s32(set8_count(sym.size))
             elif prefix.startswith(b"set"):
                 entry = _add_set(tables, prefix, IdKind.SET, len(b"set__"))
-                entry.value = _s32(sym.size // 4 - 1)
+                entry.value = _s32(set_count(sym.size))
             else:
                 raise BtfidsError(f"FAILED unsupported prefix {_show(prefix)}")
         if len(entry.addrs) >= ADDR_CNT:
@@ -301,9 +301,9 @@ def patch(tables: BtfIdTables, section: IdSection, warn: Warn,
 def _sort_set(section: IdSection, entry: BtfId, off: int, cnt: int) -> None:
     """qsort() a set's ids (or set8's id/flags pairs) by signed id, stably."""
     if entry.kind is IdKind.SET:
-        start, stride = off + 4, 4
+        start, stride = off + SET_IDS, WORD
     else:
-        start, stride = off + 8, 8
+        start, stride = off + SET8_PAIRS, SET8_PAIR_SIZE
     end = start + cnt * stride
     if end > len(section):
         kind = "set8" if entry.kind is IdKind.SET8 else "set"
@@ -325,15 +325,14 @@ def set8_flags_for(tables: BtfIdTables, section: IdSection, func: BtfId) -> int:
         if entry.kind is not IdKind.SET8 or len(entry.addrs) != 1:
             continue
         lower = entry.addrs[0]
-        upper = lower + (entry.value & 0xFFFFFFFF) * 8
+        upper = lower + (entry.value & 0xFFFFFFFF) * SET8_PAIR_SIZE
         for addr in func.addrs:
             if lower < addr <= upper:
-                idx = section.offset_of(addr) // 4 + 1
-                return section.u32(idx * 4)
+                return section.u32(section.offset_of(addr) // WORD * WORD + PAIR_FLAGS)
     return 0
 
 
 __all__ = [
-    "ADDR_CNT", "BTF_SET8_KFUNCS", "BtfId", "BtfIdTables", "IdKind", "IdSection",
+    "ADDR_CNT", "BtfId", "BtfIdTables", "IdKind", "IdSection",
     "collect", "patch", "resolve", "set8_flags_for",
 ]

@@ -10,39 +10,27 @@ tree, and tolerate flag differences that cannot change BTF (a kfunc listed in
 two sets with different KF_SLEEPABLE bits, as 7.2's HID-BPF does), which the
 7.3 C tool rejects.
 
-Flag words are those of include/linux/btf.h (KF_*).
+Flag words and set layouts are harness.kfunc_abi's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from harness.btf import Btf, DeclTag, Func
 from harness.btfids.errors import BtfidsError
-from harness.btfids.ids import BTF_SET8_KFUNCS, BtfIdTables, IdKind, IdSection, set8_flags_for
-
-KF_FASTCALL = 1 << 12
-KF_ARENA_RET = 1 << 13
-KF_ARENA_ARG1 = 1 << 14
-KF_ARENA_ARG2 = 1 << 15
-KF_IMPLICIT_ARGS = 1 << 16
-# the only flags the BTF transformations read; a difference elsewhere changes no byte
-BTF_FLAGS = KF_FASTCALL | KF_ARENA_RET | KF_ARENA_ARG1 | KF_ARENA_ARG2 | KF_IMPLICIT_ARGS
-
-DECL_TAG_KFUNC = "bpf_kfunc"
-DECL_TAG_FASTCALL = "bpf_fastcall"
+from harness.btfids.ids import BtfIdTables, IdKind, IdSection, set8_flags_for
+from harness.kfunc_abi import (
+    BTF_EDIT_FLAGS,
+    BTF_SET8_KFUNCS,
+    DECL_TAG_KFUNC,
+    PAIR_FLAGS,
+    SET8_FLAGS,
+    Kfunc,
+    pair_offset,
+)
 
 Warn = Callable[[str], None]
-
-
-@dataclass(slots=True)
-class Kfunc:
-    """A kfunc: its name, the id of its BTF FUNC and its KF_* flag word."""
-
-    name: str
-    btf_id: int
-    flags: int
 
 
 class FuncIndex:
@@ -97,7 +85,7 @@ def from_sets(tables: BtfIdTables, section: IdSection | None, own_funcs: FuncInd
 
     Sets are walked in the C tool's order (descending name), each kfunc kept
     once. Different flag words for one kfunc fail as in the C tool, unless
-    `tolerant` and they differ only outside BTF_FLAGS: then a warning names the
+    `tolerant` and they differ only outside BTF_EDIT_FLAGS: then a warning names the
     kfunc and both words, and the first word is kept.
     """
     if section is None or not len(section):
@@ -108,15 +96,15 @@ def from_sets(tables: BtfIdTables, section: IdSection | None, own_funcs: FuncInd
             continue
         set_addr = entry.addrs[0]
         off = section.offset_of(set_addr)
-        if not section.u32(off + 4) & BTF_SET8_KFUNCS:
+        if not section.u32(off + SET8_FLAGS) & BTF_SET8_KFUNCS:
             continue
         cnt = entry.value & 0xFFFFFFFF
-        if off + 8 + 8 * cnt > len(section):
+        if off + pair_offset(cnt) > len(section):
             raise BtfidsError(
                 f"FAILED set8 '{entry.name}' claims {entry.value} entries (from its symbol "
                 f"size), running past the end of .BTF_ids ({len(section)} bytes)")
         for i in range(cnt):
-            pair = 8 + 8 * i
+            pair = pair_offset(i)
             name = tables.find_name_by_addr(set_addr + pair)
             if name is None:
                 warn(f"WARN: resolve_btfids: no BTF ID symbol for {entry.name} entry {i}")
@@ -127,12 +115,12 @@ def from_sets(tables: BtfIdTables, section: IdSection | None, own_funcs: FuncInd
                 continue
             if debug:
                 debug(f"found kfunc {name} in {entry.name}")
-            flags = section.u32(off + pair + 4)
+            flags = section.u32(off + pair + PAIR_FLAGS)
             known = found.get(func_id)
             if known is None:
                 found[func_id] = Kfunc(name, func_id, flags)
             elif known.flags != flags:
-                if tolerant and not (known.flags ^ flags) & BTF_FLAGS:
+                if tolerant and not (known.flags ^ flags) & BTF_EDIT_FLAGS:
                     warn(f"WARN: resolve_btfids: kfunc {name} has inconsistent flags across "
                          f"BTF ID sets: {known.flags:#x} != {flags:#x}; they differ only in "
                          f"flags that do not change BTF, using {known.flags:#x}")

@@ -44,6 +44,7 @@ from harness.btfids.elf import (
 )
 from harness.btfids.errors import BtfidsError
 from harness.elf import ElfFile
+from harness.kfunc_abi import BTF_SET8_KFUNCS, KF_IMPLICIT_ARGS, SET8_FLAGS, SET8_PAIRS, Kfunc
 
 PATH_MAX = 4096
 _KEY_OF = {Func: "funcs", Struct: "structs", Union: "unions", Typedef: "typedefs"}
@@ -101,7 +102,7 @@ class Result:
     outputs: dict[str, bytes]
     profile: profiles.Profile
     profile_reason: str
-    kfuncs: list[kf.Kfunc]
+    kfuncs: list[Kfunc]
     discovered: bool
     btf: Btf
     in_place: bytes | None = None  # .BTF_ids to write into the ELF itself (profile 6.12)
@@ -187,7 +188,7 @@ def _sets_have_kfuncs(tables: btfids.BtfIdTables, section: btfids.IdSection | No
         if entry.kind is not btfids.IdKind.SET8 or len(entry.addrs) != 1 or entry.value <= 0:
             continue
         off = section.offset_of(entry.addrs[0])
-        if off + 8 <= len(section) and section.u32(off + 4) & btfids.BTF_SET8_KFUNCS:
+        if off + SET8_PAIRS <= len(section) and section.u32(off + SET8_FLAGS) & BTF_SET8_KFUNCS:
             return True
     return False
 
@@ -238,7 +239,7 @@ def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
     btf = load_btf(opts.btf or opts.elf, base, validate=opts.validate,
                    elf=None if opts.btf else elf)
 
-    found: list[kf.Kfunc] = []
+    found: list[Kfunc] = []
     discovered = False
     if profile.btf2btf:
         before = len(btf.types)
@@ -273,7 +274,7 @@ def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
 
 def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
              tables: btfids.BtfIdTables,
-             section: btfids.IdSection | None) -> tuple[list[kf.Kfunc], bool]:
+             section: btfids.IdSection | None) -> tuple[list[Kfunc], bool]:
     """Find the kfuncs the profile's way and apply its edits; (kfuncs, discovered?)."""
     debug = log.debug_fn
     tag_ids = kf.decl_tag_ids(btf)
@@ -297,7 +298,7 @@ def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
         transform.btf2btf_73(btf, found, transform.DeclTags(btf, tag_ids), impl, debug)
         return found, True
     found = kf.from_decl_tags(btf, tag_ids, tables, section)
-    if any(k.flags & kf.KF_IMPLICIT_ARGS for k in found):
+    if any(k.flags & KF_IMPLICIT_ARGS for k in found):
         transform.btf2btf_72(btf, found, transform.DeclTags(btf, tag_ids),
                              kf.FuncIndex(btf, own_only=False), debug)
     return found, False

@@ -26,22 +26,22 @@ from collections.abc import Callable
 from harness.btf import Btf, BTFError, Func, FuncProto, Param, Ptr, Struct
 from harness.btf.types import Const, Restrict, TypeTag, Volatile
 from harness.btfids.errors import BtfidsError
-from harness.btfids.kfuncs import (
+from harness.btfids.kfuncs import FuncIndex
+from harness.kfunc_abi import (
+    ARENA_ATTR,
+    ARENA_SUFFIXES,
     DECL_TAG_FASTCALL,
     DECL_TAG_KFUNC,
+    IMPL_SUFFIX,
     KF_ARENA_ARG1,
     KF_ARENA_ARG2,
     KF_ARENA_RET,
     KF_FASTCALL,
     KF_IMPLICIT_ARGS,
-    FuncIndex,
     Kfunc,
 )
 
 KSYM_NAME_LEN = 512
-IMPL_SUFFIX = "_impl"
-TYPE_ATTR_ARENA = "address_space(1)"
-ARENA_SUFFIXES = ("__arena", "__arena__nullable")
 IMPLICIT_ARG_STRUCTS = frozenset({"bpf_prog_aux", "btf_struct_meta"})
 _MODIFIERS = (Volatile, Const, Restrict, TypeTag)  # libbpf's btf_is_mod()
 
@@ -185,7 +185,7 @@ def _arena_ptr(btf: Btf, ptr_id: int, kfunc: Kfunc) -> int:
         raise BtfidsError(
             f"ERROR: resolve_btfids: kfunc {kfunc.name}: arena type is not a pointer")
     try:
-        attr = btf.add_type_attr(TYPE_ATTR_ARENA, ptr.type)
+        attr = btf.add_type_attr(ARENA_ATTR, ptr.type)
         return btf.add_ptr(attr)
     except BTFError as exc:
         raise BtfidsError(f"ERROR: resolve_btfids: kfunc {kfunc.name}: failed to add a type "
@@ -198,7 +198,7 @@ def _already_arena(btf: Btf, ptr_id: int) -> bool:
     if type(ptr) is not Ptr:
         return False
     tag = btf[ptr.type]
-    return type(tag) is TypeTag and bool(tag.attr) and btf.name(tag) == TYPE_ATTR_ARENA
+    return type(tag) is TypeTag and bool(tag.attr) and btf.name(tag) == ARENA_ATTR
 
 
 def tag_arena(btf: Btf, kfunc: Kfunc, debug: Debug | None = None) -> None:

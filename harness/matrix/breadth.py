@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from harness.btf.errors import BTFError
-from harness.btf.kfuncs import DECL_TAG_FASTCALL, DECL_TAG_KFUNC, kfuncs_of
+from harness.btf.kfuncs import kfuncs_of
 from harness.errors import UsageError
+from harness.kfunc_abi import DECL_TAG_FASTCALL, DECL_TAG_KFUNC
 
 IMPLICIT = "KF_IMPLICIT_ARGS"
 BASELINE_VERSION = 1

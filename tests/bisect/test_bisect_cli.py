@@ -180,10 +180,10 @@ def test_python_history_finds_the_commit_that_changed_the_transformer(
     notes = ["a note", None, "another note"]
     for n, note in enumerate(notes):
         if note is None:
-            transform = repo / "harness/btfids/transform.py"
+            transform = repo / "harness/kfunc_abi.py"
             text = transform.read_text()
-            changed = text.replace('TYPE_ATTR_ARENA = "address_space(1)"',
-                                   'TYPE_ATTR_ARENA = "address_space(2)"')
+            changed = text.replace('ARENA_ATTR = "address_space(1)"',
+                                   'ARENA_ATTR = "address_space(2)"')
             assert changed != text
             transform.write_text(changed)
             subject = "btfids: arena kfuncs point to address space 2"

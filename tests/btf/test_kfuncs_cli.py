@@ -21,8 +21,6 @@ import pytest
 from harness.btf import Btf, BTFError, Kind
 from harness.btf.diff import diff_btf
 from harness.btf.kfuncs import (
-    BTF_SET8_KFUNCS,
-    KF_FLAGS,
     c_decl,
     find_kfuncs,
     func_decl,
@@ -33,11 +31,17 @@ from harness.btf.sort import reorder
 from harness.btf.types import DeclTag, Func, FuncProto, Param
 from harness.cli import main
 from harness.kbuild.artifacts import BuildArtifacts
+from harness.kfunc_abi import (
+    BTF_SET8_KFUNCS,
+    KF_ARENA_ARG1,
+    KF_ARENA_ARG2,
+    KF_ARENA_RET,
+    KF_FASTCALL,
+    KF_FLAGS,
+    KF_IMPLICIT_ARGS,
+)
 
 SYSFS_VMLINUX = Path("/sys/kernel/btf/vmlinux")
-KF_IMPLICIT_ARGS = 1 << 16
-KF_FASTCALL = 1 << 12
-KF_ARENA_RET, KF_ARENA_ARG1, KF_ARENA_ARG2 = 1 << 13, 1 << 14, 1 << 15
 
 
 def _tagged_funcs(btf: Btf, tag: str) -> set[str]:

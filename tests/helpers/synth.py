@@ -13,12 +13,13 @@ import subprocess
 from pathlib import Path
 
 from harness.btf import INT_SIGNED, Btf
-
-KF_SLEEPABLE = 1 << 5
-KF_FASTCALL = 1 << 12
-KF_ARENA_RET = 1 << 13
-KF_ARENA_ARG2 = 1 << 15
-KF_IMPLICIT_ARGS = 1 << 16
+from harness.kfunc_abi import (
+    KF_ARENA_ARG2,
+    KF_ARENA_RET,
+    KF_FASTCALL,
+    KF_IMPLICIT_ARGS,
+    KF_SLEEPABLE,
+)
 
 ASSEMBLERS = {
     ("x86_64", "little"): ["as", "--64"],
