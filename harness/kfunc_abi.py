@@ -130,7 +130,13 @@ class SetsError(UsageError):
 
 @dataclass
 class SetEntry:
-    """One pair of a set8: the BTF id (0 if unresolved), its flags, the symbol's func name."""
+    """One pair of a set8: the BTF id (0 if unresolved), its flags, and the name of the
+    `__BTF_ID__func__` symbol at the pair's address.
+
+    The name names the pair only in an unresolved object: resolve_btfids sorts each
+    set by id after filling it in, and the symbols keep their old addresses. In a
+    built ELF the id says which function a pair is.
+    """
 
     btf_id: int
     flags: int
@@ -200,15 +206,3 @@ def decode_set8s(data: bytes, base_addr: int, syms: list[tuple[int, int, bytes]]
             entries.append(SetEntry(btf_id, eflags, funcs.get(value + pair_offset(k))))
         sets.append(Set8(set_name, flags, entries))
     return sets
-
-
-def implicit_arg_kfuncs(sets: list[Set8]) -> frozenset[str]:
-    """Names of the KF_IMPLICIT_ARGS kfuncs of kfunc sets, with their `_impl` twins."""
-    names: set[str] = set()
-    for s in sets:
-        if not s.is_kfuncs:
-            continue
-        for entry in s.entries:
-            if entry.name and entry.flags & KF_IMPLICIT_ARGS:
-                names.update((entry.name, entry.name + IMPL_SUFFIX))
-    return frozenset(names)

@@ -263,11 +263,13 @@ class Runtime:
         """The sub-test ids of `arch`, read from the sources of the tree to be built
         (fetched and patched, never built)."""
         from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
-        from harness.progs.runner import implicit_arg_kfuncs  # noqa: PLC0415
-        from harness.progs.source_ids import source_job_ids  # noqa: PLC0415
+        from harness.progs.source_ids import (  # noqa: PLC0415
+            declared_implicit_kfuncs,
+            source_job_ids,
+        )
 
         tree = Path(Builder(make_plan(self.request(arch)), quiet=True).prepared_source().path)
-        implicit = implicit_arg_kfuncs(tree)
+        implicit = declared_implicit_kfuncs(tree)
         return [jid for src in self.sources(tree) for jid in source_job_ids(src, implicit)]
 
     def artifacts(self, arch: str) -> BuildArtifacts:

@@ -28,6 +28,7 @@ from harness.kfunc_abi import (
     ARENA_ATTR,
     DECL_TAG_KFUNC,
     IMPL_SUFFIX,
+    KF_IMPLICIT_ARGS,
     Set8,
     SetsError,
     flag_names,
@@ -282,6 +283,20 @@ def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None 
     btf = load_for_kfuncs(path, base)
     sets = read_set8s(path) if is_elf(path) else None
     return find_kfuncs(btf, sets)
+
+
+def implicit_arg_kfuncs(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The KF_IMPLICIT_ARGS kfuncs of a kernel or module, with their `_impl` twins' names.
+
+    From an ELF (vmlinux, a .ko) the flags of its .BTF_ids sets say it; raw BTF
+    (/sys/kernel/btf/*) has no flags, so there a kfunc with an `_impl` twin is one.
+    """
+    names: set[str] = set()
+    for k in kfuncs_of(path):
+        implicit = (k.flags & KF_IMPLICIT_ARGS) if k.flags is not None else k.impl is not None
+        if implicit:
+            names.update((k.name, k.name + IMPL_SUFFIX))
+    return frozenset(names)
 
 
 def format_kfunc(k: KfuncInfo) -> str:

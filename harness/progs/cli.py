@@ -122,8 +122,9 @@ def _run_local(args: argparse.Namespace) -> int:
             objects.append(compile_prog(item, tc))
         else:
             objects.append(item)
-    results = run_objects(objects, args.libbpf, arch=args.arch,
-                          source_tree=args.tree if args.tree and args.tree.is_dir() else None,
+    host_btf = Path("/sys/kernel/btf")  # the running kernel's, and a loaded bpf_testmod's
+    kernel_files = [f for f in (host_btf / "vmlinux", host_btf / "bpf_testmod") if f.exists()]
+    results = run_objects(objects, args.libbpf, arch=args.arch, kernel_files=kernel_files,
                           only=args.only)
     print(to_json(results) if args.json else table(results))
     return 0 if not any(r.failed for r in results) else 1

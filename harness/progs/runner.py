@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -102,33 +101,22 @@ class Job:
         return job
 
 
-def _scan_dirs(tree: Path) -> Iterable[Path]:
-    from harness.kbuild.build import TESTMOD_DIRS  # noqa: PLC0415 - kbuild is heavy
-
-    for sub in ("kernel", "net", "drivers/hid", "fs", "mm", *TESTMOD_DIRS):
-        base = tree / sub
-        if base.is_dir():
-            yield from base.rglob("*.c")
-
-
-_IMPLICIT_RE = re.compile(r"BTF_ID_FLAGS\(\s*func\s*,\s*(\w+)\s*,[^)]*KF_IMPLICIT_ARGS")
+def kernel_implicit_kfuncs(kernel_files: Iterable[str | Path]) -> frozenset[str]:
+    """KF_IMPLICIT_ARGS kfuncs (and `_impl` twins) of the kernel the programs load into:
+    its vmlinux and modules (ELF: the .BTF_ids flags) or /sys/kernel/btf files."""
+    names: frozenset[str] = frozenset()
+    for path in kernel_files:
+        st = os.stat(path)
+        names |= _implicit_kfuncs_of(str(path), st.st_mtime_ns, st.st_size)
+    return names
 
 
 @functools.cache
-def implicit_arg_kfuncs(tree: Path) -> frozenset[str]:
-    """Kfuncs the tree declares with ``KF_IMPLICIT_ARGS`` (and their ``_impl`` twins)."""
-    names: set[str] = set()
-    for path in _scan_dirs(tree):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if "KF_IMPLICIT_ARGS" not in text:
-            continue
-        for m in _IMPLICIT_RE.finditer(text):
-            names.add(m.group(1))
-            names.add(m.group(1) + "_impl")
-    return frozenset(names)
+def _implicit_kfuncs_of(path: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+    """One file's answer, kept while the file is unchanged (a watch loop asks each round)."""
+    from harness.btf.kfuncs import implicit_arg_kfuncs  # noqa: PLC0415 - the BTF library
+
+    return implicit_arg_kfuncs(path)
 
 
 def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset[str] = frozenset(),
@@ -331,12 +319,16 @@ def _record(job: Job, arch: str, raw: dict | None, probe: dict) -> ProgResult:
 
 def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
                 target: RemoteShell | None = None,
-                *, arch: str | None = None, source_tree: Path | None = None,
+                *, arch: str | None = None, kernel_files: Iterable[str | Path] = (),
                 only: str | None = None, timeout: float = 60.0,
                 module: Path | None = None) -> list[ProgResult]:
-    """Plan and execute: the one call for already-compiled objects."""
+    """Plan and execute: the one call for already-compiled objects.
+
+    `kernel_files` (the target kernel's vmlinux and modules, or /sys/kernel/btf files)
+    say which kfuncs take implicit arguments: their callers get the @rnd_hi32 twin.
+    """
     arch = arch or (target.arch if target is not None else LocalHost.arch)
-    implicit = implicit_arg_kfuncs(Path(source_tree)) if source_tree else frozenset()
+    implicit = kernel_implicit_kfuncs(kernel_files)
     jobs = plan(objects, arch, implicit_kfuncs=implicit, only=only)
     return execute(jobs, libbpf_so, target, timeout=timeout, module=module)
 
@@ -354,7 +346,7 @@ def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Pa
     objects = [compile_prog(src, tc) for src in sources]
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]
-                       source_tree=Path(artifacts.source_tree),  # type: ignore[attr-defined]
+                       kernel_files=kernel_files_of(artifacts),
                        only=only, timeout=timeout, module=testmod_of(artifacts))
 
 
@@ -362,6 +354,12 @@ def testmod_of(artifacts: object) -> Path | None:
     """The build's bpf_testmod.ko, loaded before the programs (their kfuncs live in it)."""
     testmod = getattr(artifacts, "bpf_testmod", None)
     return Path(testmod) if testmod is not None and Path(testmod).is_file() else None
+
+
+def kernel_files_of(artifacts: object) -> list[Path]:
+    """The build's vmlinux and bpf_testmod.ko: where its kfuncs' flags are."""
+    testmod = testmod_of(artifacts)
+    return [Path(artifacts.vmlinux)] + ([testmod] if testmod else [])  # type: ignore[attr-defined]
 
 
 BPF_PROGS_DIR = Path(__file__).resolve().parents[2] / "bpf_progs"  # the project's programs

@@ -5,12 +5,16 @@ build), so they come from the sources: each ``SEC("...")`` function, its test_lo
 mode (privileged, ``@unpriv`` when a ``__*_unpriv`` annotation asks for it, nothing for
 ``__auxiliary``) and the ``@rnd_hi32`` twin of an object that calls a ``KF_IMPLICIT_ARGS``
 kfunc, as harness.progs.runner.plan names them from the compiled object. The plan stays
-the authority: the suite checks that both agree once the objects are compiled.
+the authority (it reads the implicit-arg kfuncs from the built kernel's .BTF_ids; here
+they are read from the tree's BTF_ID_FLAGS declarations): the suite checks that both
+agree once the objects are compiled.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 # bpf_misc.h annotations that select the privileged run (test_loader's PRIV mode bit).
@@ -62,6 +66,35 @@ def program_runs(source: Path) -> list[str]:
         if unpriv:
             runs.append(f"{name} @unpriv")
     return runs
+
+
+_IMPLICIT_DECL = re.compile(r"BTF_ID_FLAGS\(\s*func\s*,\s*(\w+)\s*,[^)]*KF_IMPLICIT_ARGS")
+
+
+def _kfunc_source_files(tree: Path) -> Iterator[Path]:
+    from harness.kbuild.build import TESTMOD_DIRS  # noqa: PLC0415 - kbuild is heavy
+
+    for sub in ("kernel", "net", "drivers/hid", "fs", "mm", *TESTMOD_DIRS):
+        base = tree / sub
+        if base.is_dir():
+            yield from base.rglob("*.c")
+
+
+@functools.cache
+def declared_implicit_kfuncs(tree: Path) -> frozenset[str]:
+    """Kfuncs the tree's sources declare ``KF_IMPLICIT_ARGS`` (and their ``_impl`` twins):
+    the prediction before a build (a superset: kfuncs of options not built are in it)."""
+    names: set[str] = set()
+    for path in _kfunc_source_files(tree):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if "KF_IMPLICIT_ARGS" not in text:
+            continue
+        for m in _IMPLICIT_DECL.finditer(text):
+            names.update((m.group(1), m.group(1) + "_impl"))
+    return frozenset(names)
 
 
 def calls_any(source: Path, kfuncs: frozenset[str]) -> bool:

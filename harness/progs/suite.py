@@ -30,7 +30,8 @@ from harness.progs.runner import (
     default_sources,
     error_job,
     execute,
-    implicit_arg_kfuncs,
+    kernel_files_of,
+    kernel_implicit_kfuncs,
     plan,
     testmod_of,
 )
@@ -106,7 +107,7 @@ def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
 
     sources = list(sources) if sources is not None else suite_sources(artifacts)
     tc = toolchain_for(artifacts)
-    implicit = implicit_arg_kfuncs(Path(artifacts.source_tree))
+    implicit = kernel_implicit_kfuncs(kernel_files_of(artifacts))
     jobs: list[Job] = []
     for src in sources:
         # A built object (.o, e.g. from the tree's own selftests build) is taken as it

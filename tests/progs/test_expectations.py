@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.expectations import (
     BPF_F_TEST_RND_HI32,
     POINTER_VALUE,
@@ -20,7 +21,8 @@ from harness.progs.expectations import (
     sort_tags,
 )
 from harness.progs.objinfo import read_object
-from harness.progs.runner import implicit_arg_kfuncs, plan
+from harness.progs.runner import default_sources, kernel_files_of, kernel_implicit_kfuncs, plan
+from harness.progs.source_ids import calls_any, declared_implicit_kfuncs
 
 _FUNC = re.compile(r"^\[(\d+)\] FUNC '([^']*)'")
 _TAG = re.compile(r"^\[\d+\] DECL_TAG '(.*)' type_id=(\d+) component_idx=(-?\d+)$")
@@ -108,9 +110,11 @@ def test_ours_parse(compiled_73: dict[str, Path]) -> None:
     assert stream["stream_stack"].arches == frozenset({"x86_64", "arm64"})
 
 
-def test_plan_keeps_every_program(compiled_73: dict[str, Path], tree_73: Path) -> None:
+def test_plan_keeps_every_program(compiled_73: dict[str, Path],
+                                  x86_build: BuildArtifacts) -> None:
     objs = list(compiled_73.values())
-    jobs = plan(objs, "x86_64", implicit_kfuncs=implicit_arg_kfuncs(tree_73))
+    implicit = kernel_implicit_kfuncs(kernel_files_of(x86_build))
+    jobs = plan(objs, "x86_64", implicit_kfuncs=implicit)
     names = {j.id for j in jobs}
     for obj in objs:
         for spec in object_specs(obj, "x86_64").specs:
@@ -210,3 +214,17 @@ def test_linear_size_only_for_skb_programs() -> None:
 def test_unsupported_become_skip_reasons(tag: str) -> None:
     spec = parse_spec("p", "tc", [tag], "x86_64")
     assert spec.valid and spec.runs[0].unsupported()
+
+
+def test_source_prediction_agrees_with_the_built_kernel(x86_build: BuildArtifacts,
+                                                        tree_73: Path) -> None:
+    """Collection predicts implicit-arg callers from the tree's BTF_ID_FLAGS lines; the
+    plan reads the built vmlinux and bpf_testmod's .BTF_ids. On the suite they agree."""
+    built = kernel_implicit_kfuncs(kernel_files_of(x86_build))
+    assert {"bpf_wq_set_callback", "bpf_wq_set_callback_impl",
+            "bpf_kfunc_implicit_arg"} <= built
+    assert "bpf_task_acquire" not in built
+    declared = declared_implicit_kfuncs(tree_73)
+    assert built <= declared
+    for src in default_sources(tree_73):
+        assert calls_any(src, declared) == calls_any(src, built), src

@@ -28,8 +28,8 @@ import pytest
 from harness import session
 from harness.errors import HarnessError
 from harness.kbuild.build import BuildRequest
-from harness.progs.runner import default_sources, implicit_arg_kfuncs
-from harness.progs.source_ids import source_job_ids
+from harness.progs.runner import default_sources
+from harness.progs.source_ids import declared_implicit_kfuncs, source_job_ids
 from harness.progs.suite import ArchRun, job_test_id, suite_jobs, suite_sources
 from harness.pytest_plugin import board_option
 from harness.session import RunRequest
@@ -78,7 +78,7 @@ def _suite_tree(arch: str) -> Path:
 def source_ids(arch: str) -> list[str]:
     """The test ids of `arch`, from the sources alone."""
     tree = _suite_tree(arch)
-    implicit = implicit_arg_kfuncs(tree)
+    implicit = declared_implicit_kfuncs(tree)
     return [f"{jid}[{arch}]" for src in default_sources(tree)
             for jid in source_job_ids(src, implicit)]
 
