@@ -23,7 +23,26 @@ from functools import partial
 from itertools import chain
 
 from harness.btf.errors import BTFError
-from harness.btf.kinds import HEADER_LEN, HEADER_LEN_V1, INT_DATA_MASK, MAGIC, VERSION, Kind
+from harness.btf.kinds import (
+    ENTRY_WORDS,
+    FIXED_WORDS,
+    HEADER_FORMAT,
+    HEADER_FORMAT_V1,
+    HEADER_LEN,
+    HEADER_LEN_V1,
+    HEADER_OFFSETS,
+    INFO_KFLAG_SHIFT,
+    INFO_KIND_MASK,
+    INFO_KIND_SHIFT,
+    INFO_VLEN_MASK,
+    INT_DATA_MASK,
+    LAYOUT_FORMAT,
+    MAGIC,
+    TYPE_WORDS,
+    VERSION,
+    Kind,
+    info_word,
+)
 from harness.btf.types import (
     Array,
     BtfType,
@@ -110,40 +129,44 @@ def parse_header(data: bytes | memoryview) -> Header:
     else:
         raise BTFError(f"bad BTF magic {bytes(data[:2]).hex()} (want {MAGIC:#x})", offset=0)
     e = _FMT[endian]
-    _, version, flags, hdr_len = struct.unpack_from(e + "HBBI", data, 0)
+    _, version, flags, hdr_len = struct.unpack_from(e + HEADER_FORMAT[:4], data, 0)
+    at = HEADER_OFFSETS
     if hdr_len < HEADER_LEN_V1:
-        raise BTFError(f"header length {hdr_len} shorter than {HEADER_LEN_V1}", offset=4)
+        raise BTFError(f"header length {hdr_len} shorter than {HEADER_LEN_V1}",
+                       offset=at["hdr_len"])
     if hdr_len > size:
-        raise BTFError(f"header length {hdr_len} exceeds data size {size}", offset=4)
+        raise BTFError(f"header length {hdr_len} exceeds data size {size}", offset=at["hdr_len"])
     if version != VERSION:
-        raise BTFError(f"unsupported BTF version {version}", offset=2)
+        raise BTFError(f"unsupported BTF version {version}", offset=at["version"])
     if flags:
-        raise BTFError(f"unsupported BTF header flags {flags:#x}", offset=3)
-    words = struct.unpack_from(e + "4I", data, 8)
+        raise BTFError(f"unsupported BTF header flags {flags:#x}", offset=at["flags"])
     raw_hdr = bytes(data[:hdr_len]) + b"\0" * max(0, HEADER_LEN - hdr_len)
-    layout_off, layout_len = struct.unpack_from(e + "2I", raw_hdr, 24)
     if hdr_len < HEADER_LEN and any(raw_hdr[HEADER_LEN_V1:hdr_len]):
         raise BTFError(f"partial layout fields in a {hdr_len}-byte header", offset=HEADER_LEN_V1)
     if hdr_len > HEADER_LEN and any(raw_hdr[HEADER_LEN:hdr_len]):
         raise BTFError("unknown non-zero data in the BTF header", offset=HEADER_LEN)
-    hdr = Header(endian, version, flags, hdr_len, *words, layout_off, layout_len)
+    fields = struct.unpack_from(e + HEADER_FORMAT, raw_hdr, 0)
+    hdr = Header(endian, version, flags, hdr_len, *fields[4:])
     body = size - hdr_len
     if hdr.type_off != 0:
-        raise BTFError(f"type section at {hdr.type_off}, expected 0 (gap after header)", offset=8)
+        raise BTFError(f"type section at {hdr.type_off}, expected 0 (gap after header)",
+                       offset=at["type_off"])
     if hdr.type_len % 4:
-        raise BTFError(f"type section length {hdr.type_len} not a multiple of 4", offset=12)
+        raise BTFError(f"type section length {hdr.type_len} not a multiple of 4",
+                       offset=at["type_len"])
     pos = hdr.type_len
     if hdr.layout_len:
         if hdr.layout_off != pos:
             raise BTFError(
                 f"layout section at {hdr.layout_off}, expected {pos} (right after types)",
-                offset=24,
+                offset=at["layout_off"],
             )
         if hdr.layout_len % 4:
-            raise BTFError(f"layout section length {hdr.layout_len} not a multiple of 4", offset=28)
+            raise BTFError(f"layout section length {hdr.layout_len} not a multiple of 4",
+                           offset=at["layout_len"])
         pos += hdr.layout_len
     if hdr.str_off != pos:
-        raise BTFError(f"string section at {hdr.str_off}, expected {pos}", offset=16)
+        raise BTFError(f"string section at {hdr.str_off}, expected {pos}", offset=at["str_off"])
     end = pos + hdr.str_len
     if end != body:
         what = "truncated" if end > body else "has trailing bytes"
@@ -153,11 +176,11 @@ def parse_header(data: bytes | memoryview) -> Header:
 
 def decode_layout(raw: bytes | memoryview, endian: str) -> list[tuple[int, int, int]]:
     """The layout section as (info_sz, elem_sz, flags) triples."""
-    return list(struct.iter_unpack(_FMT[endian] + "BBH", raw))
+    return list(struct.iter_unpack(_FMT[endian] + LAYOUT_FORMAT, raw))
 
 
 def encode_layout(layout: list[tuple[int, int, int]], endian: str) -> bytes:
-    fmt = _FMT[endian] + "BBH"
+    fmt = _FMT[endian] + LAYOUT_FORMAT
     return b"".join(struct.pack(fmt, *entry) for entry in layout)
 
 
@@ -174,14 +197,6 @@ _param = partial(tuple.__new__, Param)
 _enumval = partial(tuple.__new__, EnumValue)
 _secinfo = partial(tuple.__new__, VarSecinfo)
 
-_NO_VLEN = frozenset(
-    {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.FWD, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST,
-     Kind.RESTRICT, Kind.VAR, Kind.FLOAT, Kind.DECL_TAG, Kind.TYPE_TAG}
-)
-_NO_KFLAG = frozenset(
-    {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
-     Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DATASEC, Kind.FLOAT}
-)
 # plain int keys: hashing an IntEnum member runs Python code, a plain int does not
 _SIMPLE_REF: dict[int, type[BtfType]] = {
     2: Ptr, 8: Typedef, 9: Volatile, 10: Const, 11: Restrict,
@@ -196,6 +211,11 @@ def decode_types(
         return _decode_types(raw, endian, start_id, file_off)
 
 
+def _columns(seg: list[int], width: int) -> Iterator[tuple[int, ...]]:
+    """Entries of `width` words each, as tuples (the words of one vlen entry)."""
+    return zip(*[seg[k::width] for k in range(width)], strict=True)
+
+
 def _decode_types(
     raw: bytes | memoryview, endian: str, start_id: int, file_off: int
 ) -> list[BtfType]:
@@ -205,18 +225,22 @@ def _decode_types(
     append = out.append
     simple_ref = _SIMPLE_REF.get
     func, proto, member, param = Func, FuncProto, _member, _param
+    fixed, entry = FIXED_WORDS, ENTRY_WORDS
+    kind_shift, kind_mask, vlen_mask, kflag_shift = (
+        INFO_KIND_SHIFT, INFO_KIND_MASK, INFO_VLEN_MASK, INFO_KFLAG_SHIFT)
+    type_words = TYPE_WORDS
     i = 0
     while i < n:
-        if i + 3 > n:
+        if i + type_words > n:
             tid = start_id + len(out)
             raise BTFError("truncated type record", type_id=tid, offset=file_off + 4 * i)
         name_off = w[i]
         info = w[i + 1]
         st = w[i + 2]
-        kind = (info >> 24) & 0x7F
-        vlen = info & 0xFFFFFF
-        kflag = info >> 31
-        p = i + 3
+        kind = (info >> kind_shift) & kind_mask
+        vlen = info & vlen_mask
+        kflag = info >> kflag_shift
+        p = i + type_words
         tid = -1  # only computed (start_id + len(out)) on the error paths below
         if kind == 12:  # FUNC
             if kflag:
@@ -231,24 +255,25 @@ def _decode_types(
                 _junk(tid, file_off + 4 * i, f"{Kind(kind).name} with vlen/kind_flag set")
             append(ref(name_off, st))
         elif kind == 13:  # FUNC_PROTO
-            end = p + 2 * vlen
+            width = entry[kind]
+            end = p + width * vlen
             if end > n:
                 _trunc(tid, file_off + 4 * i, "FUNC_PROTO", vlen)
             if kflag:
                 _junk(tid, file_off + 4 * i, "FUNC_PROTO with kind_flag set")
-            seg = w[p:end]
-            append(proto(name_off, st, list(map(param, zip(seg[0::2], seg[1::2], strict=True)))))
+            append(proto(name_off, st, list(map(param, _columns(w[p:end], width)))))
             p = end
         elif kind == 4 or kind == 5:  # STRUCT, UNION
-            end = p + 3 * vlen
+            width = entry[kind]
+            end = p + width * vlen
             if end > n:
                 _trunc(tid, file_off + 4 * i, Kind(kind).name, vlen)
-            seg = w[p:end]
-            members = list(map(member, zip(seg[0::3], seg[1::3], seg[2::3], strict=True)))
+            members = list(map(member, _columns(w[p:end], width)))
             append((Struct if kind == 4 else Union)(name_off, st, members, kflag))
             p = end
         elif kind == 1:  # INT
-            if p + 1 > n:
+            end = i + fixed[kind]
+            if end > n:
                 _trunc(tid, file_off + 4 * i, "INT", 0)
             if vlen or kflag:
                 _junk(tid, file_off + 4 * i, "INT with vlen/kind_flag set")
@@ -256,52 +281,52 @@ def _decode_types(
             if data & ~INT_DATA_MASK:
                 _junk(tid, file_off + 4 * i, f"INT data {data:#x} has reserved bits set")
             append(Int(name_off, st, data >> 24, (data >> 16) & 0xFF, data & 0xFF))
-            p += 1
+            p = end
         elif kind == 6:  # ENUM
-            end = p + 2 * vlen
+            width = entry[kind]
+            end = p + width * vlen
             if end > n:
                 _trunc(tid, file_off + 4 * i, "ENUM", vlen)
-            seg = w[p:end]
-            values = list(map(_enumval, zip(seg[0::2], seg[1::2], strict=True)))
+            values = list(map(_enumval, _columns(w[p:end], width)))
             append(Enum(name_off, st, values, kflag))
             p = end
         elif kind == 19:  # ENUM64
-            end = p + 3 * vlen
+            width = entry[kind]
+            end = p + width * vlen
             if end > n:
                 _trunc(tid, file_off + 4 * i, "ENUM64", vlen)
-            seg = w[p:end]
-            values = [
-                EnumValue(no, lo | (hi << 32))
-                for no, lo, hi in zip(seg[0::3], seg[1::3], seg[2::3], strict=True)
-            ]
+            values = [EnumValue(no, lo | (hi << 32))
+                      for no, lo, hi in _columns(w[p:end], width)]
             append(Enum64(name_off, st, values, kflag))
             p = end
         elif kind == 3:  # ARRAY
-            if p + 3 > n:
+            end = i + fixed[kind]
+            if end > n:
                 _trunc(tid, file_off + 4 * i, "ARRAY", 0)
             if vlen or kflag or st:
                 _junk(tid, file_off + 4 * i, "ARRAY with vlen/kind_flag/size set")
             append(Array(name_off, w[p], w[p + 1], w[p + 2]))
-            p += 3
+            p = end
         elif kind == 7:  # FWD
             if vlen or st:
                 _junk(tid, file_off + 4 * i, "FWD with vlen/type set")
             append(Fwd(name_off, kflag))
         elif kind == 14:  # VAR
-            if p + 1 > n:
+            end = i + fixed[kind]
+            if end > n:
                 _trunc(tid, file_off + 4 * i, "VAR", 0)
             if vlen or kflag:
                 _junk(tid, file_off + 4 * i, "VAR with vlen/kind_flag set")
             append(Var(name_off, st, w[p]))
-            p += 1
+            p = end
         elif kind == 15:  # DATASEC
-            end = p + 3 * vlen
+            width = entry[kind]
+            end = p + width * vlen
             if end > n:
                 _trunc(tid, file_off + 4 * i, "DATASEC", vlen)
             if kflag:
                 _junk(tid, file_off + 4 * i, "DATASEC with kind_flag set")
-            seg = w[p:end]
-            secinfos = list(map(_secinfo, zip(seg[0::3], seg[1::3], seg[2::3], strict=True)))
+            secinfos = list(map(_secinfo, _columns(w[p:end], width)))
             append(Datasec(name_off, st, secinfos))
             p = end
         elif kind == 16:  # FLOAT
@@ -309,13 +334,14 @@ def _decode_types(
                 _junk(tid, file_off + 4 * i, "FLOAT with vlen/kind_flag set")
             append(Float(name_off, st))
         elif kind == 17:  # DECL_TAG
-            if p + 1 > n:
+            end = i + fixed[kind]
+            if end > n:
                 _trunc(tid, file_off + 4 * i, "DECL_TAG", 0)
             if vlen:
                 _junk(tid, file_off + 4 * i, "DECL_TAG with vlen set")
             idx = w[p]
             append(DeclTag(name_off, st, idx - (1 << 32) if idx & 0x80000000 else idx, kflag))
-            p += 1
+            p = end
         elif kind == 18:  # TYPE_TAG
             if vlen:
                 _junk(tid, file_off + 4 * i, "TYPE_TAG with vlen set")
@@ -335,17 +361,35 @@ def _junk(tid: int, off: int, what: str) -> None:
     raise BTFError(what, type_id=tid, offset=off)
 
 
+# Info words of each kind with vlen 0 and no kind_flag (plain ints: hashing or looking up
+# an IntEnum member runs Python code in the encoder's loop), and the kind_flag bit.
+_INFO: dict[int, int] = {int(k): info_word(k) for k in Kind}
+_KFLAG = 1 << INFO_KFLAG_SHIFT
+_FUNC_INFO = _INFO[Kind.FUNC]
+_FUNC_PROTO_INFO = _INFO[Kind.FUNC_PROTO]
+_ENUM_INFO = _INFO[Kind.ENUM]
+_ENUM64_INFO = _INFO[Kind.ENUM64]
+_INT_INFO = _INFO[Kind.INT]
+_ARRAY_INFO = _INFO[Kind.ARRAY]
+_FWD_INFO = _INFO[Kind.FWD]
+_VAR_INFO = _INFO[Kind.VAR]
+_DATASEC_INFO = _INFO[Kind.DATASEC]
+_FLOAT_INFO = _INFO[Kind.FLOAT]
+_DECL_TAG_INFO = _INFO[Kind.DECL_TAG]
+_TYPE_TAG_INFO = _INFO[Kind.TYPE_TAG]
+
+
 def _enc_func(t: Func, out: list[int]) -> None:
-    out += (t.name_off, 0x0C000000 | t.linkage, t.type)
+    out += (t.name_off, _FUNC_INFO | t.linkage, t.type)
 
 
 def _enc_proto(t: FuncProto, out: list[int]) -> None:
-    out += (t.name_off, 0x0D000000 | len(t.params), t.type)
+    out += (t.name_off, _FUNC_PROTO_INFO | len(t.params), t.type)
     out += chain.from_iterable(t.params)
 
 
 def _ref_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
-    info = kind << 24
+    info = _INFO[kind]
 
     def enc(t: BtfType, out: list[int]) -> None:
         out += (t.name_off, info, t.type)  # type: ignore[attr-defined]
@@ -354,58 +398,62 @@ def _ref_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
 
 
 def _composite_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
-    info = kind << 24
+    info = _INFO[kind]
 
     def enc(t: BtfType, out: list[int]) -> None:
         members = t.members  # type: ignore[attr-defined]
-        out += (t.name_off, (t.bitfield_flag << 31) | info | len(members), t.size)  # type: ignore[attr-defined]
+        kflag = _KFLAG if t.bitfield_flag else 0  # type: ignore[attr-defined]
+        out += (t.name_off, kflag | info | len(members), t.size)  # type: ignore[attr-defined]
         out += chain.from_iterable(members)
 
     return enc
 
 
 def _enc_enum(t: Enum, out: list[int]) -> None:
-    out += (t.name_off, (t.signed << 31) | 0x06000000 | len(t.values), t.size)
+    kflag = _KFLAG if t.signed else 0
+    out += (t.name_off, kflag | _ENUM_INFO | len(t.values), t.size)
     out += chain.from_iterable(t.values)
 
 
 def _enc_enum64(t: Enum64, out: list[int]) -> None:
-    out += (t.name_off, (t.signed << 31) | 0x13000000 | len(t.values), t.size)
+    kflag = _KFLAG if t.signed else 0
+    out += (t.name_off, kflag | _ENUM64_INFO | len(t.values), t.size)
     for v in t.values:
         out += (v.name_off, v.val & 0xFFFFFFFF, v.val >> 32)
 
 
 def _enc_int(t: Int, out: list[int]) -> None:
-    out += (t.name_off, 0x01000000, t.size, t.data)
+    out += (t.name_off, _INT_INFO, t.size, t.data)
 
 
 def _enc_array(t: Array, out: list[int]) -> None:
-    out += (t.name_off, 0x03000000, 0, t.type, t.index_type, t.nelems)
+    out += (t.name_off, _ARRAY_INFO, 0, t.type, t.index_type, t.nelems)
 
 
 def _enc_fwd(t: Fwd, out: list[int]) -> None:
-    out += (t.name_off, (t.is_union << 31) | 0x07000000, 0)
+    out += (t.name_off, (_KFLAG if t.is_union else 0) | _FWD_INFO, 0)
 
 
 def _enc_var(t: Var, out: list[int]) -> None:
-    out += (t.name_off, 0x0E000000, t.type, t.linkage)
+    out += (t.name_off, _VAR_INFO, t.type, t.linkage)
 
 
 def _enc_datasec(t: Datasec, out: list[int]) -> None:
-    out += (t.name_off, 0x0F000000 | len(t.vars), t.size)
+    out += (t.name_off, _DATASEC_INFO | len(t.vars), t.size)
     out += chain.from_iterable(t.vars)
 
 
 def _enc_float(t: Float, out: list[int]) -> None:
-    out += (t.name_off, 0x10000000, t.size)
+    out += (t.name_off, _FLOAT_INFO, t.size)
 
 
 def _enc_decl_tag(t: DeclTag, out: list[int]) -> None:
-    out += (t.name_off, (t.attr << 31) | 0x11000000, t.type, t.component_idx & 0xFFFFFFFF)
+    kflag = _KFLAG if t.attr else 0
+    out += (t.name_off, kflag | _DECL_TAG_INFO, t.type, t.component_idx & 0xFFFFFFFF)
 
 
 def _enc_type_tag(t: TypeTag, out: list[int]) -> None:
-    out += (t.name_off, (t.attr << 31) | 0x12000000, t.type)
+    out += (t.name_off, (_KFLAG if t.attr else 0) | _TYPE_TAG_INFO, t.type)
 
 
 _ENCODERS: dict[type, Callable[[BtfType, list[int]], None]] = {  # type: ignore[dict-item]
@@ -463,10 +511,11 @@ def encode_header(hdr_len: int, endian: str, type_len: int, layout_len: int,
     """Header in the writer's canonical layout: types, then layout, then strings."""
     e = _FMT[endian]
     str_off = type_len + layout_len
-    head = struct.pack(e + "HBBIIIII", MAGIC, VERSION, 0, hdr_len, 0, type_len, str_off, str_len)
+    head = struct.pack(e + HEADER_FORMAT_V1, MAGIC, VERSION, 0, hdr_len, 0, type_len, str_off,
+                       str_len)
     if hdr_len >= HEADER_LEN:
         layout_off = type_len if layout_len else spare_layout_off
-        head += struct.pack(e + "II", layout_off, layout_len)
+        head += struct.pack(e + HEADER_FORMAT[len(HEADER_FORMAT_V1):], layout_off, layout_len)
         head += b"\0" * (hdr_len - HEADER_LEN)
     elif hdr_len > HEADER_LEN_V1:
         head += b"\0" * (hdr_len - HEADER_LEN_V1)

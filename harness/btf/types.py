@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
-from harness.btf.kinds import Kind
+from harness.btf.kinds import ENTRY_WORDS, FIXED_WORDS, WORD, Kind, info_word
 
 IdMap = Callable[[int], int]
 
@@ -73,10 +73,11 @@ class BtfType:
     @property
     def info(self) -> int:
         """The btf_type.info word: kflag << 31 | kind << 24 | vlen."""
-        return (self.kflag << 31) | (self.kind << 24) | self.vlen
+        return info_word(self.kind, self.vlen, self.kflag)
 
     def record_size(self) -> int:
-        return 12
+        """Bytes of this record in the type section (from the kind's declared shape)."""
+        return WORD * (FIXED_WORDS[self.kind] + ENTRY_WORDS[self.kind] * self.vlen)
 
     def type_ids(self) -> list[int]:
         return []
@@ -122,9 +123,6 @@ class Int(BtfType):
     @property
     def data(self) -> int:
         return (self.encoding << 24) | (self.bit_offset << 16) | self.bits
-
-    def record_size(self) -> int:
-        return 16
 
     def copy(self) -> Int:
         return Int(self.name_off, self.size, self.encoding, self.bit_offset, self.bits)
@@ -205,9 +203,6 @@ class Array(BtfType):
     index_type: int
     nelems: int
 
-    def record_size(self) -> int:
-        return 24
-
     def type_ids(self) -> list[int]:
         return [self.type, self.index_type]
 
@@ -235,9 +230,6 @@ class _Composite(BtfType):
     @property
     def kflag(self) -> int:
         return self.bitfield_flag
-
-    def record_size(self) -> int:
-        return 12 + 12 * len(self.members)
 
     def member_bit_offset(self, m: Member) -> int:
         return m.offset & 0xFFFFFF if self.bitfield_flag else m.offset
@@ -312,8 +304,6 @@ class _EnumBase(BtfType):
 class Enum(_EnumBase):
     kind: ClassVar[Kind] = Kind.ENUM
 
-    def record_size(self) -> int:
-        return 12 + 8 * len(self.values)
 
 
 @dataclass(slots=True)
@@ -321,8 +311,6 @@ class Enum64(_EnumBase):
     kind: ClassVar[Kind] = Kind.ENUM64
     val_bits: ClassVar[int] = 64
 
-    def record_size(self) -> int:
-        return 12 + 12 * len(self.values)
 
 
 @dataclass(slots=True)
@@ -377,9 +365,6 @@ class FuncProto(BtfType):
     def vlen(self) -> int:
         return len(self.params)
 
-    def record_size(self) -> int:
-        return 12 + 8 * len(self.params)
-
     def type_ids(self) -> list[int]:
         return [self.type, *(p.type for p in self.params)]
 
@@ -407,9 +392,6 @@ class Var(BtfType):
     type: int
     linkage: int = 0
 
-    def record_size(self) -> int:
-        return 16
-
     def type_ids(self) -> list[int]:
         return [self.type]
 
@@ -432,9 +414,6 @@ class Datasec(BtfType):
     @property
     def vlen(self) -> int:
         return len(self.vars)
-
-    def record_size(self) -> int:
-        return 12 + 12 * len(self.vars)
 
     def type_ids(self) -> list[int]:
         return [v.type for v in self.vars]
@@ -472,9 +451,6 @@ class DeclTag(BtfType):
     @property
     def kflag(self) -> int:
         return self.attr
-
-    def record_size(self) -> int:
-        return 16
 
     def type_ids(self) -> list[int]:
         return [self.type]
