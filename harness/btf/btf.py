@@ -54,6 +54,7 @@ from harness.btf.types import (
     VarSecinfo,
     Volatile,
 )
+from harness.btf.validate import check
 
 IdMapping = Callable[[int], int] | Mapping[int, int] | Sequence[int]
 
@@ -134,8 +135,6 @@ class Btf:
         if self.type_count > LIBBPF_MAX_NR_TYPES:
             raise BTFError(f"too many types: {self.type_count}")
         if validate:
-            from harness.btf.validate import check
-
             check(self)
         return self
 

@@ -14,8 +14,8 @@ bad record is only computed when there is an error.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from harness.btf.btf import Btf
 from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
 from harness.btf.kinds import INT_BOOL, INT_CHAR, INT_SIGNED
@@ -42,6 +42,9 @@ from harness.btf.types import (
     Volatile,
     _Composite,
 )
+
+if TYPE_CHECKING:  # the container is only an annotation here; it imports this module
+    from harness.btf.btf import Btf
 
 _INT_ENCODINGS = frozenset({0, INT_SIGNED, INT_CHAR, INT_BOOL})
 
