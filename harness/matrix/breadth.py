@@ -21,9 +21,8 @@ from pathlib import Path
 from harness.btf.errors import BTFError
 from harness.btf.kfuncs import kfuncs_of
 from harness.errors import UsageError
-from harness.kfunc_abi import DECL_TAG_FASTCALL, DECL_TAG_KFUNC
+from harness.kfunc_abi import DECL_TAG_FASTCALL, DECL_TAG_KFUNC, KF_IMPLICIT_ARGS
 
-IMPLICIT = "KF_IMPLICIT_ARGS"
 BASELINE_VERSION = 1
 Facts = dict[str, int | str]
 
@@ -35,7 +34,7 @@ def btf_facts(vmlinux: str | Path) -> Facts:
     prototype, flags or tags change: the fact to diff when the counts stay equal.
     """
     kfuncs = kfuncs_of(vmlinux)
-    implicit = [k for k in kfuncs if IMPLICIT in k.flag_names]
+    implicit = [k for k in kfuncs if (k.flags or 0) & KF_IMPLICIT_ARGS]
     digest = hashlib.sha256()
     for k in kfuncs:
         digest.update(json.dumps([k.name, k.proto, k.impl, k.flags, sorted(k.tags),
