@@ -54,8 +54,7 @@ def row_validate(data: bytes, base: bytes | None) -> None:
 def row_libbpf_parse_write(data: bytes, base: bytes | None) -> None:
     """libbpf doing the same: btf__new (parse + sanity check), make it modifiable
     (btf__add_str of an existing string builds the string index), btf__raw_data."""
-    sys.path.insert(0, str(ROOT / "tests" / "btf"))
-    import libbpf_oracle
+    from tests.helpers import libbpf_oracle
 
     lib = libbpf_oracle.libbpf()
     if lib is None:

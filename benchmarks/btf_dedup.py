@@ -34,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "btf"))
 
 from harness.btf import Btf  # noqa: E402
 from harness.btf.dedup import dedup  # noqa: E402
@@ -42,7 +41,7 @@ from harness.btf.load import btf_bytes  # noqa: E402
 
 
 def _oracle():  # noqa: ANN202 - the tests' ctypes wrapper
-    import libbpf_oracle
+    from tests.helpers import libbpf_oracle
 
     lib = libbpf_oracle.libbpf()
     if lib is None:

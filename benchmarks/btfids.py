@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "btfids"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "btfids")]
 
 TARGETS = {"7.2": 1.0, "7.3": 3.0}
 
@@ -61,17 +61,20 @@ def bench(label: str, cmd: list[str], runs: int) -> dict[str, float]:
 
 
 def main() -> int:
-    import conftest  # tests/btfids/conftest.py: where the C tools are
-    import test_real
+    import test_real  # tests/btfids/test_real.py: the pahole inputs
+
+    from tests.conftest import _build_c_btfids  # the 7.2 oracle, built once into the cache
+    from tests.helpers import kernels
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--c73", type=Path, default=None)
     parser.add_argument("--c72", type=Path, default=None)
     args = parser.parse_args()
-    c73 = args.c73 or conftest._c73()
-    c72 = args.c72 or conftest._c72()
-    elf = test_real._elf()
+    build = kernels.build_dir(kernels.default_kernel("x86_64"))  # the artifact cache's
+    c73 = args.c73 or kernels.default_kernel("x86_64").resolve_btfids
+    c72 = args.c72 or _build_c_btfids("7.2")
+    elf = test_real._elf(build)
     print(f"input ELF: {elf}; {args.runs} runs each; CPUs busy: "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
@@ -79,7 +82,7 @@ def main() -> int:
         if tool is None:
             print(f"profile {profile}: no C tool, skipped")
             continue
-        raw = test_real.pahole_input(name)
+        raw = test_real.pahole_input(name, build)
         work = Path(tempfile.mkdtemp(prefix="btfids-bench-"))
         try:
             link = work / "vmlinux"
