@@ -67,6 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="pahole: a pinned release (1.24, 1.30, 1.32), system or a path")
     group.addoption("--btfids", dest="harness_btfids", default=None, metavar="c|python|PATH",
                     help="resolve_btfids: the tree's C tool, ours, or a path")
+    group.addoption("--clang", dest="harness_clang", default="system", metavar="WHICH",
+                    help="BPF compiler: system, a pinned Debian release (19, 21) or a path")
     group.addoption("--denylist", dest="harness_denylist", default=None, metavar="DIR",
                     help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST): denied "
                     "programs are skipped naming their entry")
@@ -313,7 +315,8 @@ class Runtime:
                 run = ArchRun(arch, error=f"{type(exc).__name__}: {exc}")
             else:
                 run = run_arch(artifacts, sources, target=target, lists=lists,
-                               keep_going=True, target_name=self.label(arch))
+                               keep_going=True, target_name=self.label(arch),
+                               clang=self.config.getoption("harness_clang"))
             self.runs[arch] = run
         return self.runs[arch]
 
@@ -351,7 +354,8 @@ class HarnessTarget:
         from harness.progs.suite import run_arch  # noqa: PLC0415
 
         return run_arch(self.artifacts, [Path(s) for s in sources], target=self.target,
-                        only=only, timeout=timeout, target_name=self.runtime.label(self.arch))
+                        only=only, timeout=timeout, target_name=self.runtime.label(self.arch),
+                        clang=self.runtime.config.getoption("harness_clang"))
 
     def console(self) -> str:
         return self.target.console()

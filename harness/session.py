@@ -46,6 +46,7 @@ class RunRequest:
     denylist: Path | None = None  # a directory of BPF CI DENYLIST/ALLOWLIST[.arch] files
     retry: bool = False  # run each failure once more; a pass then is reported flaky
     keep_going: bool = False  # a source that does not compile is its own error result
+    clang: str = "system"  # BPF compiler: system, a pinned release (19, 21) or a path
 
     def __post_init__(self) -> None:
         if not self.builds:
@@ -122,7 +123,7 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
                    target_name=request.target, target_options=request.target_options,
                    lists=request.lists(artifacts.arch), retry=request.retry,
-                   keep_going=request.keep_going)
+                   keep_going=request.keep_going, clang=request.clang)
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

@@ -31,6 +31,16 @@ PAHOLE_RELEASES: dict[str, tuple[str, list[str]]] = {
                      *_COMMON_LIBS]),
 }
 DEFAULT_PAHOLE = "1.32"
+
+# clang/LLVM for BPF programs: release -> (suite of the LLVM packages, suite of the libraries
+# they link). Only what `clang --target=bpf -c` runs is fetched: the driver (cc1 runs in the
+# same process), libclang-cpp, libLLVM, the resource headers and their shared libraries.
+_CLANG_LIBS = ["libc6", "libstdc++6", "libgcc-s1", "libffi8", "libedit2", "libz3-4", "libxml2",
+               "libtinfo6", "libzstd1", "zlib1g", "liblzma5", "libbsd0", "libmd0"]
+CLANG_RELEASES: dict[str, tuple[str, str, list[str]]] = {
+    "19": ("bookworm", "bookworm", [*_CLANG_LIBS, "libicu72"]),
+    "21": ("trixie-backports", "trixie", [*_CLANG_LIBS, "libicu76"]),
+}
 BTFIDS_CHOICES = ("c", "python")
 DEFAULT_BTFIDS = "python"
 
@@ -72,15 +82,18 @@ def _write_wrapper(path: Path, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def _fetch_pahole(release: str) -> Path:
-    """Unpack pahole <release> and its libraries once; return the wrapper script."""
-    suite, packages = PAHOLE_RELEASES[release]
-    final = cache_dir("toolchains") / f"pahole-{release}"
-    wrapper = final / "pahole"
+def _unpack_tool(name: str, packages: list[tuple[str, str]], binary: str,
+                 args: str = "") -> Path:
+    """Unpack Debian `packages` ((package, suite) pairs) once into the toolchain cache and
+    return a wrapper that runs `binary` (a path inside them) through their own dynamic
+    loader and libraries, so a newer suite's tool runs on this Debian untouched. `args`
+    go before the caller's; `{root}` in them is where the packages were unpacked."""
+    final = cache_dir("toolchains") / name
+    wrapper = final / name.split("-")[0]
     if wrapper.exists():
         return wrapper
     apt = PrivateApt()
-    debs = [apt.download(pkg, suite) for pkg in packages]
+    debs = [apt.download(pkg, suite) for pkg, suite in packages]
     with locked(final):
         if wrapper.exists():
             return wrapper
@@ -94,13 +107,21 @@ def _fetch_pahole(release: str) -> Path:
             loader = f"{final}/root/lib64/ld-linux-x86-64.so.2"
             if not (tmp / "root/lib64/ld-linux-x86-64.so.2").exists():
                 loader = f"{final}/root/usr/lib64/ld-linux-x86-64.so.2"
+            suites = sorted({suite for _, suite in packages})
             _write_wrapper(
-                tmp / "pahole",
+                tmp / wrapper.name,
                 "#!/bin/sh\n"
-                f"# pahole {release} from Debian {suite}, run through its own loader\n"
-                f'exec {loader} --library-path {libpath} {final}/root/usr/bin/pahole "$@"\n',
+                f"# {name} from Debian {', '.join(suites)}, run through its own loader\n"
+                f"exec {loader} --library-path {libpath} {final}/root/{binary} "
+                f'{args.format(root=f"{final}/root")}"$@"\n',
             )
     return wrapper
+
+
+def _fetch_pahole(release: str) -> Path:
+    """Unpack pahole <release> and its libraries once; return the wrapper script."""
+    suite, packages = PAHOLE_RELEASES[release]
+    return _unpack_tool(f"pahole-{release}", [(p, suite) for p in packages], "usr/bin/pahole")
 
 
 def select_pahole(choice: str) -> Tool:
@@ -125,6 +146,48 @@ def select_pahole(choice: str) -> Tool:
         return Tool(path, pahole_version(path), f"pahole {pahole_version(path)} ({path})")
     known = ", ".join(["system", *PAHOLE_RELEASES])
     raise UsageError(f"unknown pahole {choice!r}: choose {known} or a path")
+
+
+def clang_version(path: Path | str) -> str:
+    """`clang --version`'s first line, e.g. "Debian clang version 21.1.8 (3~bpo13+2)"."""
+    out = _run_version([str(path), "--version"])
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _fetch_clang(release: str) -> Path:
+    llvm_suite, lib_suite, libs = CLANG_RELEASES[release]
+    llvm = [f"clang-{release}", f"libclang-cpp{release}", f"libllvm{release}",
+            f"libclang-common-{release}-dev"]
+    resource = f"usr/lib/llvm-{release}/lib/clang/{release}"
+    # the driver finds its resource dir from its own path, which is the loader's here
+    return _unpack_tool(f"clang-{release}",
+                        [(p, llvm_suite) for p in llvm] + [(p, lib_suite) for p in libs],
+                        f"usr/lib/llvm-{release}/bin/clang",
+                        args=f"-resource-dir {{root}}/{resource} ")
+
+
+def select_clang(choice: str) -> Tool:
+    """The clang BPF programs are compiled with: `system`, a pinned Debian release
+    (19: bookworm, 21: trixie-backports; BPF CI builds with LLVM 21) or a path."""
+    if choice == "system":
+        found = shutil.which("clang")
+        if not found:
+            raise ToolchainError("no clang on PATH (apt install clang, or use --clang 21)")
+        return Tool(Path(found), clang_version(found), f"system {clang_version(found)}")
+    if choice in CLANG_RELEASES:
+        path = _fetch_clang(choice)
+        version = clang_version(path)
+        if f"clang version {choice}." not in version:
+            raise ToolchainError(f"fetched clang reports {version!r}, expected {choice}.x")
+        return Tool(path, version, f"{version} (Debian {CLANG_RELEASES[choice][0]})")
+    path = Path(choice).expanduser()
+    if "/" in choice or path.exists():
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise UsageError(f"--clang {choice}: not an executable file")
+        path = path.resolve()
+        return Tool(path, clang_version(path), f"{clang_version(path)} ({path})")
+    known = ", ".join(["system", *CLANG_RELEASES])
+    raise UsageError(f"unknown clang {choice!r}: choose {known} or a path")
 
 
 def python_btfids_wrapper() -> Path:

@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     watch.add_argument("--arch", default="x86_64", type=arch_arg)
     add_build_options(watch)
     add_target_option(watch)
+    add_clang_option(watch)
     watch.add_argument("--only", help="judge only programs whose name contains this")
     watch.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
     watch.add_argument("-v", "--verbose", action="store_true",
@@ -74,6 +75,17 @@ def _toolchain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bpftool", type=Path, default=_DEFAULT_ORACLE / "bpftool/bpftool")
     p.add_argument("--libbpf-headers", type=Path,
                    default=_DEFAULT_ORACLE / "libbpf/root/usr/include")
+    add_clang_option(p)
+
+
+def add_clang_option(parser: argparse.ArgumentParser) -> None:
+    """--clang: which compiler builds the BPF programs (its version heads every result)."""
+    from harness.kbuild.toolchains import CLANG_RELEASES  # noqa: PLC0415
+
+    parser.add_argument("--clang", default="system", metavar="WHICH",
+                        help="BPF compiler: system (clang on PATH), a pinned Debian release "
+                        f"({', '.join(CLANG_RELEASES)}; fetched into the cache once) or a path "
+                        "(default: system)")
 
 
 def _toolchain(args: argparse.Namespace):
@@ -82,8 +94,10 @@ def _toolchain(args: argparse.Namespace):
     if args.tree is None or not args.tree.is_dir():
         raise RunUsageError("compiling BPF C needs --tree: a kernel tree with "
                             "tools/testing/selftests/bpf (e.g. from `harness build --json`)")
+    from harness.kbuild.toolchains import select_clang  # noqa: PLC0415
+
     return BpfToolchain(args.arch, vmlinux_h(args.vmlinux, args.bpftool), args.libbpf_headers,
-                        args.tree)
+                        args.tree, str(select_clang(args.clang).path))
 
 
 def _expectations(args: argparse.Namespace) -> int:
@@ -137,7 +151,10 @@ def _watch(args: argparse.Namespace) -> int:
     for src in args.sources:
         if not src.is_file():
             raise RunUsageError(f"no such BPF source: {src}")
+    from harness.kbuild.toolchains import select_clang  # noqa: PLC0415
+
     request = run_request(args, [args.arch], args.sources)
+    compiler = select_clang(args.clang)
     artifacts = session.build(request.builds[0])
 
     def report(result: Round) -> None:
@@ -155,11 +172,12 @@ def _watch(args: argparse.Namespace) -> int:
                   f"verdict in {result.seconds:.1f} s; waiting for a save (Ctrl-C stops)",
                   flush=True)
 
-    print(f"harness: booting {artifacts.boot_image} ({args.arch})", flush=True)
+    print(f"harness: booting {artifacts.boot_image} ({args.arch}); programs built with "
+          f"{compiler.version}", flush=True)
     with session.open_for(request, artifacts) as target:
         print(f"harness: guest up in {target.boot_seconds:.1f} s", flush=True)
         watch(artifacts, target, [s.resolve() for s in args.sources], report,
-              only=args.only, timeout=args.timeout)
+              only=args.only, timeout=args.timeout, clang=str(compiler.path))
     return 0
 
 
@@ -178,6 +196,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
                      help="comma-separated: x86_64,arm64 (default x86_64, or the --board's)")
     add_build_options(run)
     add_target_option(run)
+    add_clang_option(run)
     run.add_argument("--prog", action="append", type=Path, default=[], metavar="FILE.c",
                      help="run only these BPF sources (repeatable; default: the suite)")
     run.add_argument("--only", help="run only programs whose name contains this")
@@ -227,7 +246,7 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None,
                       denylist=getattr(args, "denylist", None),
-                      retry=getattr(args, "retry", False))
+                      retry=getattr(args, "retry", False), clang=getattr(args, "clang", "system"))
 
 
 def add_board_options(parser: argparse.ArgumentParser) -> None:

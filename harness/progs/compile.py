@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +83,14 @@ def sys_includes(clang: str) -> tuple[str, ...]:
 
 @functools.cache
 def clang_version(clang: str) -> str:
+    """The compiler's `--version` line: part of every compiled object's cache key."""
+    from harness.kbuild.toolchains import ToolchainError  # noqa: PLC0415
+    from harness.kbuild.toolchains import clang_version as version_line  # noqa: PLC0415
+
     try:
-        proc = subprocess.run([clang, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CompileError(f"cannot run {clang}: {exc}") from None
-    return proc.stdout.splitlines()[0] if proc.stdout else "unknown"
+        return version_line(clang)
+    except ToolchainError as exc:
+        raise CompileError(str(exc)) from None
 
 
 def _btf_digest(vmlinux: Path) -> str:
@@ -176,11 +178,3 @@ def toolchain_for(artifacts: object, clang: str = "clang") -> BpfToolchain:
     header_dir = vmlinux_h(artifacts.vmlinux, artifacts.bpftool)  # type: ignore[attr-defined]
     return BpfToolchain(arch, header_dir, artifacts.libbpf_headers,  # type: ignore[attr-defined]
                         artifacts.source_tree, clang)  # type: ignore[attr-defined]
-
-
-def find_clang() -> str:
-    """clang-14 is what DESIGN.md measured; any clang that takes the flags works."""
-    for name in ("clang", "clang-14"):
-        if shutil.which(name):
-            return name
-    raise CompileError("clang not found (install clang 14)")

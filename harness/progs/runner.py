@@ -334,15 +334,17 @@ def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
 
 
 def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Path], *,
-              only: str | None = None, timeout: float = 60.0) -> list[ProgResult]:
-    """Compile ``sources`` for a build (``BuildArtifacts``) and judge them on ``target``.
+              only: str | None = None, timeout: float = 60.0,
+              clang: str = "clang") -> list[ProgResult]:
+    """Compile ``sources`` with ``clang`` (a command or path) for a build
+    (``BuildArtifacts``) and judge them on ``target``.
 
     Loads the build's bpf_testmod on the target first when the build has one
     (the implicit-args and wq selftests call its kfuncs).
     """
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415
 
-    tc = toolchain_for(artifacts)
+    tc = toolchain_for(artifacts, clang)
     objects = [compile_prog(src, tc) for src in sources]
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]

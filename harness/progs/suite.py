@@ -55,13 +55,17 @@ class ArchRun:
     target: str = ""  # "qemu", "board NAME"
     identity: TargetIdentity | None = None  # what the target ran: release, BTF hash
     flaky: list[str] = field(default_factory=list)  # test ids that passed only on retry
+    clang: str = ""  # the compiler's version line, e.g. "Debian clang version 21.1.8 (...)"
 
     def header(self) -> str:
-        """`x86_64 on board rk: 7.3.4, BTF sha256 cc9c3dc16c49...`: what was judged where."""
+        """`x86_64 on board rk: 7.3.4, BTF sha256 cc9c3dc16c49..., Debian clang version
+        21.1.8`: what was judged where, compiled by what."""
         where = f"{self.arch} on {self.target or 'an unknown target'}"
-        if self.identity is None:
-            return where
-        return f"{where}: {self.identity.release}, BTF sha256 {self.identity.btf_sha256}"
+        parts = [] if self.identity is None else [
+            self.identity.release, f"BTF sha256 {self.identity.btf_sha256}"]
+        if self.clang:
+            parts.append(self.clang)
+        return f"{where}: {', '.join(parts)}" if parts else where
 
     def summary(self) -> str:
         """`80 pass` / `78 pass, 2 fail` / `error: ...`: the run in one line."""
@@ -94,19 +98,22 @@ def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path
 
 
 def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
-               only: str | None = None, keep_going: bool = False) -> list[Job]:
+               only: str | None = None, keep_going: bool = False,
+               clang: str = "system") -> list[Job]:
     """Compile C sources (cached) and plan: the sub-tests a run on ``artifacts`` will
     report.
 
     A source that does not compile raises CompileError (the developer's own program:
     theirs to fix first), or with ``keep_going`` becomes that file's one ERROR result
     named "<stem>/(compile)": a matrix cell on an older kernel whose vmlinux.h lacks a
-    newer kfunc judges every other file all the same.
+    newer kfunc judges every other file all the same. `clang` is a --clang choice
+    (system, a pinned release such as 21, or a path).
     """
+    from harness.kbuild.toolchains import select_clang  # noqa: PLC0415 - fetches pinned clangs
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415 - clang paths
 
     sources = list(sources) if sources is not None else suite_sources(artifacts)
-    tc = toolchain_for(artifacts)
+    tc = toolchain_for(artifacts, str(select_clang(clang).path))
     implicit = kernel_implicit_kfuncs(kernel_files_of(artifacts))
     jobs: list[Job] = []
     for src in sources:
@@ -202,19 +209,23 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              target: Target | None = None, target_name: str = "qemu",
              target_options: Mapping[str, Any] | None = None,
              lists: Lists | None = None, retry: bool = False,
-             keep_going: bool = False) -> ArchRun:
+             keep_going: bool = False, clang: str = "system") -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
     what happens inside the guest is reported in the returned run. ``lists`` (BPF CI's
     deny/allow lists) turn programs into skips; ``retry`` runs each failure once more;
-    ``keep_going`` reports a source that does not compile as that file's error result.
+    ``keep_going`` reports a source that does not compile as that file's error result;
+    ``clang`` picks the compiler (a --clang choice).
     """
+    from harness.kbuild.toolchains import select_clang  # noqa: PLC0415 - fetches pinned clangs
     from harness.targets.registry import open_target  # noqa: PLC0415
 
     arch = artifacts.arch
     sources = list(sources) if sources is not None else suite_sources(artifacts)
-    out = ArchRun(arch)
+    compiler = select_clang(clang)  # a bad --clang fails before anything boots
+    clang = str(compiler.path)
+    out = ArchRun(arch, clang=compiler.version)
     own = target is None
     booting: _Boot | None = None
     jobs: list[Job] | None = None
@@ -225,8 +236,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                                  **(target_options or {}))
             booting = _Boot(target)
         # compile errors raise: user's to fix
-        jobs = apply_lists(suite_jobs(artifacts, sources, only=only, keep_going=keep_going),
-                           lists)
+        jobs = apply_lists(suite_jobs(artifacts, sources, only=only, keep_going=keep_going,
+                                      clang=clang), lists)
         if booting is not None:
             booting.wait()
             out.boot_s = booting.seconds
@@ -262,7 +273,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     if out.error is not None:
         if jobs is None:
             jobs = apply_lists(suite_jobs(artifacts, sources, only=only,
-                                          keep_going=keep_going), lists)
+                                          keep_going=keep_going, clang=clang), lists)
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:

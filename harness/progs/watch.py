@@ -33,11 +33,12 @@ class Round:
 
 
 def judge_once(artifacts: Any, target: Target, sources: Sequence[Path], *,
-               only: str | None = None, timeout: float = 60.0) -> Round:
+               only: str | None = None, timeout: float = 60.0, clang: str = "clang") -> Round:
     """Compile `sources` (cached by content) and judge them on the running `target`."""
     started = time.monotonic()
     try:
-        results = run_suite(artifacts, target, sources, only=only, timeout=timeout)
+        results = run_suite(artifacts, target, sources, only=only, timeout=timeout,
+                            clang=clang)
     except CompileError as exc:
         return Round([], time.monotonic() - started, f"compile: {exc}")
     except TargetError as exc:
@@ -57,8 +58,9 @@ def _stamps(sources: Sequence[Path]) -> dict[Path, int]:
 
 def watch(artifacts: Any, target: Target, sources: Sequence[Path], report: Callable[[Round], None],
           *, only: str | None = None, timeout: float = 60.0, poll: float = 0.2,
-          rounds: int | None = None) -> None:
-    """Judge now and after every save until Ctrl-C (or `rounds` rounds, for tests)."""
+          rounds: int | None = None, clang: str = "clang") -> None:
+    """Judge now and after every save until Ctrl-C (or `rounds` rounds, for tests);
+    `clang` is the compiler's command or path."""
     seen: dict[Path, int] = {}
     done = 0
     while rounds is None or done < rounds:
@@ -68,6 +70,7 @@ def watch(artifacts: Any, target: Target, sources: Sequence[Path], report: Calla
             continue
         seen = stamps
         target.start()  # a no-op while it runs; a fresh boot after a hang stopped it
-        result = judge_once(artifacts, target, sources, only=only, timeout=timeout)
+        result = judge_once(artifacts, target, sources, only=only, timeout=timeout,
+                            clang=clang)
         report(result)
         done += 1

@@ -75,3 +75,37 @@ def test_btfids_wrapper_written_by_parallel_workers(tmp_path: Path) -> None:
     assert os.access(tmp_path / "bin" / "resolve_btfids-python", os.X_OK)
     leftovers = [*(tmp_path / "bin").glob(".*tmp*"), *(tmp_path / "bin").glob("stale-*")]
     assert leftovers == []
+
+
+ADDR_SPACE_PROG = """\
+/* only a clang >= 18 defines this: the selftests' __arena needs it */
+int probe(void) { return __BPF_FEATURE_ADDR_SPACE_CAST; }
+"""
+
+
+@pytest.mark.kernel  # fetches clang 21 from trixie-backports
+def test_pinned_clang_21_is_newer_than_the_system_one(tmp_path: Path) -> None:
+    tool = toolchains.select_clang("21")
+    assert "clang version 21." in tool.version and "trixie-backports" in tool.label
+    assert "ld-linux" in tool.path.read_text()  # its own loader, not the system's libraries
+    src = tmp_path / "probe.c"
+    src.write_text(ADDR_SPACE_PROG)
+    cmd = ["--target=bpf", "-O2", "-c", str(src), "-o", str(tmp_path / "probe.o")]
+    new = subprocess.run([str(tool.path), *cmd], capture_output=True, text=True)
+    assert new.returncode == 0, new.stderr
+    system = toolchains.select_clang("system")
+    if "clang version 1" in system.version and int(
+            system.version.split("clang version ")[1].split(".")[0]) < 18:
+        old = subprocess.run([str(system.path), *cmd], capture_output=True, text=True)
+        assert old.returncode != 0 and "__BPF_FEATURE_ADDR_SPACE_CAST" in old.stderr
+
+
+def test_clang_choices_fail_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"unknown clang '17': choose system, 19, 21"):
+        toolchains.select_clang("17")
+    not_exec = tmp_path / "clang"
+    not_exec.write_text("")
+    with pytest.raises(UsageError, match="not an executable file"):
+        toolchains.select_clang(str(not_exec))
+    system = toolchains.select_clang("system")
+    assert toolchains.select_clang(str(system.path)).version == system.version

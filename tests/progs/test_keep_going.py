@@ -32,3 +32,4 @@ def test_a_compile_error_is_that_files_result(x86_build: BuildArtifacts,
     (result,) = execute([first], x86_build.libbpf_so)
     assert (result.verdict, result.test_id) == ("error", f"too_new/{COMPILE}[x86_64]")
     assert "no_such_type_here" in result.reason or "too_new.c" in result.reason
+
