@@ -33,6 +33,7 @@ import pytest
 
 from harness.arch import arch_list
 from harness.errors import HarnessError, UsageError
+from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.targets.inventory import DEFAULT_LAB
 
 if TYPE_CHECKING:
@@ -67,8 +68,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="pahole: a pinned release (1.24, 1.30, 1.32), system or a path")
     group.addoption("--btfids", dest="harness_btfids", default=None, metavar="c|python|PATH",
                     help="resolve_btfids: the tree's C tool, ours, or a path")
-    group.addoption("--clang", dest="harness_clang", default="system", metavar="WHICH",
-                    help="BPF compiler: system, a pinned Debian release (19, 21) or a path")
+    group.addoption("--clang", dest="harness_clang", default=DEFAULT_CLANG, metavar="WHICH",
+                    help="BPF compiler: system, a pinned Debian release (19, 21) or a path "
+                    f"(default {DEFAULT_CLANG})")
     group.addoption("--denylist", dest="harness_denylist", default=None, metavar="DIR",
                     help="BPF CI lists (DENYLIST, DENYLIST.<uname -m>, ALLOWLIST): denied "
                     "programs are skipped naming their entry")

@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import Builder, BuildRequest, make_plan
+from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.progs.lists import Lists, load_lists
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
@@ -46,7 +47,7 @@ class RunRequest:
     denylist: Path | None = None  # a directory of BPF CI DENYLIST/ALLOWLIST[.arch] files
     retry: bool = False  # run each failure once more; a pass then is reported flaky
     keep_going: bool = False  # a source that does not compile is its own error result
-    clang: str = "system"  # BPF compiler: system, a pinned release (19, 21) or a path
+    clang: str = DEFAULT_CLANG  # BPF compiler: system, a pinned release (19, 21) or a path
 
     def __post_init__(self) -> None:
         if not self.builds:

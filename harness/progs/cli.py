@@ -80,12 +80,12 @@ def _toolchain_args(p: argparse.ArgumentParser) -> None:
 
 def add_clang_option(parser: argparse.ArgumentParser) -> None:
     """--clang: which compiler builds the BPF programs (its version heads every result)."""
-    from harness.kbuild.toolchains import CLANG_RELEASES  # noqa: PLC0415
+    from harness.kbuild.toolchains import CLANG_RELEASES, DEFAULT_CLANG  # noqa: PLC0415
 
-    parser.add_argument("--clang", default="system", metavar="WHICH",
+    parser.add_argument("--clang", default=DEFAULT_CLANG, metavar="WHICH",
                         help="BPF compiler: system (clang on PATH), a pinned Debian release "
                         f"({', '.join(CLANG_RELEASES)}; fetched into the cache once) or a path "
-                        "(default: system)")
+                        f"(default: {DEFAULT_CLANG})")
 
 
 def _toolchain(args: argparse.Namespace):
@@ -246,7 +246,7 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None,
                       denylist=getattr(args, "denylist", None),
-                      retry=getattr(args, "retry", False), clang=getattr(args, "clang", "system"))
+                      retry=getattr(args, "retry", False), clang=args.clang)
 
 
 def add_board_options(parser: argparse.ArgumentParser) -> None:

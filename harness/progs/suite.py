@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.progs.compile import CompileError
 from harness.progs.judge import ERROR, describe
 from harness.progs.lists import Lists
@@ -99,7 +100,7 @@ def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path
 
 def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                only: str | None = None, keep_going: bool = False,
-               clang: str = "system") -> list[Job]:
+               clang: str = DEFAULT_CLANG) -> list[Job]:
     """Compile C sources (cached) and plan: the sub-tests a run on ``artifacts`` will
     report.
 
@@ -209,7 +210,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              target: Target | None = None, target_name: str = "qemu",
              target_options: Mapping[str, Any] | None = None,
              lists: Lists | None = None, retry: bool = False,
-             keep_going: bool = False, clang: str = "system") -> ArchRun:
+             keep_going: bool = False, clang: str = DEFAULT_CLANG) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
