@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.kbuild.toolchains import DEFAULT_CLANG
+from harness.progs.corpus import discover
 from harness.progs.lists import Lists, load_lists
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
@@ -48,6 +49,9 @@ class RunRequest:
     retry: bool = False  # run each failure once more; a pass then is reported flaky
     keep_going: bool = False  # a source that does not compile is its own error result
     clang: str = DEFAULT_CLANG  # BPF compiler: system, a pinned release (19, 21) or a path
+    # The tree's own test_loader programs (progs.corpus) whose name matches this glob,
+    # instead of `sources`; each file that does not compile is its own error result.
+    selftests: str | None = None
 
     def __post_init__(self) -> None:
         if not self.builds:
@@ -106,6 +110,12 @@ def open_for(request: RunRequest, artifacts: BuildArtifacts) -> Target:
 
 
 def sources_for(request: RunRequest, artifacts: BuildArtifacts) -> Sequence[Path]:
+    if request.selftests is not None:
+        corpus = discover(Path(artifacts.source_tree)).select(request.selftests)
+        if not corpus.judged:
+            raise UsageError(f"--selftests {request.selftests}: no test_loader program of "
+                             f"{artifacts.source_tree} matches")
+        return [e.source for e in corpus.judged]
     return list(request.sources) or suite_sources(artifacts)
 
 
@@ -124,7 +134,8 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
                    memory=request.memory, cpus=request.cpus, kvm=request.kvm,
                    target_name=request.target, target_options=request.target_options,
                    lists=request.lists(artifacts.arch), retry=request.retry,
-                   keep_going=request.keep_going, clang=request.clang)
+                   keep_going=request.keep_going or request.selftests is not None,
+                   clang=request.clang)
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

@@ -49,6 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
 
+    corpus = sub.add_parser(
+        "selftests", help="list the tree's test_loader programs and what drives the rest",
+        description="Read the tree's tools/testing/selftests/bpf/prog_tests/*.c: the program "
+        "files run through RUN_TESTS/RUN are what `harness run --selftests` judges; every "
+        "other progs/*.c is listed with the prog_tests file that drives it (not judged).")
+    corpus.add_argument("pattern", nargs="?", default=None, metavar="GLOB",
+                        help="only program files whose name matches (e.g. 'verifier_*')")
+    add_build_options(corpus)  # --tree/--kernel/--patches choose the tree (never built)
+    corpus.add_argument("--all", action="store_true", help="list the files not judged too")
+    corpus.add_argument("--json", action="store_true", help="print the entries as JSON")
+    corpus.set_defaults(func=_selftests)
+
     watch = sub.add_parser(
         "watch", help="boot once, re-judge BPF sources on every save (Ctrl-C stops)",
         description="Build (cached) and boot the kernel for --arch once, then compile and "
@@ -107,6 +119,26 @@ def _expectations(args: argparse.Namespace) -> int:
         out.append({"object": str(obj), "externs": specs.info.externs,
                     "programs": [spec_to_json(s) for s in specs.specs]})
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def _selftests(args: argparse.Namespace) -> int:
+    from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
+    from harness.kbuild.cli import request_from_args  # noqa: PLC0415
+    from harness.progs.corpus import discover  # noqa: PLC0415
+
+    plan = make_plan(request_from_args(args, "x86_64"))
+    tree = Path(Builder(plan, quiet=True).prepared_source().path)  # fetched, never built
+    corpus = discover(tree).select(args.pattern)
+    if args.json:
+        print(json.dumps([{"name": e.name, "source": str(e.source), "judged": e.judged,
+                           "driver": e.driver, "reason": e.reason} for e in corpus.entries],
+                         indent=2))
+        return 0
+    for entry in corpus.entries if args.all else corpus.judged:
+        print(entry.describe())
+    print(f"{tree}: {len(corpus.judged)} program files judged by test_loader, "
+          f"{len(corpus.not_judged)} not judged (--all lists them with why)")
     return 0
 
 
@@ -199,6 +231,10 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     add_clang_option(run)
     run.add_argument("--prog", action="append", type=Path, default=[], metavar="FILE.c",
                      help="run only these BPF sources (repeatable; default: the suite)")
+    run.add_argument("--selftests", nargs="?", const="*", metavar="GLOB",
+                     help="judge the tree's own test_loader programs (those prog_tests/ runs "
+                     "through RUN_TESTS/RUN) whose name matches GLOB (default all) instead of "
+                     "the suite; a file that does not compile is that file's error result")
     run.add_argument("--only", help="run only programs whose name contains this")
     run.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
     run.add_argument("--memory", default="1G", help="guest memory (default %(default)s)")
@@ -246,7 +282,8 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
                       memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
                       kvm=False if getattr(args, "no_kvm", False) else None,
                       denylist=getattr(args, "denylist", None),
-                      retry=getattr(args, "retry", False), clang=args.clang)
+                      retry=getattr(args, "retry", False), clang=args.clang,
+                      selftests=getattr(args, "selftests", None))
 
 
 def add_board_options(parser: argparse.ArgumentParser) -> None:
@@ -293,6 +330,8 @@ def _run(args: argparse.Namespace) -> int:
     for src in args.prog:
         if not src.is_file():
             raise RunUsageError(f"no such BPF source: {src}")
+    if args.selftests is not None and args.prog:
+        raise RunUsageError("--selftests and --prog choose the sources two ways: give one")
     request = run_request(args, arches, args.prog)
     outcome = session.run(request, say=_quiet if args.json else _say, quiet_builds=args.json)
     results, runs, errors = outcome.results, outcome.runs, outcome.errors

@@ -1,0 +1,121 @@
+"""The tree's own selftests as a corpus: which program files upstream judges with test_loader.
+
+Why read prog_tests/ and not just progs/: only the files a `prog_tests/*.c` runs through
+`RUN_TESTS(name)` (test_progs.h) or `RUN(name)` (prog_tests/verifier.c's
+`run_tests_aux` without a callback) have their whole verdict in their `__success` /
+`__failure` / `__msg` annotations. Every other `progs/*.c` is loaded, attached and
+checked by C code in its prog_tests file; judging it by annotations alone would call
+programs that expect a setup we do not do "passed" or "failed" for no reason. Those
+files are listed with what drives them, never judged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SELFTESTS = Path("tools/testing/selftests/bpf")
+
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+# RUN_TESTS(name) anywhere; RUN(name) in verifier.c; run_tests_aux("name", ..., callback)
+_RUN_TESTS = re.compile(r"\bRUN_TESTS\(\s*(\w+)\s*\)")
+_RUN = re.compile(r"\bRUN\(\s*(\w+)\s*\)")
+_RUN_AUX = re.compile(r'\brun_tests_aux\(\s*"(\w+)"\s*,\s*\w+\s*,\s*(\w+)\s*\)')
+_SKEL = re.compile(r'#include\s+"(\w+)\.(?:l?skel|subskel)\.h"')
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One program file of the corpus: `progs/<name>.c` and what runs it upstream."""
+
+    name: str
+    source: Path
+    driver: str  # "prog_tests/verifier.c:177 RUN(verifier_arena)", "prog_tests/x.c", ""
+    judged: bool  # run through test_loader with nothing but the annotations
+    reason: str = ""  # why not judged
+
+    def describe(self) -> str:
+        if self.judged:
+            return f"{self.name}: test_loader ({self.driver})"
+        return f"{self.name}: not judged: {self.reason}"
+
+
+@dataclass
+class Corpus:
+    """Every `progs/*.c` of a tree, judged (test_loader) or listed with why not."""
+
+    tree: Path
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def judged(self) -> list[Entry]:
+        return [e for e in self.entries if e.judged]
+
+    @property
+    def not_judged(self) -> list[Entry]:
+        return [e for e in self.entries if not e.judged]
+
+    def select(self, pattern: str | None) -> Corpus:
+        """The entries whose name matches the glob `pattern` (all when None)."""
+        if not pattern:
+            return self
+        return Corpus(self.tree, [e for e in self.entries if fnmatch.fnmatch(e.name, pattern)])
+
+
+def _text(path: Path) -> str:
+    return _COMMENT.sub(" ", path.read_text(errors="replace"))
+
+
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def discover(tree: Path) -> Corpus:
+    """Read the tree's prog_tests/*.c and sort every progs/*.c into judged or not."""
+    selftests = tree / SELFTESTS
+    progs, prog_tests = selftests / "progs", selftests / "prog_tests"
+    if not progs.is_dir() or not prog_tests.is_dir():
+        raise FileNotFoundError(f"{selftests}: no progs/ and prog_tests/ (not a kernel tree?)")
+    runs: dict[str, str] = {}  # name -> where test_loader runs it
+    callbacks: dict[str, str] = {}  # name -> where it runs with a C callback
+    skel_users: dict[str, list[str]] = {}  # name -> prog_tests files that open its skeleton
+    for driver in sorted(prog_tests.glob("*.c")):
+        text = _text(driver)
+        rel = f"prog_tests/{driver.name}"
+        for m in _RUN_TESTS.finditer(text):
+            if not _in_define(text, m.start()):
+                runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN_TESTS")
+        if driver.name == "verifier.c":
+            for m in _RUN.finditer(text):
+                if not _in_define(text, m.start()):
+                    runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN")
+            for m in _RUN_AUX.finditer(text):
+                if m.group(2) != "NULL":
+                    callbacks[m.group(1)] = f"{rel}:{_line(text, m.start())} {m.group(2)}()"
+        for m in _SKEL.finditer(text):
+            skel_users.setdefault(m.group(1), []).append(rel)
+    corpus = Corpus(tree)
+    for source in sorted(progs.glob("*.c")):
+        name = source.name.removesuffix(".c")
+        if name in callbacks:
+            corpus.entries.append(Entry(name, source, callbacks[name], False,
+                                        f"needs the setup callback {callbacks[name]}"))
+        elif name in runs:
+            corpus.entries.append(Entry(name, source, runs[name], True))
+        elif name in skel_users:
+            users = ", ".join(skel_users[name][:3])
+            corpus.entries.append(Entry(name, source, users, False,
+                                        f"driven by {users}, not by its annotations"))
+        else:
+            corpus.entries.append(Entry(name, source, "", False,
+                                        "no prog_tests file opens it (built for another "
+                                        "object or a test program)"))
+    return corpus
+
+
+def _in_define(text: str, pos: int) -> bool:
+    """Whether `pos` is on a `#define` line (the RUN/RUN_TESTS macros themselves)."""
+    start = text.rfind("\n", 0, pos) + 1
+    return text[start:pos].lstrip().startswith("#define")

@@ -1,0 +1,57 @@
+"""harness.progs.corpus: which of a tree's progs/*.c upstream judges through test_loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.progs.corpus import SELFTESTS, discover
+
+
+def _tree(tmp_path: Path, prog_tests: dict[str, str], progs: list[str]) -> Path:
+    st = tmp_path / SELFTESTS
+    (st / "prog_tests").mkdir(parents=True)
+    (st / "progs").mkdir()
+    for name, text in prog_tests.items():
+        (st / "prog_tests" / name).write_text(text)
+    for name in progs:
+        (st / "progs" / f"{name}.c").write_text("/* program */\n")
+    return tmp_path
+
+
+def test_sorts_every_program_file(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {
+        "a.c": "void test_a(void) { RUN_TESTS(plain); }\n/* RUN_TESTS(commented) */\n",
+        "verifier.c": "#define RUN(skel) run_tests_aux(#skel, skel##__elf_bytes, NULL)\n"
+                      "void test_v(void) { RUN(verifier_x); }\n"
+                      'void test_cb(void) { run_tests_aux("verifier_cb", verifier_cb__elf_bytes,'
+                      " init_maps); }\n",
+        "b.c": '#include "driven.skel.h"\nvoid test_b(void) { }\n',
+    }, ["plain", "commented", "verifier_x", "verifier_cb", "driven", "lone"])
+    corpus = discover(tree)
+    by = {e.name: e for e in corpus.entries}
+    assert [e.name for e in corpus.judged] == ["plain", "verifier_x"]
+    assert by["plain"].driver == "prog_tests/a.c:1 RUN_TESTS"
+    assert by["verifier_x"].driver == "prog_tests/verifier.c:2 RUN"
+    assert "init_maps()" in by["verifier_cb"].reason and not by["verifier_cb"].judged
+    assert by["driven"].reason == "driven by prog_tests/b.c, not by its annotations"
+    assert not by["commented"].judged and not by["lone"].judged
+    assert "skel" not in by  # the RUN macro's own definition is not a run
+    assert [e.name for e in corpus.select("verifier_*").entries] == ["verifier_cb", "verifier_x"]
+
+
+def test_not_a_tree(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no progs/ and prog_tests/"):
+        discover(tmp_path)
+
+
+def test_the_73_tree(debian_tree_73) -> None:  # noqa: ANN001 - sources.KernelSource
+    corpus = discover(debian_tree_73.path)
+    by = {e.name: e for e in corpus.entries}
+    assert len(corpus.judged) > 200 and len(corpus.entries) > 900
+    assert by["verifier_arena"].judged and by["async_stack_depth"].judged
+    assert by["kfunc_implicit_args"].judged and by["wq_failures"].judged
+    assert not by["arena_htab"].judged and "prog_tests/arena_htab.c" in by["arena_htab"].reason
+    assert not by["verifier_array_access"].judged
+    assert all(e.source.is_file() for e in corpus.entries)
