@@ -140,14 +140,20 @@ def select_pahole(choice: str) -> Tool:
         if version != choice:
             raise ToolchainError(f"fetched pahole reports {version}, expected {choice}")
         return Tool(path, version, f"pahole {version} (Debian {PAHOLE_RELEASES[choice][0]})")
+    path = _tool_path("pahole", choice, PAHOLE_RELEASES)
+    return Tool(path, pahole_version(path), f"pahole {pahole_version(path)} ({path})")
+
+
+def _tool_path(tool: str, choice: str, releases: dict) -> Path:
+    """A --<tool> choice that is neither system nor a pinned release: an executable path,
+    or a one-line error listing the choices."""
     path = Path(choice).expanduser()
     if "/" in choice or path.exists():
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise UsageError(f"--pahole {choice}: not an executable file")
-        path = path.resolve()
-        return Tool(path, pahole_version(path), f"pahole {pahole_version(path)} ({path})")
-    known = ", ".join(["system", *PAHOLE_RELEASES])
-    raise UsageError(f"unknown pahole {choice!r}: choose {known} or a path")
+            raise UsageError(f"--{tool} {choice}: not an executable file")
+        return path.resolve()
+    known = ", ".join(["system", *releases])
+    raise UsageError(f"unknown {tool} {choice!r}: choose {known} or a path")
 
 
 def clang_version(path: Path | str) -> str:
@@ -182,14 +188,8 @@ def select_clang(choice: str) -> Tool:
         if f"clang version {choice}." not in version:
             raise ToolchainError(f"fetched clang reports {version!r}, expected {choice}.x")
         return Tool(path, version, f"{version} (Debian {CLANG_RELEASES[choice][0]})")
-    path = Path(choice).expanduser()
-    if "/" in choice or path.exists():
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise UsageError(f"--clang {choice}: not an executable file")
-        path = path.resolve()
-        return Tool(path, clang_version(path), f"{clang_version(path)} ({path})")
-    known = ", ".join(["system", *CLANG_RELEASES])
-    raise UsageError(f"unknown clang {choice!r}: choose {known} or a path")
+    path = _tool_path("clang", choice, CLANG_RELEASES)
+    return Tool(path, clang_version(path), f"{clang_version(path)} ({path})")
 
 
 def python_btfids_wrapper() -> Path:

@@ -12,58 +12,33 @@ from pathlib import Path
 import pytest
 
 from harness.btf import kinds
+from harness.btf import types as bt
 from harness.btf.codec import decode_types, encode_header, encode_types, parse_header
 from harness.btf.kinds import SHAPES, Kind
-from harness.btf.types import (
-    Array,
-    BtfType,
-    Const,
-    Datasec,
-    DeclTag,
-    Enum,
-    Enum64,
-    EnumValue,
-    Float,
-    Func,
-    FuncProto,
-    Fwd,
-    Int,
-    Member,
-    Param,
-    Ptr,
-    Restrict,
-    Struct,
-    Typedef,
-    TypeTag,
-    Union,
-    Var,
-    VarSecinfo,
-    Volatile,
-)
 from harness.cache import cache_dir
 
 # One record per kind, with entries where the kind has them and kind_flag where it means
 # something, so every word of every shape is exercised.
-SAMPLES: list[BtfType] = [
-    Int(1, 4, 1, 0, 32),
-    Ptr(0, 1),
-    Array(0, 1, 1, 7),
-    Struct(2, 8, [Member(3, 1, 0), Member(4, 1, (5 << 24) | 32)], 1),
-    Union(5, 4, [Member(3, 1, 0)]),
-    Enum(6, 4, [EnumValue(7, 0xFFFFFFFF), EnumValue(8, 1)], 1),
-    Fwd(9, 1),
-    Typedef(10, 1),
-    Volatile(0, 1),
-    Const(0, 1),
-    Restrict(0, 2),
-    Func(11, 14, 1),
-    FuncProto(0, 1, [Param(12, 1), Param(0, 2)]),
-    Var(13, 1, 1),
-    Datasec(14, 16, [VarSecinfo(15, 0, 4), VarSecinfo(15, 8, 8)]),
-    Float(16, 8),
-    DeclTag(17, 12, 1, 1),
-    TypeTag(18, 2, 1),
-    Enum64(19, 8, [EnumValue(20, (1 << 63) | 5)], 1),
+SAMPLES: list[bt.BtfType] = [
+    bt.Int(1, 4, 1, 0, 32),
+    bt.Ptr(0, 1),
+    bt.Array(0, 1, 1, 7),
+    bt.Struct(2, 8, [bt.Member(3, 1, 0), bt.Member(4, 1, (5 << 24) | 32)], 1),
+    bt.Union(5, 4, [bt.Member(3, 1, 0)]),
+    bt.Enum(6, 4, [bt.EnumValue(7, 0xFFFFFFFF), bt.EnumValue(8, 1)], 1),
+    bt.Fwd(9, 1),
+    bt.Typedef(10, 1),
+    bt.Volatile(0, 1),
+    bt.Const(0, 1),
+    bt.Restrict(0, 2),
+    bt.Func(11, 14, 1),
+    bt.FuncProto(0, 1, [bt.Param(12, 1), bt.Param(0, 2)]),
+    bt.Var(13, 1, 1),
+    bt.Datasec(14, 16, [bt.VarSecinfo(15, 0, 4), bt.VarSecinfo(15, 8, 8)]),
+    bt.Float(16, 8),
+    bt.DeclTag(17, 12, 1, 1),
+    bt.TypeTag(18, 2, 1),
+    bt.Enum64(19, 8, [bt.EnumValue(20, (1 << 63) | 5)], 1),
 ]
 
 
@@ -82,10 +57,10 @@ def test_every_kind_round_trips_at_its_declared_size(endian: str) -> None:
 
 
 def test_entry_tuples_have_one_field_per_word() -> None:
-    assert len(Member._fields) == SHAPES[Kind.STRUCT].entry == SHAPES[Kind.UNION].entry
-    assert len(Param._fields) == SHAPES[Kind.FUNC_PROTO].entry
-    assert len(EnumValue._fields) == SHAPES[Kind.ENUM].entry
-    assert len(VarSecinfo._fields) == SHAPES[Kind.DATASEC].entry
+    assert len(bt.Member._fields) == SHAPES[Kind.STRUCT].entry == SHAPES[Kind.UNION].entry
+    assert len(bt.Param._fields) == SHAPES[Kind.FUNC_PROTO].entry
+    assert len(bt.EnumValue._fields) == SHAPES[Kind.ENUM].entry
+    assert len(bt.VarSecinfo._fields) == SHAPES[Kind.DATASEC].entry
 
 
 def test_header_format_round_trips() -> None:
@@ -96,8 +71,8 @@ def test_header_format_round_trips() -> None:
         assert (hdr.hdr_len, hdr.type_len, hdr.str_off, hdr.str_len) == (hdr_len, 24, 24, 5)
 
 
-def _entries(t: BtfType) -> int:
-    return 0 if isinstance(t, Func) else t.vlen
+def _entries(t: bt.BtfType) -> int:
+    return 0 if isinstance(t, bt.Func) else t.vlen
 
 
 # what the kernel declares after struct btf_type, per kind: (struct once, struct per entry)
