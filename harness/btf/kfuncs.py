@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
-from harness.btf.load import load
+from harness.btf.load import btf_and_base_bytes, load
 from harness.btf.types import BtfType, DeclTag, Func, FuncProto, TypeTag
 from harness.kfunc_abi import (
     ARENA_ATTR,
@@ -285,14 +286,20 @@ def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None 
     return find_kfuncs(btf, sets)
 
 
-def implicit_arg_kfuncs(path: str | os.PathLike[str]) -> frozenset[str]:
+def implicit_arg_kfuncs(path: str | os.PathLike[str],
+                        vmlinux: str | os.PathLike[str] | None = None) -> frozenset[str]:
     """The KF_IMPLICIT_ARGS kfuncs of a kernel or module, with their `_impl` twins' names.
 
     From an ELF (vmlinux, a .ko) the flags of its .BTF_ids sets say it; raw BTF
     (/sys/kernel/btf/*) has no flags, so there a kfunc with an `_impl` twin is one.
+    A module ELF's BTF is split on `vmlinux`, unless it carries a distilled .BTF.base
+    (pahole >= 1.26) to be read on instead.
     """
+    base = None
+    if vmlinux is not None and Path(path) != Path(vmlinux) and is_elf(path):
+        base = None if btf_and_base_bytes(path)[1] is not None else vmlinux
     names: set[str] = set()
-    for k in kfuncs_of(path):
+    for k in kfuncs_of(path, base):
         implicit = (k.flags & KF_IMPLICIT_ARGS) if k.flags is not None else k.impl is not None
         if implicit:
             names.update((k.name, k.name + IMPL_SUFFIX))

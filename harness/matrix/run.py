@@ -109,7 +109,7 @@ def run_cell(cell: Cell, progress: CellProgress, *, retry: bool = True) -> CellO
     progress.stage(f"boot and judge {len(sources)} sources")
     run_request = session.RunRequest(builds=(request,), sources=tuple(sources),
                                      timeout=cell.timeout, denylist=cell.denylist,
-                                     retry=retry, keep_going=True)
+                                     retry=retry, keep_going=True, clang=cell.clang)
     try:
         run = session.judge(run_request, artifacts)
     except HarnessError as exc:  # e.g. two sources with one program name: no verdict

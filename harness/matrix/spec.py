@@ -17,6 +17,7 @@ key before anything builds, keeps a nightly job from failing hours in. Nothing h
     programs = ["bpf_progs/*", "upstream:wq*"]
     kconfig = []            # fragments, relative to this file
     denylist = "ci/lists"   # BPF CI DENYLIST/ALLOWLIST[.arch] files, relative to this file
+    clang = "21"            # BPF compiler: system, a pinned release (19, 21) or a path
 
     [[exclude]]             # drops product cells matching every key given
     kernel = "6.12"
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -61,7 +63,12 @@ from pathlib import Path
 from harness.arch import SPELLINGS, lookup
 from harness.errors import UsageError
 from harness.kbuild.sources import DEBIAN_RELEASES
-from harness.kbuild.toolchains import BTFIDS_CHOICES, PAHOLE_RELEASES
+from harness.kbuild.toolchains import (
+    BTFIDS_CHOICES,
+    CLANG_RELEASES,
+    DEFAULT_CLANG,
+    PAHOLE_RELEASES,
+)
 from harness.progs.lists import program_base
 
 AXES = ("kernel", "pahole", "btfids", "arch")
@@ -69,7 +76,7 @@ VERDICTS = ("pass", "fail", "skip", "error")
 PAHOLE_CHOICES = ("system", *PAHOLE_RELEASES)
 DEFAULT_TIMEOUT = 60.0
 _TABLES = ("axes", "defaults", "exclude", "include", "override", "expect")
-_SETTINGS = ("timeout", "programs", "kconfig", "denylist")
+_SETTINGS = ("timeout", "programs", "kconfig", "denylist", "clang")
 _INCLUDE_KEYS = (*AXES, "tree", "patches")
 _EXPECT_KEYS = ("match", "programs", "verdict", "message", "reason")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -120,6 +127,7 @@ class Cell:
     programs: tuple[str, ...] = ()  # empty: the runner's default programs
     expects: tuple[Expect, ...] = ()
     denylist: Path | None = None  # a directory of BPF CI lists
+    clang: str = DEFAULT_CLANG  # the BPF compiler (a --clang choice)
 
     @property
     def kernel_label(self) -> str:
@@ -252,6 +260,18 @@ class _Reader:
             raise self.fail(where, f"no such fragment {missing}")
         return fragments
 
+    def clang(self, value: object, where: str) -> str:
+        """A --clang choice: system, a pinned release or a path (relative to this file)."""
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected system, {', '.join(CLANG_RELEASES)} or a path, "
+                            f"got {value!r}")
+        if value == "system" or value in CLANG_RELEASES:
+            return value
+        path = self.path_of(value, where)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise self.fail(where, f"{path} is not an executable clang")
+        return str(path)
+
     def lists_dir(self, value: object, where: str) -> Path:
         directory = self.path_of(value, where)
         if not directory.is_dir():
@@ -267,6 +287,7 @@ class _Settings:
     programs: tuple[str, ...]
     kconfigs: tuple[Path, ...]
     denylist: Path | None = None
+    clang: str = DEFAULT_CLANG
 
 
 def _matches(cell: Cell, match: dict[str, set[str]]) -> bool:
@@ -379,6 +400,8 @@ def load_matrix(path: str | Path) -> Matrix:
                 if "kconfig" in defaults else ())
     denylist = (reader.lists_dir(defaults["denylist"], "defaults: denylist")
                 if "denylist" in defaults else None)
+    clang = (reader.clang(defaults["clang"], "defaults: clang")
+             if "clang" in defaults else DEFAULT_CLANG)
 
     cells = _product(reader, data)
     for index, raw in enumerate(reader.entries(data, "exclude"), 1):
@@ -400,7 +423,7 @@ def load_matrix(path: str | Path) -> Matrix:
         raise MatrixError(f"{path}: no cells (no [axes] product left and no [[include]])")
     trees = {cell.kernel_label for cell in cells if cell.tree is not None}
 
-    settings = [_Settings(timeout, programs, kconfigs, denylist) for _ in cells]
+    settings = [_Settings(timeout, programs, kconfigs, denylist, clang) for _ in cells]
     for index, raw in enumerate(reader.entries(data, "override"), 1):
         where = f"override {index}"
         entry = reader.table(raw, where, ("match", *_SETTINGS))
@@ -414,6 +437,7 @@ def load_matrix(path: str | Path) -> Matrix:
         extra = reader.kconfigs(entry.get("kconfig", []), f"{where}: kconfig")
         new_lists = (reader.lists_dir(entry["denylist"], f"{where}: denylist")
                      if "denylist" in entry else None)
+        new_clang = reader.clang(entry["clang"], f"{where}: clang") if "clang" in entry else None
         for cell, setting in zip(cells, settings, strict=True):
             if not _matches(cell, match):
                 continue
@@ -423,6 +447,8 @@ def load_matrix(path: str | Path) -> Matrix:
                 setting.programs = new_programs
             if new_lists is not None:
                 setting.denylist = new_lists
+            if new_clang is not None:
+                setting.clang = new_clang
             # Fragments add up: an arch's and a kernel's extras both apply to a cell.
             setting.kconfigs = tuple(dict.fromkeys((*setting.kconfigs, *extra)))
 
@@ -434,7 +460,7 @@ def load_matrix(path: str | Path) -> Matrix:
             kernel=cell.kernel, tree=cell.tree, patches=cell.patches, pahole=cell.pahole,
             btfids=cell.btfids, arch=cell.arch,
             kconfigs=setting.kconfigs, timeout=setting.timeout, programs=setting.programs,
-            denylist=setting.denylist,
+            denylist=setting.denylist, clang=setting.clang,
             expects=tuple(e for match, e in expects if _matches(cell, match))))
     return Matrix(path, tuple(final))
 

@@ -103,20 +103,21 @@ class Job:
 
 def kernel_implicit_kfuncs(kernel_files: Iterable[str | Path]) -> frozenset[str]:
     """KF_IMPLICIT_ARGS kfuncs (and `_impl` twins) of the kernel the programs load into:
-    its vmlinux and modules (ELF: the .BTF_ids flags) or /sys/kernel/btf files."""
+    its vmlinux, then its modules (ELF: the .BTF_ids flags), or /sys/kernel/btf files."""
+    files = [str(f) for f in kernel_files]
     names: frozenset[str] = frozenset()
-    for path in kernel_files:
+    for path in files:
         st = os.stat(path)
-        names |= _implicit_kfuncs_of(str(path), st.st_mtime_ns, st.st_size)
+        names |= _implicit_kfuncs_of(path, files[0], st.st_mtime_ns, st.st_size)
     return names
 
 
 @functools.cache
-def _implicit_kfuncs_of(path: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+def _implicit_kfuncs_of(path: str, vmlinux: str, _mtime_ns: int, _size: int) -> frozenset[str]:
     """One file's answer, kept while the file is unchanged (a watch loop asks each round)."""
     from harness.btf.kfuncs import implicit_arg_kfuncs  # noqa: PLC0415 - the BTF library
 
-    return implicit_arg_kfuncs(path)
+    return implicit_arg_kfuncs(path, vmlinux)
 
 
 def plan(objects: Iterable[str | Path], arch: str, *, implicit_kfuncs: frozenset[str] = frozenset(),

@@ -142,6 +142,28 @@ denylist = "lists-arm"
         load_matrix(write(tmp_path, SMALL + '[defaults]\ndenylist = "gone"\n', "bad.toml"))
 
 
+def test_clang_setting(tmp_path: Path) -> None:
+    own = tmp_path / "my-clang"
+    own.write_text("#!/bin/sh\n")
+    own.chmod(0o755)
+    text = SMALL + """
+[defaults]
+clang = "system"
+
+[[override]]
+match = { kernel = "7.2" }
+clang = "my-clang"
+"""
+    matrix = load_matrix(write(tmp_path, text))
+    assert matrix.cell("7.3-pahole1.32-python-x86_64").clang == "system"
+    assert matrix.cell("7.2-pahole1.32-c-x86_64").clang == str(own)
+    assert load_matrix(write(tmp_path, SMALL, "plain.toml")).cells[0].clang == "21"
+    with pytest.raises(MatrixError, match=r"defaults: clang: .*gone is not an executable clang"):
+        load_matrix(write(tmp_path, SMALL + '[defaults]\nclang = "gone"\n', "bad.toml"))
+    with pytest.raises(MatrixError, match=r"defaults: clang: expected system, 19, 21 or a path"):
+        load_matrix(write(tmp_path, SMALL + "[defaults]\nclang = 21\n", "num.toml"))
+
+
 def test_tree_include_is_named_by_its_directory(tmp_path: Path) -> None:
     (tmp_path / "linux-next").mkdir()
     (tmp_path / "fix.mbox").write_text("")
@@ -242,7 +264,7 @@ message = ["no such kfunc", "not supported"]
     (AXES + '[defaults]\nprograms = ["upstream:"]\n',
      "defaults: programs: 'upstream:' names no selftest"),
     (AXES + '[defaults]\nretries = 2\n',
-     "defaults: unknown key 'retries' (known: timeout, programs, kconfig, denylist)"),
+     "defaults: unknown key 'retries' (known: timeout, programs, kconfig, denylist, clang)"),
     (AXES + INCLUDE_73 + 'arch = "x86_64"\nbtfids = "rust"\n',
      None),  # duplicate TOML key: tomllib refuses it (checked below by prefix)
     (AXES + INCLUDE_73.replace('"python"', '"rust"') + 'arch = "x86_64"\n',
@@ -260,7 +282,7 @@ message = ["no such kfunc", "not supported"]
     (AXES + '[[override]]\nmatch = { btfids = "rust" }\ntimeout = 5\n',
      "override 1: match: btfids: unknown btfids 'rust' (choose c, python)"),
     (AXES + '[[override]]\nmatch = { arch = "arm64" }\n',
-     "override 1: sets nothing (timeout, programs, kconfig, denylist)"),
+     "override 1: sets nothing (timeout, programs, kconfig, denylist, clang)"),
     (AXES + '[[override]]\ntimeout = 5\n[[override]]\nmatch = { arch = "arm64" }\n'
      'kconfig = ["nope.config"]\n', "override 2: kconfig: no such fragment {dir}/nope.config"),
     (AXES + '[[override]]\ntimeout = 5\nkconfig = "a.config"\n',
