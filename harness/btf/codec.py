@@ -363,20 +363,19 @@ def _junk(tid: int, off: int, what: str) -> None:
 
 # Info words of each kind with vlen 0 and no kind_flag (plain ints: hashing or looking up
 # an IntEnum member runs Python code in the encoder's loop), and the kind_flag bit.
-_INFO: dict[int, int] = {int(k): info_word(k) for k in Kind}
 _KFLAG = 1 << INFO_KFLAG_SHIFT
-_FUNC_INFO = _INFO[Kind.FUNC]
-_FUNC_PROTO_INFO = _INFO[Kind.FUNC_PROTO]
-_ENUM_INFO = _INFO[Kind.ENUM]
-_ENUM64_INFO = _INFO[Kind.ENUM64]
-_INT_INFO = _INFO[Kind.INT]
-_ARRAY_INFO = _INFO[Kind.ARRAY]
-_FWD_INFO = _INFO[Kind.FWD]
-_VAR_INFO = _INFO[Kind.VAR]
-_DATASEC_INFO = _INFO[Kind.DATASEC]
-_FLOAT_INFO = _INFO[Kind.FLOAT]
-_DECL_TAG_INFO = _INFO[Kind.DECL_TAG]
-_TYPE_TAG_INFO = _INFO[Kind.TYPE_TAG]
+_FUNC_INFO = info_word(Kind.FUNC)
+_FUNC_PROTO_INFO = info_word(Kind.FUNC_PROTO)
+_ENUM_INFO = info_word(Kind.ENUM)
+_ENUM64_INFO = info_word(Kind.ENUM64)
+_INT_INFO = info_word(Kind.INT)
+_ARRAY_INFO = info_word(Kind.ARRAY)
+_FWD_INFO = info_word(Kind.FWD)
+_VAR_INFO = info_word(Kind.VAR)
+_DATASEC_INFO = info_word(Kind.DATASEC)
+_FLOAT_INFO = info_word(Kind.FLOAT)
+_DECL_TAG_INFO = info_word(Kind.DECL_TAG)
+_TYPE_TAG_INFO = info_word(Kind.TYPE_TAG)
 
 
 def _enc_func(t: Func, out: list[int]) -> None:
@@ -389,7 +388,7 @@ def _enc_proto(t: FuncProto, out: list[int]) -> None:
 
 
 def _ref_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
-    info = _INFO[kind]
+    info = info_word(kind)
 
     def enc(t: BtfType, out: list[int]) -> None:
         out += (t.name_off, info, t.type)  # type: ignore[attr-defined]
@@ -398,7 +397,7 @@ def _ref_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
 
 
 def _composite_encoder(kind: int) -> Callable[[BtfType, list[int]], None]:
-    info = _INFO[kind]
+    info = info_word(kind)
 
     def enc(t: BtfType, out: list[int]) -> None:
         members = t.members  # type: ignore[attr-defined]

@@ -60,8 +60,7 @@ def open_elf(path: str | os.PathLike[str], *, writable_check: bool = True) -> El
 def symbols_and_banner(elf: ElfFile, symtab: Section,
                        shndx: int) -> tuple[list[Symbol], Symbol | None]:
     """The symbols in section `shndx` plus the `linux_banner` symbol, in one pass."""
-    with c_errors():
-        found = elf.symbols(symtab, shndx, also=_BANNER_SYMBOL)
+    found = elf.symbols(symtab, shndx, also=_BANNER_SYMBOL)
     banner = None
     for sym in found:
         if sym.name == _BANNER_SYMBOL:

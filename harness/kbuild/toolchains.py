@@ -133,7 +133,8 @@ def select_pahole(choice: str) -> Tool:
         if not found:
             raise ToolchainError("no pahole on PATH (apt install dwarves, or use --pahole 1.32)")
         path = Path(found)
-        return Tool(path, pahole_version(path), f"system pahole {pahole_version(path)}")
+        version = pahole_version(path)
+        return Tool(path, version, f"system pahole {version}")
     if choice in PAHOLE_RELEASES:
         path = _fetch_pahole(choice)
         version = pahole_version(path)
@@ -141,7 +142,8 @@ def select_pahole(choice: str) -> Tool:
             raise ToolchainError(f"fetched pahole reports {version}, expected {choice}")
         return Tool(path, version, f"pahole {version} (Debian {PAHOLE_RELEASES[choice][0]})")
     path = _tool_path("pahole", choice, PAHOLE_RELEASES)
-    return Tool(path, pahole_version(path), f"pahole {pahole_version(path)} ({path})")
+    version = pahole_version(path)
+    return Tool(path, version, f"pahole {version} ({path})")
 
 
 def _tool_path(tool: str, choice: str, releases: dict) -> Path:
@@ -181,7 +183,8 @@ def select_clang(choice: str) -> Tool:
         found = shutil.which("clang")
         if not found:
             raise ToolchainError("no clang on PATH (apt install clang, or use --clang 21)")
-        return Tool(Path(found), clang_version(found), f"system {clang_version(found)}")
+        version = clang_version(found)
+        return Tool(Path(found), version, f"system {version}")
     if choice in CLANG_RELEASES:
         path = _fetch_clang(choice)
         version = clang_version(path)
@@ -189,7 +192,8 @@ def select_clang(choice: str) -> Tool:
             raise ToolchainError(f"fetched clang reports {version!r}, expected {choice}.x")
         return Tool(path, version, f"{version} (Debian {CLANG_RELEASES[choice][0]})")
     path = _tool_path("clang", choice, CLANG_RELEASES)
-    return Tool(path, clang_version(path), f"{clang_version(path)} ({path})")
+    version = clang_version(path)
+    return Tool(path, version, f"{version} ({path})")
 
 
 def python_btfids_wrapper() -> Path:
