@@ -135,7 +135,7 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
                    target_name=request.target, target_options=request.target_options,
                    lists=request.lists(artifacts.arch), retry=request.retry,
                    keep_going=request.keep_going or request.selftests is not None,
-                   clang=request.clang)
+                   clang=request.clang, progress=lambda line: say(f"harness: {line}"))
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

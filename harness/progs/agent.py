@@ -22,6 +22,7 @@ Usage::
 
     agent.py --libbpf /path/libbpf.so probe
     agent.py --libbpf /path/libbpf.so run JOBS.json      # JSON list of jobs -> JSON results
+    agent.py --mark-console --libbpf ... run JOBS.json   # log "kfunc-harness: job ID" first
     agent.py hid probe | hid run SCENARIO                  # uhid/hidraw plumbing (hidtool.py)
 
 A job with ``hid`` (the harness's ``__hid`` tag) makes a /dev/uhid device
@@ -618,6 +619,25 @@ def run_isolated(libbpf: str, job: dict, testing_flags: int | None, timeout: flo
         return base
 
 
+CONSOLE_MARK = "kfunc-harness: job "  # progs/isolation.py reads these off the console
+
+
+def mark_console(job_id: object) -> None:
+    """One kernel log line naming the job about to run: a splat that follows is its.
+
+    A fresh open per line: /dev/kmsg rate-limits writes per open file (10 per 5 s)."""
+    try:
+        fd = os.open("/dev/kmsg", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"{CONSOLE_MARK}{job_id}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def probe(libbpf: str) -> dict:
     """Facts about the target the host needs (and that every job would re-probe otherwise)."""
     lb = Libbpf(libbpf)
@@ -637,9 +657,12 @@ def main(argv: list[str]) -> int:
     args = list(argv)
     libbpf = None
     timeout = 60.0
+    mark = False
     while args and args[0].startswith("--"):
         opt = args.pop(0)
-        if opt == "--libbpf":
+        if opt == "--mark-console":
+            mark = True
+        elif opt == "--libbpf":
             libbpf = args.pop(0)
         elif opt == "--timeout":
             timeout = float(args.pop(0))
@@ -670,6 +693,8 @@ def main(argv: list[str]) -> int:
         info = probe(libbpf)
         results = []
         for job in jobs:
+            if mark:
+                mark_console(job.get("id"))
             start = time.monotonic()
             res = run_isolated(libbpf, job, info["testing_flags"], timeout)
             res["wall_ms"] = round((time.monotonic() - start) * 1000, 3)

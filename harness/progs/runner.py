@@ -243,7 +243,8 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
         bundle.unlink()
     insmod = f"--insmod {shlex.quote(module.name)} " if module is not None else ""
     # -S: the agent is stdlib-only, and site's .pth scan is slow on a fresh guest's 9p root
-    cmd = (f"python3 -S {REMOTE_DIR}.zip {insmod}--libbpf {REMOTE_DIR}/libbpf.so "
+    # --mark-console: each job is named in the kernel log first (progs/isolation.py)
+    cmd = (f"python3 -S {REMOTE_DIR}.zip {insmod}--mark-console --libbpf {REMOTE_DIR}/libbpf.so "
            f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
     res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)
     if res.rc == INSMOD_FAILED:

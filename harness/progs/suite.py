@@ -5,9 +5,11 @@ through here, so they judge the same jobs the same way: :func:`suite_jobs`
 compiles the sources for a build and plans the sub-tests (what pytest turns
 into test ids at collection), :func:`run_arch` boots one guest, runs them all
 in it, and returns the results with the guest's console. A boot failure, a
-kernel splat or a hang does not raise out of :func:`run_arch`: it becomes the
-run's ``error`` and every program without a verdict gets an ERROR result with
-that reason, so one arch's crash never hides another arch's table.
+kernel splat or a hang under a program costs that program's result: the target
+is restarted and the rest are judged (progs/isolation.py). A boot failure does not
+raise out of :func:`run_arch`: it becomes the run's ``error`` and every program
+without a verdict gets an ERROR result with that reason, so one arch's broken
+kernel never hides another arch's table.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.kbuild.toolchains import DEFAULT_CLANG
+from harness.progs.agent import CONSOLE_MARK
 from harness.progs.compile import CompileError
-from harness.progs.judge import ERROR, describe
+from harness.progs.isolation import Isolated, Progress, Restart, no_verdict
 from harness.progs.lists import Lists
 from harness.progs.results import ProgResult
 from harness.progs.runner import (
@@ -57,6 +60,7 @@ class ArchRun:
     identity: TargetIdentity | None = None  # what the target ran: release, BTF hash
     flaky: list[str] = field(default_factory=list)  # test ids that passed only on retry
     clang: str = ""  # the compiler's version line, e.g. "Debian clang version 21.1.8 (...)"
+    restarts: list[Restart] = field(default_factory=list)  # each time a program killed it
 
     def header(self) -> str:
         """`x86_64 on board rk: 7.3.4, BTF sha256 cc9c3dc16c49..., Debian clang version
@@ -84,7 +88,8 @@ class ArchRun:
         return console_excerpt(self.console, lines)
 
 
-_NOISE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?overlayfs: ")
+# overlayfs: every 9p boot; the agent's per-job marks (a splat's own lines say enough)
+_NOISE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?(?:overlayfs: |" + re.escape(CONSOLE_MARK) + ")")
 
 
 def console_excerpt(console: str, lines: int = CONSOLE_EXCERPT_LINES) -> str:
@@ -210,14 +215,16 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              target: Target | None = None, target_name: str = "qemu",
              target_options: Mapping[str, Any] | None = None,
              lists: Lists | None = None, retry: bool = False,
-             keep_going: bool = False, clang: str = DEFAULT_CLANG) -> ArchRun:
+             keep_going: bool = False, clang: str = DEFAULT_CLANG,
+             progress: Progress | None = None) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
     what happens inside the guest is reported in the returned run. ``lists`` (BPF CI's
     deny/allow lists) turn programs into skips; ``retry`` runs each failure once more;
     ``keep_going`` reports a source that does not compile as that file's error result;
-    ``clang`` picks the compiler (a --clang choice).
+    ``clang`` picks the compiler (a --clang choice); ``progress`` hears how far a long
+    run is and every restart after a crash.
     """
     from harness.kbuild.toolchains import select_clang  # noqa: PLC0415 - fetches pinned clangs
     from harness.targets.registry import open_target  # noqa: PLC0415
@@ -230,6 +237,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     own = target is None
     booting: _Boot | None = None
     jobs: list[Job] | None = None
+    isolated: Isolated | None = None
     try:
         if own:  # the guest boots while the sources compile: an edit costs the longer only
             target = open_target(target_name, artifacts, arch, memory=memory, cpus=cpus,
@@ -250,9 +258,11 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             return execute(some, artifacts.libbpf_so, target, timeout=timeout,
                            module=testmod_of(artifacts))
 
-        out.results = run(jobs)
-        if retry:
-            out.results, out.flaky = retry_failures(jobs, out.results, run)
+        isolated = Isolated(target, run, arch, progress=progress)
+        out.results = isolated(jobs)
+        if retry and isolated.fatal is None:
+            out.results, out.flaky = retry_failures(jobs, out.results, isolated)
+        out.error = isolated.fatal
         out.suite_s = round(time.monotonic() - t1, 2)
     except CompileError:
         raise
@@ -269,6 +279,10 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                 out.console = target.console()
             except Exception:  # noqa: BLE001 - a dead guest still gets its report
                 out.console = ""
+            if isolated is not None and isolated.restarts:
+                out.restarts = isolated.restarts
+                out.console = restarted_console(isolated.consoles, isolated.restarts,
+                                                out.console)
             if own:
                 target.close()
     if out.error is not None:
@@ -278,8 +292,15 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:
-                out.results.append(ProgResult(
-                    object=job.object_stem, program=job.name, arch=arch, verdict=ERROR,
-                    expected=describe(job.run.mode) if job.run.spec.valid else "valid spec",
-                    reason=f"no verdict: {out.error}"))
+                out.results.append(no_verdict(job, arch, f"no verdict: {out.error}"))
     return out
+
+
+def restarted_console(dead: list[str], restarts: list[Restart], last: str) -> str:
+    """Every boot's console in order, each dead one followed by why it was restarted."""
+    parts = []
+    for console, restart in zip(dead, restarts, strict=True):
+        blamed = f" under {restart.blamed}" if restart.blamed else ""
+        parts.append(f"{console.rstrip()}\n----- harness: the target died{blamed} "
+                     f"({restart.reason}); restarted -----\n")
+    return "".join(parts) + last

@@ -279,6 +279,7 @@ class QemuTarget(Lifecycle):
             if splat.taint_means_splat(self._taint, frame.taint):
                 self._wait_for_splat(time.monotonic() + _SPLAT_GRACE)
             self._check_splats(f"during {what}")
+            splat.unreported_taint(self._taint, frame.taint, self.console(), f"during {what}")
             self._taint = frame.taint
         except BaseException:
             self.close()

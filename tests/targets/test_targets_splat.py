@@ -25,6 +25,9 @@ CASES = [
     ("BUG: kernel NULL pointer dereference, address: 0000000000000000", "BUG"),
     ("kernel BUG at mm/slub.c:123!", "BUG"),
     ("BUG: KASAN: slab-use-after-free in bpf_wq_work+0x1/0x2", "KASAN"),
+    # 7.2+'s head (seen on 7.3 under bpf_testmod's WARN_ON_ONCE kfunc)
+    ("WARNING: bpf_testmod.c:1043 at bpf_kfunc_call_test_offset+0x5/0x8 [bpf_testmod], "
+     "CPU#0: python3/65", "WARNING"),
     ("WARNING: possible circular locking dependency detected", "lockdep"),
     ("WARNING: inconsistent lock state", "lockdep"),
     ("rcu: INFO: rcu_sched detected stalls on CPUs/tasks:", "RCU stall"),
@@ -84,3 +87,12 @@ def test_non_fatal_splat_raises_kernel_splat() -> None:
 
 def test_clean_console_passes() -> None:
     check_console("Linux version 7.3.4\nRun /init as init process\n")
+
+
+def test_a_splat_taint_with_no_report_we_know_still_fails() -> None:
+    from harness.targets.splat import unreported_taint
+
+    unreported_taint(0x1000, 0x1000, "quiet")  # O (out-of-tree module): no splat
+    unreported_taint(-1, 0x200, "unreadable before")
+    with pytest.raises(KernelSplat, match=r"taint went 0x1000 -> 0x1200 .* recognises"):
+        unreported_taint(0x1000, 0x1200, "some new report format\n", "during run")

@@ -1,0 +1,166 @@
+"""Run jobs on a target that may die under one of them: blame that job, restart, go on.
+
+Why: the tree's selftests corpus is thousands of programs judged in one boot, and a
+kernel splat, panic or hang under one of them must cost that program's result, not the
+rest of the run. Jobs go to the agent in batches of a few objects, so a crash re-runs
+only its own batch. The agent logs ``kfunc-harness: job ID`` to the kernel log before
+each job (agent.py --mark-console), so the console names the job a splat followed; when
+no console shows it (a board without a serial line, a crash before the first job), the
+batch is halved until the job that kills the target is alone. Either way the target is
+restarted (``Target.reboot``: a new guest, a board's power cycle) before the rest run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from harness.progs.agent import CONSOLE_MARK
+from harness.progs.judge import ERROR, describe
+from harness.progs.results import ProgResult
+from harness.progs.runner import Job
+from harness.targets.base import Target
+from harness.targets.errors import TargetError
+from harness.targets.splat import find_splats
+
+BATCH_OBJECTS = 24  # objects per agent call: what one crash re-runs at most
+MAX_RESTARTS = 16  # then the target is taken to be broken, not one program
+Progress = Callable[[str], None]
+
+
+def no_verdict(job: Job, arch: str, reason: str) -> ProgResult:
+    """The ERROR result of a job the target gave no verdict for."""
+    return ProgResult(object=job.object_stem, program=job.name, arch=arch, verdict=ERROR,
+                      expected=describe(job.run.mode) if job.run.spec.valid else "valid spec",
+                      reason=reason)
+
+
+def marked_job(console: str, since: int = 0) -> str | None:
+    """The job the agent named last before the first splat in `console[since:]` (a
+    WARNING lets the batch run on and name later jobs), or last of all when no splat is
+    there (a hang); None when it named none."""
+    text = console[since:]
+    splats = find_splats(text)
+    if splats:
+        text = "\n".join(text.splitlines()[:splats[0].start])
+    at = text.rfind(CONSOLE_MARK)
+    if at < 0:
+        return None
+    return text[at + len(CONSOLE_MARK):].split("\n", 1)[0].strip() or None
+
+
+def batches(jobs: Sequence[Job], objects: int = BATCH_OBJECTS) -> list[list[Job]]:
+    """Consecutive jobs grouped so that each batch holds at most `objects` objects."""
+    out: list[list[Job]] = []
+    seen: set[object] = set()
+    for job in jobs:
+        if not out or (job.object not in seen and len(seen) >= objects):
+            out.append([])
+            seen = set()
+        seen.add(job.object)
+        out[-1].append(job)
+    return out
+
+
+@dataclass
+class Restart:
+    """One time the target died under a batch: why, and whom it was blamed on."""
+
+    reason: str  # the target error's one line
+    blamed: str | None  # the job id, None while the batch was still being halved
+
+
+@dataclass
+class Isolated:
+    """Runs jobs through `run` on `target`, restarting it after each crash (see module doc).
+
+    `run` is the plain executor (runner.execute bound to the target): one result per
+    job, in job order, or a TargetError when the target dies under them.
+    """
+
+    target: Target
+    run: Callable[[list[Job]], list[ProgResult]]
+    arch: str
+    batch_objects: int = BATCH_OBJECTS
+    max_restarts: int = MAX_RESTARTS
+    progress: Progress | None = None
+    restarts: list[Restart] = field(default_factory=list)
+    consoles: list[str] = field(default_factory=list)  # each dead target's console
+    fatal: str | None = None  # the target did not come back: the run's error
+
+    def __call__(self, jobs: list[Job]) -> list[ProgResult]:
+        results: dict[int, ProgResult] = {}
+        index = {id(job): n for n, job in enumerate(jobs)}
+        queue = deque(batches(jobs, self.batch_objects))
+        total = len({job.object for job in jobs})
+        done: set[object] = set()
+        while queue:
+            batch = queue.popleft()
+            if any(job.skip is None for job in batch):
+                since = len(self._console())
+                try:
+                    got = self.run(batch)
+                except TargetError as exc:
+                    self._crashed(batch, exc, since, queue, results, index)
+                    continue
+            else:  # skipped on the host: nothing to send
+                got = self.run(batch)
+            for job, result in zip(batch, got, strict=True):
+                results[index[id(job)]] = result
+            done |= {job.object for job in batch}
+            if self.progress is not None and len(jobs) > len(batch):
+                self.progress(f"{self.arch}: {len(done)}/{total} objects judged"
+                              + (f", {len(self.restarts)} restarts" if self.restarts else ""))
+        return [results[n] for n in range(len(jobs))]
+
+    def _console(self) -> str:
+        try:
+            return self.target.console()
+        except Exception:  # noqa: BLE001 - a dead target's console may be gone
+            return ""
+
+    def _crashed(self, batch: list[Job], exc: TargetError, since: int, queue: deque,
+                 results: dict[int, ProgResult], index: dict[int, int]) -> None:
+        """Blame a job (the console's mark, else halve the batch), restart, requeue."""
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        console = self._console()
+        runnable = [job for job in batch if job.skip is None]
+        named = marked_job(console, since)
+        blamed = next((job for job in runnable if job.id == named), None)
+        if blamed is None and len(runnable) == 1:
+            blamed = runnable[0]
+        self.consoles.append(console)
+        self.restarts.append(Restart(reason, blamed.id if blamed is not None else None))
+        if len(self.restarts) > self.max_restarts:
+            self._give_up(batch, queue, results, index, f"{reason} (the target died "
+                          f"{len(self.restarts)} times; not restarted again)")
+            return
+        if self.progress is not None:
+            self.progress(f"{self.arch}: target died ({reason}) under "
+                          f"{blamed.id if blamed else f'one of {len(runnable)} jobs'}; "
+                          "restarting it")
+        try:
+            self.target.reboot()
+        except TargetError as again:
+            self._give_up(batch, queue, results, index, f"{reason}; the restart failed: "
+                          f"{type(again).__name__}: {again}".splitlines()[0])
+            return
+        if blamed is not None:
+            results[index[id(blamed)]] = no_verdict(
+                blamed, self.arch, f"the target died under this program: {reason}")
+            rest = [job for job in batch if job is not blamed]
+            if rest:
+                queue.appendleft(rest)
+            return
+        half = len(batch) // 2  # no console names it: halve until it is alone
+        queue.appendleft(batch[half:])
+        queue.appendleft(batch[:half])
+
+    def _give_up(self, batch: list[Job], queue: deque, results: dict[int, ProgResult],
+                 index: dict[int, int], why: str) -> None:
+        """No more restarts: every job not judged yet is an error, and so is the run."""
+        self.fatal = why
+        for job in [*batch, *(j for rest in queue for j in rest)]:
+            results[index[id(job)]] = no_verdict(job, self.arch, f"no verdict: {why}")
+        queue.clear()
