@@ -108,9 +108,10 @@ def make_plan(request: BuildRequest) -> BuildPlan:
         raise UsageError(f"unknown --btfids {request.btfids!r}: choose c, python or a path")
     compiler = toolchains.cross_compiler(request.arch)
     series = patches.read_series(request.patches) if request.patches else []
-    fragments = kconfig.standard_fragments(request.arch)
-    fragments += [kconfig.user_fragment(spec) for spec in request.kconfigs]
-    for fragment in fragments:
+    tree_own = kconfig.SELFTESTS in request.kconfigs
+    fragments = kconfig.standard_fragments(request.arch, trimmed=not tree_own)
+    files = [spec for spec in request.kconfigs if spec != kconfig.SELFTESTS]
+    for fragment in [*fragments, *map(kconfig.user_fragment, files)]:
         kconfig.parse_fragment(fragment)  # syntax errors before any download
     # Cheap checks of the tree or release first: a bad one fails before any download.
     if request.tree and request.kernel:
@@ -121,6 +122,10 @@ def make_plan(request: BuildRequest) -> BuildPlan:
         sources.check_release(request.kernel or sources.DEFAULT_RELEASE)
     pahole = toolchains.select_pahole(request.pahole)
     source = sources.resolve(request.tree, request.kernel)
+    # `--kconfig selftests` is the (unpatched) tree's own: known only once it is here
+    uname = lookup(request.arch).uname
+    for spec in request.kconfigs:
+        fragments += kconfig.user_fragments(spec, source.path, uname)
     if request.btfids == "python":
         btfids_path = toolchains.python_btfids_wrapper()
     elif request.btfids == "c":
@@ -208,10 +213,16 @@ class Builder:
         # Pinning off a symbol this tree lacks (an older or newer release) is already true,
         # and one it gives no prompt (6.12's AF_UNIX_OOB) is the tree's to decide; only a
         # symbol we want on must exist, or it is a typo.
-        dropped = [r for r in unknown if r.value == "n"] + promptless
+        dropped = [r for r in unknown if r.value == "n" or r.advisory] + promptless
+        dropped += kconfig.yield_to_tree(source.path, requests)
         for request in dropped:
             requests.pop(request.symbol, None)
-        unknown = [r for r in unknown if r.value != "n"]
+        stale = [r for r in unknown if r.advisory and r.value != "n"]
+        if stale:
+            self.say(f"note: {len(stale)} symbols of the tree's own fragments are not in "
+                     f"its Kconfig, skipped: {', '.join(r.origin for r in stale[:5])}"
+                     + (" ..." if len(stale) > 5 else ""))
+        unknown = [r for r in unknown if r.value != "n" and not r.advisory]
         if unknown:
             first = unknown[0]
             more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
@@ -244,6 +255,22 @@ class Builder:
 
     def _check_drift(self, requests: dict[str, kconfig.Request], text: str) -> None:
         drifted = kconfig.drift(requests, kconfig.read_config_text(text))
+        advisory = [d for d in drifted if requests[d.symbol].advisory]
+        if advisory:
+            self.say(f"note: {len(advisory)} symbols of the tree's own fragments did not take "
+                     f"(its merge_config.sh would only warn too): "
+                     f"{'; '.join(str(d) for d in advisory[:3])}"
+                     + (" ..." if len(advisory) > 3 else ""))
+        drifted = [d for d in drifted if not requests[d.symbol].advisory]
+        if advisory_fragments := [f for f in self.plan.fragments if f.advisory]:
+            # what the tree's fragments select turns on some of our pin-offs: theirs win
+            off = [d for d in drifted if requests[d.symbol].value == "n"]
+            if off:
+                self.say(f"note: {len(off)} of our pin-offs were turned on by what "
+                         f"{advisory_fragments[0].name} and the rest select: "
+                         + ", ".join(f"CONFIG_{d.symbol}" for d in off[:5])
+                         + (" ..." if len(off) > 5 else ""))
+            drifted = [d for d in drifted if requests[d.symbol].value != "n"]
         if drifted and not self.plan.request.allow_config_drift:
             listing = "; ".join(str(d) for d in drifted[:5])
             more = f" (and {len(drifted) - 5} more)" if len(drifted) > 5 else ""

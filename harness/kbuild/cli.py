@@ -23,7 +23,9 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                      f"({', '.join(DEBIAN_RELEASES)}; default 7.3)")
     parser.add_argument("--patches", metavar="DIR|MBOX", help="a patch series to apply first")
     parser.add_argument("--kconfig", metavar="FILE", action="append", default=[],
-                        help="an extra Kconfig fragment, merged after the project's (repeatable)")
+                        help="an extra Kconfig fragment, merged after the project's "
+                        "(repeatable); 'selftests': the tree's tools/testing/selftests/bpf "
+                        "config, config.vm and config.<arch>, for --selftests runs")
     parser.add_argument("--pahole", default=toolchains.DEFAULT_PAHOLE,
                         help="system, 1.24, 1.30, 1.32 or a path (default %(default)s)")
     parser.add_argument("--btfids", default=toolchains.DEFAULT_BTFIDS,

@@ -7,6 +7,7 @@ final .config, because Kconfig silently drops what it cannot satisfy.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from harness.errors import UsageError
 
 PROJECT_KCONFIGS = Path(__file__).resolve().parent.parent.parent / "kconfigs"
 STANDARD_FRAGMENTS = ("base", "vng", "hid", "{arch}", "trim")
+TRIM = "trim"  # pins off default-y symbols: left out under the tree's selftests config
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -29,6 +31,7 @@ class Request:
     symbol: str  # without the CONFIG_ prefix
     value: str  # "y", "m", "n", a number or a quoted string
     origin: str  # fragment:line, for error messages
+    advisory: bool = False  # from a tree's own fragment (see Fragment.advisory)
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,46 @@ class Fragment:
     name: str
     path: Path
     text: str
+    # A tree's own fragment (its selftests config): a symbol the tree no longer has is
+    # dropped and one that does not take is a warning, as the tree's merge_config.sh
+    # treats them; in the project's fragments and the user's, both are errors.
+    advisory: bool = False
 
 
-def standard_fragments(arch: str) -> list[Fragment]:
-    """The project's fragments, in merge order, for `arch`."""
+def standard_fragments(arch: str, *, trimmed: bool = True) -> list[Fragment]:
+    """The project's fragments, in merge order, for `arch`; without trim.config when
+    not `trimmed` (a selftests kernel keeps the defaults, as BPF CI's olddefconfig does)."""
     fragments = []
     for template in STANDARD_FRAGMENTS:
+        if template == TRIM and not trimmed:
+            continue
         path = PROJECT_KCONFIGS / f"{template.format(arch=arch)}.config"
         fragments.append(Fragment(path.name, path, path.read_text()))
     return fragments
+
+
+SELFTESTS = "selftests"  # --kconfig value: the tree's own BPF selftests config
+SELFTESTS_CONFIG = Path("tools/testing/selftests/bpf")
+
+
+def selftests_fragments(tree: Path, uname: str) -> list[Fragment]:
+    """The tree's tools/testing/selftests/bpf/config, config.vm and config.<uname -m>, in
+    the order BPF CI's vmtest merges them: what the tree's own selftests need of a kernel
+    (LSM hooks, cgroups, net, ...)."""
+    folder = tree / SELFTESTS_CONFIG
+    if not (folder / "config").is_file():
+        raise UsageError(f"--kconfig {SELFTESTS}: {folder / 'config'} does not exist in "
+                         "this tree")
+    paths = [folder / name for name in ("config", "config.vm", f"config.{uname}")]
+    return [Fragment(f"selftests/{p.name}", p, p.read_text(errors="replace"), advisory=True)
+            for p in paths if p.is_file()]
+
+
+def user_fragments(spec: str, tree: Path, uname: str) -> list[Fragment]:
+    """What one --kconfig names: a fragment file, or `selftests` (the tree's own)."""
+    if spec == SELFTESTS and not Path(spec).is_file():
+        return selftests_fragments(tree, uname)
+    return [user_fragment(spec)]
 
 
 def user_fragment(spec: str) -> Fragment:
@@ -68,9 +102,10 @@ def parse_fragment(fragment: Fragment) -> list[Request]:
         if not line:
             continue
         if match := _UNSET.match(line):
-            requests.append(Request(match.group(1)[7:], "n", origin))
+            requests.append(Request(match.group(1)[7:], "n", origin, fragment.advisory))
         elif match := _SET.match(line):
-            requests.append(Request(match.group(1)[7:], match.group(2).strip(), origin))
+            requests.append(Request(match.group(1)[7:], match.group(2).strip(), origin,
+                                    fragment.advisory))
         elif line.startswith("#"):
             continue
         else:
@@ -125,24 +160,58 @@ _BLOCK_END = re.compile(r"^\s*(?:(?:menu)?config|choice|endchoice|menu|endmenu|i
 _PROMPT = re.compile(r"^\s*(?:(?:bool|tristate|string|int|hex)\s+[\"']|prompt\b)")
 
 
-def kconfig_symbols(tree: Path) -> tuple[set[str], set[str]]:
-    """(declared, settable): every symbol some Kconfig file of the tree declares, and those
-    with a prompt somewhere (a promptless symbol follows its default; no fragment sets it)."""
+@dataclass(frozen=True)
+class KconfigScan:
+    """What the tree's Kconfig files declare, read without running Kconfig."""
+
+    declared: frozenset[str]  # every symbol some Kconfig file declares
+    settable: frozenset[str]  # those with a prompt somewhere (the rest follow defaults)
+    choice_of: dict[str, str]  # a choice member -> "file:line" of its choice
+
+
+@functools.lru_cache(maxsize=4)
+def scan_kconfig(tree: Path) -> KconfigScan:
     declared: set[str] = set()
     settable: set[str] = set()
+    choice_of: dict[str, str] = {}
     for path in tree.rglob("Kconfig*"):
         if not path.is_file() or "Documentation" in path.parts:
             continue
         current = None
-        for line in path.read_text(errors="replace").splitlines():
+        choices: list[str] = []
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if match := _ENTRY.match(line):
                 current = match.group(1)
                 declared.add(current)
+                if choices:
+                    choice_of.setdefault(current, choices[-1])
             elif _BLOCK_END.match(line):
                 current = None
+                word = line.split()[0]
+                if word == "choice":
+                    choices.append(f"{path.relative_to(tree)}:{number}")
+                elif word == "endchoice" and choices:
+                    choices.pop()
             elif current and _PROMPT.match(line):
                 settable.add(current)
-    return declared, settable
+    return KconfigScan(frozenset(declared), frozenset(settable), choice_of)
+
+
+def kconfig_symbols(tree: Path) -> tuple[set[str], set[str]]:
+    """(declared, settable): every symbol some Kconfig file of the tree declares, and those
+    with a prompt somewhere (a promptless symbol follows its default; no fragment sets it)."""
+    scan = scan_kconfig(tree)
+    return set(scan.declared), set(scan.settable)
+
+
+def yield_to_tree(tree: Path, requests: dict[str, Request]) -> list[Request]:
+    """Our requests for a choice in which the tree's own fragment picks another member
+    (its DEBUG_INFO_DWARF4 over our DWARF5): theirs is merged over ours, so ours go."""
+    choice_of = scan_kconfig(tree).choice_of
+    picked = {choice_of[r.symbol]: r.symbol for r in requests.values()
+              if r.advisory and r.value == "y" and r.symbol in choice_of}
+    return [r for r in requests.values() if not r.advisory and r.symbol in choice_of
+            and picked.get(choice_of[r.symbol], r.symbol) != r.symbol]
 
 
 def unreachable_pins(tree: Path,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import UsageError
 from harness.kbuild import kconfig
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.kbuild.sources import from_debian
@@ -122,3 +123,60 @@ def test_pinning_off_a_symbol_the_tree_sets_itself_passes_fresh_and_cached(tmp_p
     first = Builder(plan, quiet=True).merged_config(plan.source)
     again = Builder(plan, quiet=True).merged_config(plan.source)
     assert first == again and "CONFIG_DYNAMIC_FTRACE=y" in first
+
+
+def _tree_with_selftests_config(tmp_path: Path, files: dict[str, str]) -> Path:
+    tree = tmp_path / "tree"
+    folder = tree / kconfig.SELFTESTS_CONFIG
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return tree
+
+
+def test_selftests_fragments_are_the_trees_own_in_vmtests_order(tmp_path: Path) -> None:
+    tree = _tree_with_selftests_config(tmp_path, {
+        "config": "CONFIG_BPF_LSM=y\n", "config.vm": "CONFIG_VIRTIO_FS=y\n",
+        "config.aarch64": "CONFIG_ARM64_BTI=y\n", "config.x86_64": "CONFIG_AGP=y\n"})
+    frags = kconfig.user_fragments(kconfig.SELFTESTS, tree, "aarch64")
+    assert [f.name for f in frags] == ["selftests/config", "selftests/config.vm",
+                                       "selftests/config.aarch64"]
+    assert all(r.advisory for f in frags for r in kconfig.parse_fragment(f))
+    assert "trim.config" not in [f.name for f in kconfig.standard_fragments(
+        "arm64", trimmed=False)]
+    assert "trim.config" in [f.name for f in kconfig.standard_fragments("arm64")]
+    with pytest.raises(UsageError, match=r"--kconfig selftests: .*/config does not exist"):
+        kconfig.user_fragments(kconfig.SELFTESTS, tmp_path / "empty", "x86_64")
+
+
+def test_the_trees_choice_wins_over_ours(tmp_path: Path) -> None:
+    tree = _tree_with_selftests_config(tmp_path, {"config": ""})
+    (tree / "Kconfig").write_text(
+        'choice\n\tprompt "DWARF version"\nconfig DWARF_DEFAULT\n\tbool "default"\n'
+        'config DWARF4\n\tbool "4"\nconfig DWARF5\n\tbool "5"\nendchoice\n'
+        'config OTHER\n\tbool "other"\n')
+    scan = kconfig.scan_kconfig(tree)
+    assert scan.choice_of.keys() == {"DWARF_DEFAULT", "DWARF4", "DWARF5"}
+    ours = kconfig.Fragment("base.config", Path("base.config"), "CONFIG_DWARF5=y\n"
+                            "CONFIG_OTHER=y\n")
+    theirs = kconfig.Fragment("selftests/config", Path("config"), "CONFIG_DWARF4=y\n"
+                              "CONFIG_DWARF_DEFAULT=y\n", advisory=True)
+    requests = kconfig.merge([ours, theirs])
+    # the tree's last pick in the choice (its config.x86_64's DEFAULT over its DWARF4)
+    # makes ours go; OTHER is no choice member and stays ours
+    assert [r.symbol for r in kconfig.yield_to_tree(tree, requests)] == ["DWARF5"]
+    assert kconfig.yield_to_tree(tree, kconfig.merge([ours])) == []
+
+
+@pytest.mark.kernel  # the 7.3 source, Kconfig runs
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_the_trees_selftests_config_merges_over_ours(arch: str) -> None:
+    plan = make_plan(BuildRequest(arch=arch, kconfigs=[kconfig.SELFTESTS]))
+    names = [f.name for f in plan.fragments]
+    assert "trim.config" not in names and names[-3:-1] == ["selftests/config",
+                                                           "selftests/config.vm"]
+    text = Builder(plan).merged_config(plan.source)  # its stale symbols are notes
+    final = kconfig.read_config_text(text)
+    for symbol in ("BPF_LSM", "CGROUP_BPF", "NET_SCH_BPF", "XDP_SOCKETS", "DEBUG_INFO_BTF",
+                   "FUNCTION_ERROR_INJECTION", "MODULES"):
+        assert final.get(symbol) == "y", symbol

@@ -393,6 +393,7 @@ def test_a_panic_on_the_console_is_the_error_when_ssh_drops(tmp_path: Path) -> N
             assert "Booting Linux" in target.console()
         finally:
             target.close()
+            _reap(marker)  # the "board" lost its sshd, not its processes
     assert "Kernel panic - not syncing" in log.read_text()
     leftover = subprocess.run(["pgrep", "-f", f"tail -n \\+1 -f {feed}"],
                               capture_output=True, text=True).stdout
