@@ -19,6 +19,7 @@ from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.progs.corpus import discover
 from harness.progs.lists import Lists, load_lists
+from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
@@ -49,6 +50,7 @@ class RunRequest:
     retry: bool = False  # run each failure once more; a pass then is reported flaky
     keep_going: bool = False  # a source that does not compile is its own error result
     clang: str = DEFAULT_CLANG  # BPF compiler: system, a pinned release (19, 21) or a path
+    flavor: str = DEFAULT_FLAVOR  # the tree's test_progs flavor: default, no_alu32, cpuv4
     # The tree's own test_loader programs (progs.corpus) whose name matches this glob,
     # instead of `sources`; each file that does not compile is its own error result.
     selftests: str | None = None
@@ -135,7 +137,8 @@ def judge(request: RunRequest, artifacts: BuildArtifacts, *, say: Say = _quiet) 
                    target_name=request.target, target_options=request.target_options,
                    lists=request.lists(artifacts.arch), retry=request.retry,
                    keep_going=request.keep_going or request.selftests is not None,
-                   clang=request.clang, progress=lambda line: say(f"harness: {line}"))
+                   clang=request.clang, flavor=request.flavor,
+                   progress=lambda line: say(f"harness: {line}"))
     if board is not None:
         from harness.targets.boardlock import record_result  # noqa: PLC0415
 

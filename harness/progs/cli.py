@@ -91,13 +91,19 @@ def _toolchain_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_clang_option(parser: argparse.ArgumentParser) -> None:
-    """--clang: which compiler builds the BPF programs (its version heads every result)."""
+    """--clang/--flavor: which compiler builds the BPF programs and with which of the
+    tree's test_progs flavors' flags (both head every result)."""
     from harness.kbuild.toolchains import CLANG_RELEASES, DEFAULT_CLANG  # noqa: PLC0415
+    from harness.progs.makeflags import DEFAULT_FLAVOR  # noqa: PLC0415
 
     parser.add_argument("--clang", default=DEFAULT_CLANG, metavar="WHICH",
                         help="BPF compiler: system (clang on PATH), a pinned Debian release "
                         f"({', '.join(CLANG_RELEASES)}; fetched into the cache once) or a path "
                         f"(default: {DEFAULT_CLANG})")
+    parser.add_argument("--flavor", default=DEFAULT_FLAVOR, metavar="NAME",
+                        help="compile as the tree's test_progs flavor NAME does: default "
+                        "(-mcpu=v3), no_alu32 (v2), cpuv4 (v4); flags from the tree's "
+                        "selftests Makefile")
 
 
 def _toolchain(args: argparse.Namespace):
@@ -109,7 +115,7 @@ def _toolchain(args: argparse.Namespace):
     from harness.kbuild.toolchains import select_clang  # noqa: PLC0415
 
     return BpfToolchain(args.arch, vmlinux_h(args.vmlinux, args.bpftool), args.libbpf_headers,
-                        args.tree, str(select_clang(args.clang).path))
+                        args.tree, str(select_clang(args.clang).path), args.flavor)
 
 
 def _expectations(args: argparse.Namespace) -> int:
@@ -209,7 +215,8 @@ def _watch(args: argparse.Namespace) -> int:
     with session.open_for(request, artifacts) as target:
         print(f"harness: guest up in {target.boot_seconds:.1f} s", flush=True)
         watch(artifacts, target, [s.resolve() for s in args.sources], report,
-              only=args.only, timeout=args.timeout, clang=str(compiler.path))
+              only=args.only, timeout=args.timeout, clang=str(compiler.path),
+              flavor=args.flavor)
     return 0
 
 
@@ -283,6 +290,7 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
                       kvm=False if getattr(args, "no_kvm", False) else None,
                       denylist=getattr(args, "denylist", None),
                       retry=getattr(args, "retry", False), clang=args.clang,
+                      flavor=args.flavor,
                       selftests=getattr(args, "selftests", None))
 
 

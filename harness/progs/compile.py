@@ -1,12 +1,13 @@
 """Compile selftest-style BPF C programs against a built kernel, cached by content.
 
-The flags follow the selftests' ``BPF_CFLAGS`` (tools/testing/selftests/bpf/Makefile)
-so the tree's own programs compile unmodified: ``vmlinux.h`` generated from the
-*built* kernel's BTF with the tree's bpftool (bookworm's bpftool 7.1 drops
-members of 7.x structs), libbpf's headers from the tree, the selftests' own
-directory for ``bpf_misc.h``/``bpf_experimental.h``, and
-``-fms-extensions -Wno-microsoft-anon-tag``, without which clang 14 lays out
-7.x structs with anonymous tagged members wrongly.
+The flags are the tree's own: tools/testing/selftests/bpf/Makefile is asked for them
+(makeflags.py: TRUNNER_BPF_CFLAGS, the build rule's -O2/--target/-mcpu, per-source
+extras) for the chosen test_progs flavor (default, no_alu32, cpuv4), so the tree's
+programs compile as its test_progs builds them, -Werror included. What the Makefile
+takes from its own scratch dir comes from the build instead: ``vmlinux.h`` generated
+from the *built* kernel's BTF with the tree's bpftool (bookworm's bpftool 7.1 drops
+members of 7.x structs) and libbpf's headers from the tree's tools build. Programs
+outside the tree also get the selftests' progs/ directory (``bpf_misc.h``).
 
 Objects are cached under ``<cache>/progs/obj/<key>/`` where the key hashes the
 preprocessed source (so every header's content counts), the flags and the
@@ -21,13 +22,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.arch import lookup
 from harness.cache import atomic_write, cache_dir, locked, touch_used
 from harness.elf import ElfError, ElfFile, is_elf
 from harness.errors import HarnessError
-
-SELFTESTS = Path("tools/testing/selftests/bpf")
-
+from harness.progs.makeflags import DEFAULT_FLAVOR, SELFTESTS, SelftestsFlags, selftests_flags
 
 
 class CompileError(HarnessError):
@@ -43,42 +41,20 @@ class BpfToolchain:
     libbpf_headers: Path  # holds bpf/bpf_helpers.h ...
     source_tree: Path  # kernel tree (read-only): selftests headers and tools/include
     clang: str = "clang"
+    flavor: str = DEFAULT_FLAVOR  # a test_progs flavor of the tree's Makefile
 
-    def cflags(self) -> list[str]:
-        define = lookup(self.arch).target_arch_define
-        st = self.source_tree / SELFTESTS
-        tools = self.source_tree / "tools"
-        return [
-            "-g", "-Wall", f"-D__TARGET_ARCH_{define}", "-mlittle-endian",
-            f"-I{self.vmlinux_h_dir}", f"-I{self.libbpf_headers}", f"-I{st}", f"-I{st / 'progs'}",
-            f"-I{tools / 'include' / 'uapi'}", f"-I{tools / 'include'}",
-            f"-I{st / 'libarena' / 'include'}",
-            "-std=gnu11", "-fno-strict-aliasing", "-Wno-microsoft-anon-tag", "-fms-extensions",
-            "-Wno-compare-distinct-pointer-types", "-Wno-initializer-overrides",
-            *sys_includes(self.clang), "-DENABLE_ATOMICS_TESTS",
-            "-O2", "--target=bpfel", "-mcpu=v3",
-        ]
+    def flags_for(self, src: Path) -> list[str]:
+        """What clang gets besides `-c src -o obj`: the tree's flags for `src` in this
+        flavor, with this build's vmlinux.h and libbpf headers."""
+        derived = _derived(self.source_tree, self.arch, self.clang)
+        flags = derived.command_flags(self.flavor, src, self.source_tree,
+                                      (self.vmlinux_h_dir, self.libbpf_headers))
+        return [*flags, f"-I{self.source_tree / SELFTESTS / 'progs'}"]
 
 
-@functools.cache
-def sys_includes(clang: str) -> tuple[str, ...]:
-    """``-idirafter`` for the compiler's own search list (the selftests' get_sys_includes)."""
-    try:
-        proc = subprocess.run([clang, "-v", "-E", "-"], input="", capture_output=True,
-                              text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CompileError(f"cannot run {clang}: {exc}") from None
-    out: list[str] = []
-    inside = False
-    for line in proc.stderr.splitlines():
-        if line.startswith("#include <...> search starts here:"):
-            inside = True
-            continue
-        if line.startswith("End of search list."):
-            break
-        if inside and line.startswith(" /"):
-            out += ["-idirafter", line.strip()]
-    return tuple(out)
+@functools.lru_cache(maxsize=16)
+def _derived(tree: Path, arch: str, clang: str) -> SelftestsFlags:
+    return selftests_flags(tree, arch, clang, clang_version(clang))
 
 
 @functools.cache
@@ -136,7 +112,7 @@ def compile_prog(src: str | Path, tc: BpfToolchain, extra_cflags: tuple[str, ...
     src = Path(src).resolve()
     if not src.is_file():
         raise CompileError(f"no such BPF source: {src}")
-    flags = tc.cflags() + list(extra_cflags)
+    flags = tc.flags_for(src) + list(extra_cflags)
     pre = subprocess.run([tc.clang, *flags, "-E", "-P", str(src)], capture_output=True,
                          timeout=300)
     if pre.returncode != 0:
@@ -172,9 +148,10 @@ def _first_error(stderr: bytes) -> str:
     return lines[-1].strip() if lines else "compiler failed"
 
 
-def toolchain_for(artifacts: object, clang: str = "clang") -> BpfToolchain:
+def toolchain_for(artifacts: object, clang: str = "clang",
+                  flavor: str = DEFAULT_FLAVOR) -> BpfToolchain:
     """A toolchain from a ``harness.kbuild.artifacts.BuildArtifacts``."""
     arch = artifacts.arch  # type: ignore[attr-defined]
     header_dir = vmlinux_h(artifacts.vmlinux, artifacts.bpftool)  # type: ignore[attr-defined]
     return BpfToolchain(arch, header_dir, artifacts.libbpf_headers,  # type: ignore[attr-defined]
-                        artifacts.source_tree, clang)  # type: ignore[attr-defined]
+                        artifacts.source_tree, clang, flavor)  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ from harness.progs.expectations import (
 )
 from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.lean import lean_copy
+from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
 from harness.targets.base import RemoteShell
 
@@ -337,16 +338,16 @@ def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
 
 def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Path], *,
               only: str | None = None, timeout: float = 60.0,
-              clang: str = "clang") -> list[ProgResult]:
-    """Compile ``sources`` with ``clang`` (a command or path) for a build
-    (``BuildArtifacts``) and judge them on ``target``.
+              clang: str = "clang", flavor: str = DEFAULT_FLAVOR) -> list[ProgResult]:
+    """Compile ``sources`` with ``clang`` (a command or path) as test_progs ``flavor``
+    builds them, for a build (``BuildArtifacts``), and judge them on ``target``.
 
     Loads the build's bpf_testmod on the target first when the build has one
     (the implicit-args and wq selftests call its kfuncs).
     """
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415
 
-    tc = toolchain_for(artifacts, clang)
+    tc = toolchain_for(artifacts, clang, flavor)
     objects = [compile_prog(src, tc) for src in sources]
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]

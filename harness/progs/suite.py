@@ -28,6 +28,7 @@ from harness.progs.agent import CONSOLE_MARK
 from harness.progs.compile import CompileError
 from harness.progs.isolation import Isolated, Progress, Restart, no_verdict
 from harness.progs.lists import Lists
+from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
 from harness.progs.runner import (
     Job,
@@ -60,6 +61,7 @@ class ArchRun:
     identity: TargetIdentity | None = None  # what the target ran: release, BTF hash
     flaky: list[str] = field(default_factory=list)  # test ids that passed only on retry
     clang: str = ""  # the compiler's version line, e.g. "Debian clang version 21.1.8 (...)"
+    flavor: str = DEFAULT_FLAVOR  # the tree's test_progs flavor the programs were built as
     restarts: list[Restart] = field(default_factory=list)  # each time a program killed it
 
     def header(self) -> str:
@@ -70,6 +72,8 @@ class ArchRun:
             self.identity.release, f"BTF sha256 {self.identity.btf_sha256}"]
         if self.clang:
             parts.append(self.clang)
+        if self.flavor != DEFAULT_FLAVOR:
+            parts.append(f"flavor {self.flavor}")
         return f"{where}: {', '.join(parts)}" if parts else where
 
     def summary(self) -> str:
@@ -105,7 +109,7 @@ def suite_sources(artifacts: Any, extra: Iterable[str | Path] = ()) -> list[Path
 
 def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
                only: str | None = None, keep_going: bool = False,
-               clang: str = DEFAULT_CLANG) -> list[Job]:
+               clang: str = DEFAULT_CLANG, flavor: str = DEFAULT_FLAVOR) -> list[Job]:
     """Compile C sources (cached) and plan: the sub-tests a run on ``artifacts`` will
     report.
 
@@ -113,13 +117,14 @@ def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     theirs to fix first), or with ``keep_going`` becomes that file's one ERROR result
     named "<stem>/(compile)": a matrix cell on an older kernel whose vmlinux.h lacks a
     newer kfunc judges every other file all the same. `clang` is a --clang choice
-    (system, a pinned release such as 21, or a path).
+    (system, a pinned release such as 21, or a path); `flavor` a test_progs flavor of the
+    tree's Makefile (default, no_alu32, cpuv4).
     """
     from harness.kbuild.toolchains import select_clang  # noqa: PLC0415 - fetches pinned clangs
     from harness.progs.compile import compile_prog, toolchain_for  # noqa: PLC0415 - clang paths
 
     sources = list(sources) if sources is not None else suite_sources(artifacts)
-    tc = toolchain_for(artifacts, str(select_clang(clang).path))
+    tc = toolchain_for(artifacts, str(select_clang(clang).path), flavor)
     implicit = kernel_implicit_kfuncs(kernel_files_of(artifacts))
     jobs: list[Job] = []
     for src in sources:
@@ -216,7 +221,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              target_options: Mapping[str, Any] | None = None,
              lists: Lists | None = None, retry: bool = False,
              keep_going: bool = False, clang: str = DEFAULT_CLANG,
-             progress: Progress | None = None) -> ArchRun:
+             flavor: str = DEFAULT_FLAVOR, progress: Progress | None = None) -> ArchRun:
     """Boot ``artifacts`` (unless a running ``target`` is given), run the suite, collect.
 
     Compile errors and bad expectations raise (they are the user's to fix);
@@ -233,7 +238,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     sources = list(sources) if sources is not None else suite_sources(artifacts)
     compiler = select_clang(clang)  # a bad --clang fails before anything boots
     clang = str(compiler.path)
-    out = ArchRun(arch, clang=compiler.version)
+    out = ArchRun(arch, clang=compiler.version, flavor=flavor)
     own = target is None
     booting: _Boot | None = None
     jobs: list[Job] | None = None
@@ -246,7 +251,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             booting = _Boot(target)
         # compile errors raise: user's to fix
         jobs = apply_lists(suite_jobs(artifacts, sources, only=only, keep_going=keep_going,
-                                      clang=clang), lists)
+                                      clang=clang, flavor=flavor), lists)
         if booting is not None:
             booting.wait()
             out.boot_s = booting.seconds
@@ -288,7 +293,8 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     if out.error is not None:
         if jobs is None:
             jobs = apply_lists(suite_jobs(artifacts, sources, only=only,
-                                          keep_going=keep_going, clang=clang), lists)
+                                          keep_going=keep_going, clang=clang,
+                                          flavor=flavor), lists)
         seen = {r.test_id for r in out.results}
         for job in jobs:
             if job_test_id(job, arch) not in seen:

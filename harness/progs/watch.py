@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.progs.compile import CompileError
+from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
 from harness.progs.runner import run_suite
 from harness.targets.base import Target
@@ -33,12 +34,13 @@ class Round:
 
 
 def judge_once(artifacts: Any, target: Target, sources: Sequence[Path], *,
-               only: str | None = None, timeout: float = 60.0, clang: str = "clang") -> Round:
+               only: str | None = None, timeout: float = 60.0, clang: str = "clang",
+               flavor: str = DEFAULT_FLAVOR) -> Round:
     """Compile `sources` (cached by content) and judge them on the running `target`."""
     started = time.monotonic()
     try:
         results = run_suite(artifacts, target, sources, only=only, timeout=timeout,
-                            clang=clang)
+                            clang=clang, flavor=flavor)
     except CompileError as exc:
         return Round([], time.monotonic() - started, f"compile: {exc}")
     except TargetError as exc:
@@ -58,9 +60,10 @@ def _stamps(sources: Sequence[Path]) -> dict[Path, int]:
 
 def watch(artifacts: Any, target: Target, sources: Sequence[Path], report: Callable[[Round], None],
           *, only: str | None = None, timeout: float = 60.0, poll: float = 0.2,
-          rounds: int | None = None, clang: str = "clang") -> None:
+          rounds: int | None = None, clang: str = "clang",
+          flavor: str = DEFAULT_FLAVOR) -> None:
     """Judge now and after every save until Ctrl-C (or `rounds` rounds, for tests);
-    `clang` is the compiler's command or path."""
+    `clang` is the compiler's command or path, `flavor` a test_progs flavor."""
     seen: dict[Path, int] = {}
     done = 0
     while rounds is None or done < rounds:
@@ -71,6 +74,6 @@ def watch(artifacts: Any, target: Target, sources: Sequence[Path], report: Calla
         seen = stamps
         target.start()  # a no-op while it runs; a fresh boot after a hang stopped it
         result = judge_once(artifacts, target, sources, only=only, timeout=timeout,
-                            clang=clang)
+                            clang=clang, flavor=flavor)
         report(result)
         done += 1
