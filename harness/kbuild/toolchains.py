@@ -84,15 +84,58 @@ def _write_wrapper(path: Path, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+NATIVE_STAMP = ".native"  # in a tool's dir: its binary was given its own loader
+
+
+def _patchelf() -> Path:
+    """bookworm's patchelf, unpacked once into the toolchain cache (runs natively here)."""
+    final = cache_dir("toolchains") / "patchelf"
+    binary = final / "root/usr/bin/patchelf"
+    if binary.exists():
+        return binary
+    deb = PrivateApt().download("patchelf", "bookworm")
+    with locked(final):
+        if not binary.exists():
+            with staging_dir(final) as tmp:
+                unpack_deb(deb, tmp / "root")
+    return binary
+
+
+def _make_native(final: Path, binary: str, loader: str, libpath: str) -> None:
+    """Give `binary` the unpacked loader and library path itself (PT_INTERP, RUNPATH).
+
+    Why: run through the loader, a tool's /proc/self/exe is the loader, and clang's driver
+    re-executes /proc/self/exe for every job it does not run in-process (a multi-file
+    compile, a link): the loader then takes `-cc1` for a program name. Patched, the tool
+    is its own executable and runs the same with or without the wrapper."""
+    target = (final / "root" / binary).resolve()
+    try:
+        subprocess.run([str(_patchelf()), "--set-interpreter", loader, "--set-rpath", libpath,
+                        str(target)], check=True, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(f"patchelf {target}: {exc}") from None
+    except subprocess.CalledProcessError as exc:
+        raise ToolchainError(f"patchelf {target}: {exc.stderr.strip()[-200:]}") from None
+    (final / NATIVE_STAMP).write_text(f"{loader}\n{libpath}\n")
+
+
 def _unpack_tool(name: str, packages: list[tuple[str, str]], binary: str,
-                 args: str = "") -> Path:
+                 args: str = "", native: bool = False) -> Path:
     """Unpack Debian `packages` ((package, suite) pairs) once into the toolchain cache and
     return a wrapper that runs `binary` (a path inside them) through their own dynamic
     loader and libraries, so a newer suite's tool runs on this Debian untouched. `args`
-    go before the caller's; `{root}` in them is where the packages were unpacked."""
+    go before the caller's; `{root}` in them is where the packages were unpacked. With
+    `native`, the binary itself is patched to use that loader (see _make_native)."""
     final = cache_dir("toolchains") / name
     wrapper = final / name.split("-")[0]
-    if wrapper.exists():
+    if wrapper.exists() and (not native or (final / NATIVE_STAMP).exists()):
+        return wrapper
+    if wrapper.exists():  # unpacked by a harness that did not patch it yet
+        with locked(final):
+            if not (final / NATIVE_STAMP).exists():
+                loader, libpath = _loader_and_libpath(final, final)
+                _make_native(final, binary, loader, libpath)
+                _write_native_wrapper(wrapper, final, name, packages, binary, args)
         return wrapper
     apt = PrivateApt()
     debs = [apt.download(pkg, suite) for pkg, suite in packages]
@@ -102,22 +145,44 @@ def _unpack_tool(name: str, packages: list[tuple[str, str]], binary: str,
         with staging_dir(final) as tmp:
             for deb in debs:
                 unpack_deb(deb, tmp / "root")
-            triplet = host().gnu_triplet
-            lib_dirs = [d for d in (f"lib/{triplet}", f"usr/lib/{triplet}")
-                        if (tmp / "root" / d).is_dir()]
-            libpath = ":".join(f"{final}/root/{d}" for d in lib_dirs)
-            loader = f"{final}/root/lib64/ld-linux-x86-64.so.2"
-            if not (tmp / "root/lib64/ld-linux-x86-64.so.2").exists():
-                loader = f"{final}/root/usr/lib64/ld-linux-x86-64.so.2"
-            suites = sorted({suite for _, suite in packages})
-            _write_wrapper(
-                tmp / wrapper.name,
-                "#!/bin/sh\n"
-                f"# {name} from Debian {', '.join(suites)}, run through its own loader\n"
-                f"exec {loader} --library-path {libpath} {final}/root/{binary} "
-                f'{args.format(root=f"{final}/root")}"$@"\n',
-            )
+            loader, libpath = _loader_and_libpath(tmp, final)
+            if native:
+                _make_native(tmp, binary, loader, libpath)
+                _write_native_wrapper(tmp / wrapper.name, final, name, packages, binary, args)
+            else:
+                suites = sorted({suite for _, suite in packages})
+                _write_wrapper(
+                    tmp / wrapper.name,
+                    "#!/bin/sh\n"
+                    f"# {name} from Debian {', '.join(suites)}, run through its own loader\n"
+                    f"exec {loader} --library-path {libpath} {final}/root/{binary} "
+                    f'{args.format(root=f"{final}/root")}"$@"\n',
+                )
     return wrapper
+
+
+def _loader_and_libpath(unpacked: Path, final: Path) -> tuple[str, str]:
+    """The unpacked packages' dynamic loader and library dirs, as paths under `final`
+    (where `unpacked` ends up)."""
+    triplet = host().gnu_triplet
+    lib_dirs = [d for d in (f"lib/{triplet}", f"usr/lib/{triplet}")
+                if (unpacked / "root" / d).is_dir()]
+    libpath = ":".join(f"{final}/root/{d}" for d in lib_dirs)
+    loader = f"{final}/root/lib64/ld-linux-x86-64.so.2"
+    if not (unpacked / "root/lib64/ld-linux-x86-64.so.2").exists():
+        loader = f"{final}/root/usr/lib64/ld-linux-x86-64.so.2"
+    return loader, libpath
+
+
+def _write_native_wrapper(path: Path, final: Path, name: str,
+                          packages: list[tuple[str, str]], binary: str, args: str) -> None:
+    suites = sorted({suite for _, suite in packages})
+    _write_wrapper(
+        path,
+        "#!/bin/sh\n"
+        f"# {name} from Debian {', '.join(suites)}, patched to use its own loader\n"
+        f'exec {final}/root/{binary} {args.format(root=f"{final}/root")}"$@"\n',
+    )
 
 
 def _fetch_pahole(release: str) -> Path:
@@ -173,7 +238,7 @@ def _fetch_clang(release: str) -> Path:
     return _unpack_tool(f"clang-{release}",
                         [(p, llvm_suite) for p in llvm] + [(p, lib_suite) for p in libs],
                         f"usr/lib/llvm-{release}/bin/clang",
-                        args=f"-resource-dir {{root}}/{resource} ")
+                        args=f"-resource-dir {{root}}/{resource} ", native=True)
 
 
 def select_clang(choice: str) -> Tool:

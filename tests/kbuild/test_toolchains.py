@@ -87,7 +87,10 @@ int probe(void) { return __BPF_FEATURE_ADDR_SPACE_CAST; }
 def test_pinned_clang_21_is_newer_than_the_system_one(tmp_path: Path) -> None:
     tool = toolchains.select_clang("21")
     assert "clang version 21." in tool.version and "trixie-backports" in tool.label
-    assert "ld-linux" in tool.path.read_text()  # its own loader, not the system's libraries
+    # its own loader, not the system's libraries: patched into the binary itself
+    binary = Path(tool.path.read_text().split("exec ", 1)[1].split()[0])
+    interp = subprocess.run(["readelf", "-l", str(binary)], capture_output=True, text=True)
+    assert "toolchains/clang-21/root/" in interp.stdout and "ld-linux" in interp.stdout
     src = tmp_path / "probe.c"
     src.write_text(ADDR_SPACE_PROG)
     cmd = ["--target=bpf", "-O2", "-c", str(src), "-o", str(tmp_path / "probe.o")]
@@ -109,3 +112,18 @@ def test_clang_choices_fail_in_one_line(tmp_path: Path) -> None:
         toolchains.select_clang(str(not_exec))
     system = toolchains.select_clang("system")
     assert toolchains.select_clang(str(system.path)).version == system.version
+
+
+@pytest.mark.kernel  # fetches clang 21 from trixie-backports
+def test_pinned_clang_links_several_files(tmp_path: Path) -> None:
+    """The driver re-executes itself for a link (as the selftests' urandom_read is built):
+    run through the loader it took `-cc1` for a program name; patched, it links."""
+    tool = toolchains.select_clang("21")
+    for name, body in (("one.c", "int one(void) { return 1; }\n"),
+                       ("two.c", "int one(void);\nint main(void) { return one() - 1; }\n")):
+        (tmp_path / name).write_text(body)
+    out = tmp_path / "prog"
+    proc = subprocess.run([str(tool.path), str(tmp_path / "one.c"), str(tmp_path / "two.c"),
+                           "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert subprocess.run([str(out)]).returncode == 0
