@@ -8,6 +8,7 @@ matrix cell is one :class:`RunRequest`. CLI handlers only parse, call and print.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.progs.corpus import discover
 from harness.progs.lists import Lists, load_lists
 from harness.progs.makeflags import DEFAULT_FLAVOR
+from harness.progs.reference import Pair, Reference
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
@@ -153,3 +155,62 @@ def run(request: RunRequest, *, say: Say = _quiet, quiet_builds: bool = False) -
     for arch in request.arches:
         outcome.runs.append(judge(request, builds[arch], say=say))
     return outcome
+
+
+@dataclass
+class Comparison:
+    """One arch's corpus judged by us and by the tree's test_progs in the same guest."""
+
+    run: ArchRun
+    pairs: list[Pair]
+    reference: Reference
+    test_progs_s: float
+    test_progs_output: str
+
+    @property
+    def disagreements(self) -> list[Pair]:
+        return [p for p in self.pairs if p.ours is not None and p.theirs is not None
+                and not p.agrees]
+
+
+def compare_selftests(request: RunRequest, *, say: Say = _quiet,
+                      timeout: float = 3600.0) -> list[Comparison]:
+    """Judge the request's --selftests corpus, then run the tree's own test_progs on the
+    same tests in the same guest, per arch; pair the verdicts program by program.
+
+    The guest sees test_progs' directory through a 9p share (QEMU targets only: a board
+    would need the whole build copied over)."""
+    from harness.kbuild.toolchains import select_clang  # noqa: PLC0415
+    from harness.progs import reference  # noqa: PLC0415
+
+    if request.selftests is None or request.target != "qemu":
+        raise UsageError("compare needs --selftests [GLOB] on the qemu target")
+    compiler = select_clang(request.clang)
+    out = []
+    for arch, artifacts in build_all(request).items():
+        ref = reference.build(artifacts, str(compiler.path), compiler.version, say=say)
+        corpus = discover(Path(artifacts.source_tree)).select(request.selftests)
+        tests = sorted({e.test for e in corpus.judged})
+        options = {**request.target_options, "rwdirs": (str(ref.directory),)}
+        with open_target(request.target, artifacts, arch, memory=request.memory,
+                         cpus=request.cpus, kvm=request.kvm, **options) as target:
+            target.start()
+            run = run_arch(artifacts, sources_for(request, artifacts), only=request.only,
+                           timeout=request.timeout, target=target, target_name="qemu",
+                           lists=request.lists(arch), keep_going=True, clang=request.clang,
+                           flavor=request.flavor,
+                           progress=lambda line: say(f"harness: {line}"))
+            say(f"harness: {arch}: running the tree's test_progs on {len(tests)} tests")
+            started = time.monotonic()
+            result = target.run(f"cd {ref.directory} && ./test_progs -a "
+                                f"{','.join(tests)} 2>&1", timeout=timeout)
+            took = round(time.monotonic() - started, 1)
+        output = result.out
+        theirs = reference.verdicts(output)
+        if not theirs:
+            raise reference.ReferenceError(
+                f"{arch}: test_progs printed no results (rc {result.rc}): "
+                f"{(output.strip().splitlines() or [''])[-1][:200]}")
+        out.append(Comparison(run, reference.compare(run.results, theirs, corpus), ref,
+                              took, output))
+    return out

@@ -25,6 +25,7 @@ class RunUsageError(UsageError):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_run(subparsers)
+    _register_selftests(subparsers)
     parser = subparsers.add_parser("progs", help="BPF programs: expectations, compile, run")
     sub = parser.add_subparsers(dest="progs_command", metavar="ACTION", required=True)
 
@@ -47,19 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print result records as JSON")
     run.set_defaults(func=_run_local)
 
-    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
 
-    corpus = sub.add_parser(
-        "selftests", help="list the tree's test_loader programs and what drives the rest",
-        description="Read the tree's tools/testing/selftests/bpf/prog_tests/*.c: the program "
-        "files run through RUN_TESTS/RUN are what `harness run --selftests` judges; every "
-        "other progs/*.c is listed with the prog_tests file that drives it (not judged).")
-    corpus.add_argument("pattern", nargs="?", default=None, metavar="GLOB",
-                        help="only program files whose name matches (e.g. 'verifier_*')")
-    add_build_options(corpus)  # --tree/--kernel/--patches choose the tree (never built)
-    corpus.add_argument("--all", action="store_true", help="list the files not judged too")
-    corpus.add_argument("--json", action="store_true", help="print the entries as JSON")
-    corpus.set_defaults(func=_selftests)
+    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
 
     watch = sub.add_parser(
         "watch", help="boot once, re-judge BPF sources on every save (Ctrl-C stops)",
@@ -128,6 +118,77 @@ def _expectations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_selftests(subparsers: argparse._SubParsersAction) -> None:
+    from harness.kbuild.cli import add_build_options  # noqa: PLC0415 - kbuild is heavy
+
+    parser = subparsers.add_parser(
+        "selftests", help="the tree's own test_loader programs: list them, compare our "
+        "verdicts with its test_progs")
+    sub = parser.add_subparsers(dest="selftests_command", metavar="ACTION", required=True)
+    listing = sub.add_parser(
+        "list", help="list the tree's test_loader programs and what drives the rest",
+        description="Read the tree's tools/testing/selftests/bpf/prog_tests/*.c: the program "
+        "files run through RUN_TESTS/RUN are what `harness run --selftests` judges; every "
+        "other progs/*.c is listed with the prog_tests file that drives it (not judged).")
+    listing.add_argument("pattern", nargs="?", default=None, metavar="GLOB",
+                         help="only program files whose name matches (e.g. 'verifier_*')")
+    add_build_options(listing)  # --tree/--kernel/--patches choose the tree (never built)
+    listing.add_argument("--all", action="store_true", help="list the files not judged too")
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
+    listing.set_defaults(func=_selftests)
+
+    compare = sub.add_parser(
+        "compare", help="judge the corpus, then run the tree's test_progs on the same tests "
+        "in the same guest, and print every program where the verdicts differ",
+        description="Build the kernel (cached) and the tree's own test_progs with the same "
+        "clang against it (cached), boot one guest per arch, judge the test_loader "
+        "programs matching GLOB, run test_progs -a on their tests, and pair the verdicts "
+        "subtest by subtest. Exit 1 on any disagreement.")
+    compare.add_argument("pattern", nargs="?", default="*", metavar="GLOB",
+                         help="program files whose name matches (default: all)")
+    compare.add_argument("--arch", default="x86_64",
+                         help="comma-separated: x86_64,arm64 (default %(default)s)")
+    add_build_options(compare)
+    add_clang_option(compare)
+    compare.add_argument("--timeout", type=float, default=60.0,
+                         help="per-program timeout (s)")
+    compare.add_argument("--memory", default="1G", help="guest memory (default %(default)s)")
+    compare.add_argument("--no-kvm", action="store_true", help="force TCG")
+    compare.add_argument("--json", action="store_true", help="print the pairs as JSON")
+    compare.set_defaults(func=_compare, only=None, cpus=1, target="qemu")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness import session  # noqa: PLC0415
+
+    args.selftests = args.pattern
+    request = run_request(args, parse_arches(args.arch), [])
+    say = _quiet if args.json else _say
+    comparisons = session.compare_selftests(request, say=say)
+    if args.json:
+        print(json.dumps([{
+            "arch": c.run.arch, "test_progs_s": c.test_progs_s,
+            "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
+                       "ours": p.ours.verdict if p.ours else None,
+                       "theirs": p.theirs.result if p.theirs else None}
+                      for p in c.pairs]} for c in comparisons], indent=2))
+    for c in comparisons if not args.json else ():
+        print(c.run.header())
+        for pair in c.disagreements:
+            ours = pair.ours
+            assert ours is not None and pair.theirs is not None
+            print(f"  {pair.test}/{pair.subtest}: ours {ours.verdict}, test_progs "
+                  f"{pair.theirs.result}" + (f" ({ours.reason[:120]})" if ours.reason else ""))
+        both = [p for p in c.pairs if p.ours is not None and p.theirs is not None]
+        only_ours = sum(1 for p in c.pairs if p.theirs is None)
+        only_theirs = sum(1 for p in c.pairs if p.ours is None)
+        print(f"{c.run.arch}: {len(both) - len(c.disagreements)}/{len(both)} subtests agree; "
+              f"{only_ours} only ours, {only_theirs} only test_progs'; test_progs took "
+              f"{c.test_progs_s:.0f} s (built at {c.reference.directory}, log "
+              f"{c.reference.log})")
+    return 1 if any(c.disagreements for c in comparisons) else 0
+
+
 def _selftests(args: argparse.Namespace) -> int:
     from harness.kbuild.build import Builder, make_plan  # noqa: PLC0415
     from harness.kbuild.cli import request_from_args  # noqa: PLC0415
@@ -138,6 +199,7 @@ def _selftests(args: argparse.Namespace) -> int:
     corpus = discover(tree).select(args.pattern)
     if args.json:
         print(json.dumps([{"name": e.name, "source": str(e.source), "judged": e.judged,
+                           "test": e.test,
                            "driver": e.driver, "reason": e.reason} for e in corpus.entries],
                          indent=2))
         return 0

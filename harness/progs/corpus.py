@@ -24,6 +24,8 @@ _RUN_TESTS = re.compile(r"\bRUN_TESTS\(\s*(\w+)\s*\)")
 _RUN = re.compile(r"\bRUN\(\s*(\w+)\s*\)")
 _RUN_AUX = re.compile(r'\brun_tests_aux\(\s*"(\w+)"\s*,\s*\w+\s*,\s*(\w+)\s*\)')
 _SKEL = re.compile(r'#include\s+"(\w+)\.(?:l?skel|subskel)\.h"')
+# test_progs runs `void test_<name>(void)` / `serial_test_<name>` as test <name>
+_TEST_FN = re.compile(r"\bvoid\s+(?:serial_)?test_(\w+)\s*\(\s*void\s*\)\s*\{")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Entry:
     driver: str  # "prog_tests/verifier.c:177 RUN(verifier_arena)", "prog_tests/x.c", ""
     judged: bool  # run through test_loader with nothing but the annotations
     reason: str = ""  # why not judged
+    test: str = ""  # the test_progs test that runs it (`-t` name), for judged entries
 
     def describe(self) -> str:
         if self.judged:
@@ -79,18 +82,22 @@ def discover(tree: Path) -> Corpus:
     if not progs.is_dir() or not prog_tests.is_dir():
         raise FileNotFoundError(f"{selftests}: no progs/ and prog_tests/ (not a kernel tree?)")
     runs: dict[str, str] = {}  # name -> where test_loader runs it
+    tests: dict[str, str] = {}  # name -> the test_progs test whose function runs it
     callbacks: dict[str, str] = {}  # name -> where it runs with a C callback
     skel_users: dict[str, list[str]] = {}  # name -> prog_tests files that open its skeleton
     for driver in sorted(prog_tests.glob("*.c")):
         text = _text(driver)
         rel = f"prog_tests/{driver.name}"
+        functions = [(m.start(), m.group(1)) for m in _TEST_FN.finditer(text)]
         for m in _RUN_TESTS.finditer(text):
             if not _in_define(text, m.start()):
                 runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN_TESTS")
+                tests.setdefault(m.group(1), _enclosing(functions, m.start()))
         if driver.name == "verifier.c":
             for m in _RUN.finditer(text):
                 if not _in_define(text, m.start()):
                     runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN")
+                    tests.setdefault(m.group(1), _enclosing(functions, m.start()))
             for m in _RUN_AUX.finditer(text):
                 if m.group(2) != "NULL":
                     callbacks[m.group(1)] = f"{rel}:{_line(text, m.start())} {m.group(2)}()"
@@ -103,7 +110,7 @@ def discover(tree: Path) -> Corpus:
             corpus.entries.append(Entry(name, source, callbacks[name], False,
                                         f"needs the setup callback {callbacks[name]}"))
         elif name in runs:
-            corpus.entries.append(Entry(name, source, runs[name], True))
+            corpus.entries.append(Entry(name, source, runs[name], True, test=tests[name]))
         elif name in skel_users:
             users = ", ".join(skel_users[name][:3])
             corpus.entries.append(Entry(name, source, users, False,
@@ -113,6 +120,12 @@ def discover(tree: Path) -> Corpus:
                                         "no prog_tests file opens it (built for another "
                                         "object or a test program)"))
     return corpus
+
+
+def _enclosing(functions: list[tuple[int, str]], pos: int) -> str:
+    """The last test function starting before `pos` (the one a RUN_TESTS is in)."""
+    before = [name for start, name in functions if start < pos]
+    return before[-1] if before else ""
 
 
 def _in_define(text: str, pos: int) -> bool:

@@ -1,0 +1,187 @@
+"""The tree's own test_progs, built for a kernel and run in the same guest: the reference.
+
+Why: a harness that says "verifier_and/invalid and of negative number: pass" is trusted
+when test_progs, built from the same tree with the same clang against the same kernel,
+says OK for it in the same guest. :func:`build` runs the selftests Makefile's
+``test_progs`` target in a scratch copy of the tree (the Makefile writes next to its
+sources: the signing key, the test modules), with the kernel's uapi headers installed
+beside it and ``BPF_STRICT_BUILD=0`` so a program that does not build is left out as
+upstream's permissive build does. The test modules are not rebuilt: the build's own
+bpf_testmod.ko (the one the harness's agent loads) is placed next to test_progs.
+:func:`verdicts` reads test_progs' own result lines (``#12/3 test/subtest:OK``): its
+JSON summary lists failures only. :func:`compare` pairs them with ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.arch import lookup
+from harness.cache import cache_dir, locked, staging_dir, touch_used
+from harness.errors import HarnessError
+from harness.kbuild.make import MakeError, run_make
+from harness.progs.corpus import Corpus
+from harness.progs.results import ProgResult
+
+SELFTESTS = Path("tools/testing/selftests/bpf")
+# "#512/3    verifier_and/invalid and of negative number:OK", "#7       align:SKIP"
+_RESULT = re.compile(r"^#(\d+)(?:/(\d+))?\s+(.+):(OK|SKIP|FAIL)\s*$")
+OURS = {"pass": "OK", "skip": "SKIP", "fail": "FAIL", "error": "FAIL"}
+Say = Callable[[str], None]
+
+
+class ReferenceError(HarnessError):
+    """test_progs could not be built or run."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A built test_progs: the directory it runs in (objects and modules beside it)."""
+
+    directory: Path
+    log: Path
+    clang: str  # the compiler's version line
+
+    @property
+    def test_progs(self) -> Path:
+        return self.directory / "test_progs"
+
+
+def build(artifacts: object, clang: str, clang_version: str, *,
+          say: Say = lambda _line: None) -> Reference:
+    """test_progs for `artifacts` (a BuildArtifacts) built with `clang` (cached)."""
+    arch = lookup(artifacts.arch)  # type: ignore[attr-defined]
+    tree = Path(artifacts.source_tree)  # type: ignore[attr-defined]
+    key = hashlib.sha256("\0".join(["reference-v1", artifacts.cache_key,  # type: ignore[attr-defined]
+                                    clang, clang_version]).encode()).hexdigest()[:20]
+    final = cache_dir("reference") / key
+    log = cache_dir("logs") / f"test_progs-{arch.name}-{key}.log"
+    ref = Reference(final / "out", log, clang_version)
+    if ref.test_progs.is_file():
+        touch_used(final)
+        return ref
+    with locked(final):
+        if ref.test_progs.is_file():
+            return ref
+        with staging_dir(final) as tmp:
+            started = time.monotonic()
+            say(f"building {tree}'s test_progs for {arch.name} with {clang_version} "
+                f"(log: {log})")
+            log.write_text(f"# test_progs for {arch.name} from {tree}\n")
+            copy = tmp / "tree"
+            _scratch_tree(tree, copy)
+            make = ["make", f"ARCH={arch.kernel_arch}",
+                    *([f"CROSS_COMPILE={arch.cross_prefix}"] if arch.cross_prefix else [])]
+            jobs = f"-j{os.cpu_count() or 2}"
+            try:
+                run_make([*make, "-s", "-C", str(copy), f"O={tmp / 'headers'}",
+                          f"INSTALL_HDR_PATH={tmp / 'usr'}", "headers_install"],
+                         log, None, tmp)
+                # no O=: the permissive build then skips the test modules (the build's
+                # bpf_testmod goes beside test_progs below) instead of rebuilding them
+                run_make([*make, "-C", str(copy / SELFTESTS), jobs,
+                          f"OUTPUT={tmp / 'out'}", f"CLANG={clang}",
+                          f"VMLINUX_BTF={artifacts.vmlinux}",  # type: ignore[attr-defined]
+                          f"KHDR_INCLUDES=-isystem {tmp / 'usr'}", "BPF_STRICT_BUILD=0",
+                          "test_progs"], log, None, tmp)
+            except MakeError as exc:
+                raise ReferenceError(f"building test_progs failed: {exc}") from None
+            out = tmp / "out"
+            if not (out / "test_progs").is_file():
+                raise ReferenceError(f"the selftests build made no test_progs (log: {log})")
+            testmod = artifacts.bpf_testmod  # type: ignore[attr-defined]
+            if testmod is not None:
+                shutil.copy2(testmod, out / "bpf_testmod.ko")
+            shutil.rmtree(copy)  # the scratch tree is only for the build
+            say(f"test_progs built in {time.monotonic() - started:.0f} s")
+    return ref
+
+
+def _scratch_tree(tree: Path, copy: Path) -> None:
+    """A hard-linked copy of `tree` (no space, seconds) whose selftests dir is a real
+    copy: the Makefile writes there, and a write must never reach the cached tree."""
+    try:
+        subprocess.run(["cp", "-al", str(tree), str(copy)], check=True, capture_output=True,
+                       text=True, timeout=600)
+        shutil.rmtree(copy / SELFTESTS)
+        shutil.copytree(tree / SELFTESTS, copy / SELFTESTS, symlinks=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ReferenceError(f"copying {tree} for the selftests build: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One test_progs result line."""
+
+    test: str
+    subtest: str  # "" for a test without subtests
+    result: str  # OK, SKIP, FAIL
+
+
+def verdicts(output: str) -> dict[tuple[str, str], Verdict]:
+    """test_progs' result lines, by (test, subtest)."""
+    found: dict[tuple[str, str], Verdict] = {}
+    for line in output.splitlines():
+        match = _RESULT.match(line.strip())
+        if not match:
+            continue
+        name = match.group(3)
+        if match.group(2) is not None:
+            test, _, subtest = name.partition("/")
+        else:
+            test, subtest = name, ""
+        found[(test, subtest)] = Verdict(test, subtest, match.group(4))
+    return found
+
+
+def subtest_name(result: ProgResult) -> str | None:
+    """The test_loader subtest name of one of our results ("<description or program>",
+    "... @unpriv"); None for the harness's own variants (@rnd_hi32, compile errors)."""
+    base = result.program.removesuffix(" @unpriv")
+    if "@" in base or base.startswith("("):
+        return None
+    if result.description:  # test_loader's own name, " @unpriv" included
+        return result.description
+    return result.program
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Our verdict and test_progs' for one subtest, or the one that exists."""
+
+    test: str
+    subtest: str
+    ours: ProgResult | None
+    theirs: Verdict | None
+
+    @property
+    def agrees(self) -> bool:
+        return (self.ours is not None and self.theirs is not None
+                and OURS[self.ours.verdict] == self.theirs.result)
+
+
+def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
+            corpus: Corpus) -> list[Pair]:
+    """Every subtest of the corpus' tests either side judged, ours paired with theirs."""
+    test_of = {e.name: e.test for e in corpus.judged}
+    pairs: dict[tuple[str, str], Pair] = {}
+    for result in ours:
+        test = test_of.get(result.object)
+        name = subtest_name(result)
+        if test is None or name is None:
+            continue
+        key = (test, name)
+        pairs[key] = Pair(test, name, result, theirs.get(key))
+    tests = set(test_of.values())
+    for key, verdict in theirs.items():
+        if key not in pairs and verdict.test in tests and verdict.subtest:
+            pairs[key] = Pair(key[0], key[1], None, verdict)
+    return sorted(pairs.values(), key=lambda p: (p.test, p.subtest))

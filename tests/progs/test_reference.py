@@ -1,0 +1,62 @@
+"""test_progs as the reference: its result lines read back, paired with ours by subtest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.progs.corpus import Corpus, Entry
+from harness.progs.reference import compare, subtest_name, verdicts
+from harness.progs.results import ProgResult
+
+# test_progs' own lines (print_subtest_name / print_test_result), with the noise around them
+OUTPUT = """\
+bpf_testmod.ko is already unloaded.
+Loading bpf_testmod.ko...
+Successfully loaded bpf_testmod.ko.
+#512/1   verifier_and/invalid and of negative number:OK
+#512/2   verifier_and/invalid range check:OK
+#512/3   verifier_and/check known subreg with unknown reg @unpriv:SKIP
+#512     verifier_and:OK
+#98/2    failures_wq/test_call_wq_set_callback_with_bad_arg:FAIL
+#98      failures_wq:FAIL
+#7       align:SKIP
+Summary: 2/3 PASSED, 2 SKIPPED, 1 FAILED
+"""
+
+
+def test_result_lines_are_read_by_test_and_subtest() -> None:
+    found = verdicts(OUTPUT)
+    assert found[("verifier_and", "invalid range check")].result == "OK"
+    assert found[("verifier_and", "check known subreg with unknown reg @unpriv")].result == "SKIP"
+    assert found[("failures_wq", "test_call_wq_set_callback_with_bad_arg")].result == "FAIL"
+    assert found[("verifier_and", "")].result == "OK" and found[("align", "")].result == "SKIP"
+    assert len(found) == 7
+
+
+def _ours(obj: str, program: str, verdict: str, description: str | None = None) -> ProgResult:
+    return ProgResult(obj, program, "x86_64", verdict, "success", description=description)
+
+
+def test_ours_pair_with_theirs_by_test_loader_subtest_name() -> None:
+    corpus = Corpus(Path("/tree"), [
+        Entry("verifier_and", Path("verifier_and.c"), "RUN", True, test="verifier_and"),
+        Entry("wq_failures", Path("wq_failures.c"), "RUN_TESTS", True, test="failures_wq"),
+    ])
+    ours = [
+        # described programs are named by their __description, as test_loader names them
+        _ours("verifier_and", "invalid_and_of_negative_number", "pass",
+              "invalid and of negative number"),
+        _ours("verifier_and", "invalid_range_check", "fail", "invalid range check"),
+        _ours("verifier_and", "known_subreg_with_unknown_reg @unpriv", "skip",
+              "check known subreg with unknown reg @unpriv"),
+        _ours("wq_failures", "test_call_wq_set_callback_with_bad_arg", "error"),
+        _ours("wq_failures", "test_call_wq_set_callback_with_bad_arg@rnd_hi32", "pass"),
+        _ours("wq_failures", "(compile)", "error"),
+    ]
+    assert subtest_name(ours[4]) is None and subtest_name(ours[5]) is None
+    pairs = {(p.test, p.subtest): p for p in compare(ours, verdicts(OUTPUT), corpus)}
+    assert pairs[("verifier_and", "invalid and of negative number")].agrees
+    assert not pairs[("verifier_and", "invalid range check")].agrees  # fail vs OK
+    assert pairs[("verifier_and", "check known subreg with unknown reg @unpriv")].agrees
+    assert pairs[("failures_wq", "test_call_wq_set_callback_with_bad_arg")].agrees  # err~FAIL
+    assert len(pairs) == 4  # align is no test of this corpus; the whole-test lines are not
