@@ -245,8 +245,44 @@ def jit_enabled() -> bool:
     return (_read_int("/proc/sys/net/core/bpf_jit_enable") or 0) != 0
 
 
-def unpriv_disabled() -> bool:
-    return (_read_int("/proc/sys/kernel/unprivileged_bpf_disabled") or 0) != 0
+def unpriv_disabled() -> str:
+    """Why test_loader would skip unprivileged runs here ("" when it would not): the
+    sysctl, or spectre mitigations off or not known to be on (unpriv_helpers.c)."""
+    if (_read_int("/proc/sys/kernel/unprivileged_bpf_disabled") or 0) != 0:
+        return "kernel.unprivileged_bpf_disabled is set"
+    try:
+        with open("/proc/cmdline") as fh:
+            tokens = fh.read().split()
+    except OSError:
+        tokens = []
+    # unpriv_helpers.c's cmdline_contains: a token that is a prefix of the pattern
+    if any("mitigations=off".startswith(token) for token in tokens):
+        return "mitigations=off on the kernel command line"
+    config = _kernel_config()
+    if config is None:
+        return "cannot tell whether CPU mitigations are on (no /boot/config-* or /proc/config.gz)"
+    if "CONFIG_CPU_MITIGATIONS=y" not in config:
+        return "CONFIG_CPU_MITIGATIONS is not set"
+    return ""
+
+
+def _kernel_config() -> list[str] | None:
+    """The running kernel's config lines: /boot/config-<release>, else /proc/config.gz."""
+    import gzip  # noqa: PLC0415 - only unprivileged runs need it
+
+    for path in (f"/boot/config-{os.uname().release}", "/proc/config.gz"):
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        if data[:2] == b"\x1f\x8b":  # gzopen reads plain and gzip files alike
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError):
+                continue
+        return data.decode("utf-8", "replace").splitlines()
+    return None
 
 
 class Caps:
@@ -409,8 +445,9 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
     caps = Caps() if unpriv else None
     saved_caps: int | None = None
     if unpriv:
-        if unpriv_disabled():
-            res["skip"] = "kernel.unprivileged_bpf_disabled is set"
+        why = unpriv_disabled()
+        if why:
+            res["skip"] = why
             return res
         assert caps is not None
         saved_caps = caps.effective()
