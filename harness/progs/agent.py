@@ -172,6 +172,7 @@ class Libbpf:
             "bpf_link__destroy": (i, [vp]),
             "bpf_prog_test_run_opts": (i, [i, ctypes.POINTER(TestRunOpts)]),
             "bpf_prog_load": (i, [i, cp, cp, vp, sz, ctypes.POINTER(ProgLoadOpts)]),
+            "bpf_prog_get_info_by_fd": (i, [i, vp, ctypes.POINTER(u32)]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(self.lib, name)
@@ -346,6 +347,27 @@ def _test_run(lb: Libbpf, fd: int, empty_opts: bool, linear_size: int) -> dict:
     retval = opts.retval
     out["retval"] = retval - (1 << 32) if retval >= 1 << 31 else retval
     return out
+
+
+# struct bpf_prog_info: the two xlated fields test_loader's get_xlated_program uses
+_INFO_SIZE, _XLATED_LEN, _XLATED_INSNS = 256, 20, 32
+
+
+def _xlated(lb: Libbpf, fd: int) -> dict:
+    """The program's translated instructions as hex (the host disassembles them)."""
+    info = ctypes.create_string_buffer(_INFO_SIZE)
+    size = ctypes.c_uint32(_INFO_SIZE)
+    if lb.lib.bpf_prog_get_info_by_fd(fd, info, ctypes.byref(size)):
+        return {"error": f"bpf_prog_get_info_by_fd: {_errno_name(ctypes.get_errno())}"}
+    length = struct.unpack_from("=I", info, _XLATED_LEN)[0]
+    insns = ctypes.create_string_buffer(length)
+    info = ctypes.create_string_buffer(_INFO_SIZE)
+    struct.pack_into("=I", info, _XLATED_LEN, length)
+    struct.pack_into("=Q", info, _XLATED_INSNS, ctypes.addressof(insns))
+    size = ctypes.c_uint32(_INFO_SIZE)
+    if lb.lib.bpf_prog_get_info_by_fd(fd, info, ctypes.byref(size)):
+        return {"error": f"bpf_prog_get_info_by_fd: {_errno_name(ctypes.get_errno())}"}
+    return {"hex": insns.raw[:length].hex()}
 
 
 def _read_stream(lb: Libbpf, fd: int, stream_id: int) -> dict:
@@ -523,6 +545,8 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
         if saved_caps is not None and caps is not None:
             caps.set_effective(saved_caps)
             saved_caps = None
+        if job.get("xlated"):  # after the caps: the kernel hides program info otherwise
+            res["xlated"] = _xlated(lb, lb.lib.bpf_program__fd(tprog))
         if not job.get("execute"):
             return res
 

@@ -9,7 +9,7 @@ tag by tag and default by default, so an upstream selftest gets the verdict it
 gets upstream. Kernels before the counter (6.x) wrote ``comment:test_...``
 without a number and read tags in BTF order; such objects are read that way.
 
-Everything is parsed; what the runner cannot do yet (``__xlated``, ``__jited``,
+Everything is parsed; what the runner cannot do yet (``__jited``,
 custom BTF paths, ...) is listed per run in :attr:`Run.unsupported` so it is
 reported as a skip with its reason, never dropped.
 """
@@ -145,8 +145,6 @@ class Run:
     def unsupported(self, arch: str | None = None) -> list[str]:
         """Reasons this harness cannot judge the run (each becomes a skip reason)."""
         reasons: list[str] = []
-        if self.mode.xlated:
-            reasons.append("__xlated needs a BPF disassembler of xlated code (not implemented)")
         if self.mode.jited:
             reasons.append("__jited needs an LLVM disassembler of the JIT image (not implemented)")
         if self.spec.btf_custom_path or self.spec.btf_custom_func_path:

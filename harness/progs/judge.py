@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.progs.disasm import program_text
 from harness.progs.expectations import POINTER_VALUE, Mode, Run
 from harness.progs.matching import validate
 
@@ -35,6 +36,8 @@ def describe(mode: Mode) -> str:
         parts.append("retval=any" if mode.retval == POINTER_VALUE else f"retval={mode.retval}")
     if mode.msgs:
         parts.append(f"{len(mode.msgs)} msg")
+    if mode.xlated:
+        parts.append(f"{len(mode.xlated)} xlated")
     if mode.stdout:
         parts.append(f"{len(mode.stdout)} stdout")
     if mode.stderr:
@@ -73,6 +76,13 @@ def judge(run: Run, raw: dict) -> Verdict:
     report = validate(log, list(mode.msgs))
     if not report.ok:
         return Verdict(FAIL, f"expect_msg: {report.summary()}", report.details)
+    if mode.xlated and raw.get("loaded"):
+        xlated = raw.get("xlated") or {}
+        if "hex" not in xlated:
+            return Verdict(FAIL, f"get_xlated_program: {xlated.get('error', 'no instructions')}")
+        report = validate(program_text(bytes.fromhex(xlated["hex"])), list(mode.xlated))
+        if not report.ok:
+            return Verdict(FAIL, f"expect_xlated: {report.summary()}", report.details)
     if run.spec.hid and not mode.expect_failure:
         verdict = _judge_hid(raw)
         if verdict is not None:

@@ -73,11 +73,12 @@ def build(artifacts: object, clang: str, clang_version: str, *,
             return ref
         with staging_dir(final) as tmp:
             started = time.monotonic()
-            say(f"building {tree}'s test_progs for {arch.name} with {clang_version} "
+            say(f"harness: building {tree}'s test_progs for {arch.name} with {clang_version} "
                 f"(log: {log})")
             log.write_text(f"# test_progs for {arch.name} from {tree}\n")
             copy = tmp / "tree"
             _scratch_tree(tree, copy)
+            (tmp / "out").mkdir()
             make = ["make", f"ARCH={arch.kernel_arch}",
                     *([f"CROSS_COMPILE={arch.cross_prefix}"] if arch.cross_prefix else [])]
             jobs = f"-j{os.cpu_count() or 2}"
@@ -101,7 +102,7 @@ def build(artifacts: object, clang: str, clang_version: str, *,
             if testmod is not None:
                 shutil.copy2(testmod, out / "bpf_testmod.ko")
             shutil.rmtree(copy)  # the scratch tree is only for the build
-            say(f"test_progs built in {time.monotonic() - started:.0f} s")
+            say(f"harness: test_progs built in {time.monotonic() - started:.0f} s")
     return ref
 
 

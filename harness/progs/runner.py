@@ -93,6 +93,7 @@ class Job:
             "load_modes": sorted(spec.load_modes),
             "unpriv": self.run.unpriv,
             "caps": mode.caps,
+            "xlated": bool(mode.xlated),
         }
         if spec.then_run and execute:
             prog, want, timeout = spec.then_run

@@ -209,11 +209,16 @@ def test_linear_size_only_for_skb_programs() -> None:
     assert not parse_spec("p", "syscall", ["comment:1:test_linear_size=20"], "x86_64").valid
 
 
-@pytest.mark.parametrize("tag", ["comment:1:test_expect_xlated=r0 = 1",
-                                 "comment:1:test_btf_path=btf.o"])
-def test_unsupported_become_skip_reasons(tag: str) -> None:
-    spec = parse_spec("p", "tc", [tag], "x86_64")
+@pytest.mark.parametrize("tags", [["comment:1:test_arch=X86_64", "comment:2:test_jited=  nop"],
+                                  ["comment:1:test_btf_path=btf.o"]], ids=["jited", "btf_path"])
+def test_unsupported_become_skip_reasons(tags: list[str]) -> None:
+    spec = parse_spec("p", "tc", tags, "x86_64")
     assert spec.valid and spec.runs[0].unsupported()
+
+
+def test_xlated_is_judged_not_skipped() -> None:
+    spec = parse_spec("p", "tc", ["comment:1:test_expect_xlated=r0 = 1"], "x86_64")
+    assert spec.valid and spec.runs[0].mode.xlated and not spec.runs[0].unsupported()
 
 
 def test_source_prediction_agrees_with_the_built_kernel(x86_build: BuildArtifacts,
