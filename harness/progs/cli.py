@@ -167,13 +167,17 @@ def _compare(args: argparse.Namespace) -> int:
     comparisons = session.compare_selftests(request, say=say)
     if args.json:
         print(json.dumps([{
-            "arch": c.run.arch, "test_progs_s": c.test_progs_s,
+            "arch": c.run.arch, "test_progs_s": c.test_progs_s, "error": c.error,
+            "results": [r.to_json() for r in c.run.results],
             "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
                        "ours": p.ours.verdict if p.ours else None,
                        "theirs": p.theirs.result if p.theirs else None}
                       for p in c.pairs]} for c in comparisons], indent=2))
     for c in comparisons if not args.json else ():
+        print(table(c.run.results))
         print(c.run.header())
+        if c.error:
+            print(f"{c.run.arch}: {c.error}")
         for pair in c.disagreements:
             ours = pair.ours
             assert ours is not None and pair.theirs is not None
@@ -186,7 +190,7 @@ def _compare(args: argparse.Namespace) -> int:
               f"{only_ours} only ours, {only_theirs} only test_progs'; test_progs took "
               f"{c.test_progs_s:.0f} s (built at {c.reference.directory}, log "
               f"{c.reference.log})")
-    return 1 if any(c.disagreements for c in comparisons) else 0
+    return 1 if any(c.disagreements or c.error for c in comparisons) else 0
 
 
 def _selftests(args: argparse.Namespace) -> int:

@@ -6,7 +6,9 @@ says OK for it in the same guest. :func:`build` runs the selftests Makefile's
 ``test_progs`` target in a scratch copy of the tree (the Makefile writes next to its
 sources: the signing key, the test modules), with the kernel's uapi headers installed
 beside it and ``BPF_STRICT_BUILD=0`` so a program that does not build is left out as
-upstream's permissive build does. The test modules are not rebuilt: the build's own
+upstream's permissive build does, and ``SKIP_LLVM=1``: with LLVM's disassembler linked
+in, test_progs needs libLLVM and libstdc++ the guests' root does not have (its __jited
+tests then skip, as ours do). The test modules are not rebuilt: the build's own
 bpf_testmod.ko (the one the harness's agent loads) is placed next to test_progs.
 :func:`verdicts` reads test_progs' own result lines (``#12/3 test/subtest:OK``): its
 JSON summary lists failures only. :func:`compare` pairs them with ours.
@@ -32,6 +34,7 @@ from harness.progs.corpus import Corpus
 from harness.progs.results import ProgResult
 
 SELFTESTS = Path("tools/testing/selftests/bpf")
+GUEST_DIR = "/tmp/kfunc-harness-test_progs"  # where a guest sees test_progs' directory
 # "#512/3    verifier_and/invalid and of negative number:OK", "#7       align:SKIP"
 _RESULT = re.compile(r"^#(\d+)(?:/(\d+))?\s+(.+):(OK|SKIP|FAIL)\s*$")
 OURS = {"pass": "OK", "skip": "SKIP", "fail": "FAIL", "error": "FAIL"}
@@ -60,7 +63,7 @@ def build(artifacts: object, clang: str, clang_version: str, *,
     """test_progs for `artifacts` (a BuildArtifacts) built with `clang` (cached)."""
     arch = lookup(artifacts.arch)  # type: ignore[attr-defined]
     tree = Path(artifacts.source_tree)  # type: ignore[attr-defined]
-    key = hashlib.sha256("\0".join(["reference-v1", artifacts.cache_key,  # type: ignore[attr-defined]
+    key = hashlib.sha256("\0".join(["reference-v2", artifacts.cache_key,  # type: ignore[attr-defined]
                                     clang, clang_version]).encode()).hexdigest()[:20]
     final = cache_dir("reference") / key
     log = cache_dir("logs") / f"test_progs-{arch.name}-{key}.log"
@@ -81,6 +84,7 @@ def build(artifacts: object, clang: str, clang_version: str, *,
             (tmp / "out").mkdir()
             make = ["make", f"ARCH={arch.kernel_arch}",
                     *([f"CROSS_COMPILE={arch.cross_prefix}"] if arch.cross_prefix else [])]
+            cross = _cross_flags(arch.name) if arch.cross_prefix else []
             jobs = f"-j{os.cpu_count() or 2}"
             try:
                 run_make([*make, "-s", "-C", str(copy), f"O={tmp / 'headers'}",
@@ -92,7 +96,7 @@ def build(artifacts: object, clang: str, clang_version: str, *,
                           f"OUTPUT={tmp / 'out'}", f"CLANG={clang}",
                           f"VMLINUX_BTF={artifacts.vmlinux}",  # type: ignore[attr-defined]
                           f"KHDR_INCLUDES=-isystem {tmp / 'usr'}", "BPF_STRICT_BUILD=0",
-                          "test_progs"], log, None, tmp)
+                          "SKIP_LLVM=1", *cross, "test_progs"], log, None, tmp)
             except MakeError as exc:
                 raise ReferenceError(f"building test_progs failed: {exc}") from None
             out = tmp / "out"
@@ -104,6 +108,18 @@ def build(artifacts: object, clang: str, clang_version: str, *,
             shutil.rmtree(copy)  # the scratch tree is only for the build
             say(f"harness: test_progs built in {time.monotonic() - started:.0f} s")
     return ref
+
+
+def _cross_flags(arch: str) -> list[str]:
+    """Make variables for a cross build: libelf, zlib and zstd from the target's Debian
+    packages (the sysroot the build's own libbpf uses)."""
+    from harness.kbuild.build import target_sysroot  # noqa: PLC0415 - fetches .debs
+
+    sysroot = target_sysroot(arch)
+    lib = sysroot / "usr/lib" / lookup(arch).gnu_triplet
+    ld = f"-L{lib} -Wl,-rpath-link,{lib}"
+    return [f"EXTRA_CFLAGS=-I{sysroot}/usr/include", f"EXTRA_LDFLAGS={ld}",
+            f"LIBELF_CFLAGS=-I{sysroot}/usr/include", f"LIBELF_LIBS={ld} -lelf -lzstd"]
 
 
 def _scratch_tree(tree: Path, copy: Path) -> None:
