@@ -174,8 +174,8 @@ class Comparison:
                 and not p.agrees]
 
 
-def compare_selftests(request: RunRequest, *, say: Say = _quiet,
-                      timeout: float = 3600.0) -> list[Comparison]:
+def compare_selftests(request: RunRequest, *, say: Say = _quiet, timeout: float = 3600.0,
+                      quiet_builds: bool = False) -> list[Comparison]:
     """Judge the request's --selftests corpus, then run the tree's own test_progs on the
     same tests in the same guest, per arch; pair the verdicts program by program.
 
@@ -188,7 +188,7 @@ def compare_selftests(request: RunRequest, *, say: Say = _quiet,
         raise UsageError("compare needs --selftests [GLOB] on the qemu target")
     compiler = select_clang(request.clang)
     out = []
-    for arch, artifacts in build_all(request).items():
+    for arch, artifacts in build_all(request, quiet=quiet_builds).items():
         ref = reference.build(artifacts, str(compiler.path), compiler.version, say=say)
         corpus = discover(Path(artifacts.source_tree)).select(request.selftests)
         tests = sorted({e.test for e in corpus.judged})

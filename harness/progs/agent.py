@@ -480,6 +480,8 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
     opts = ObjectOpenOpts(sz=ctypes.sizeof(ObjectOpenOpts))
     if job.get("object_name"):
         opts.object_name = job["object_name"].encode()
+    if job.get("btf_custom_path"):  # __btf_path: CO-RE relocates against this BTF
+        opts.btf_custom_path = job["btf_custom_path"].encode()
     obj = lb.lib.bpf_object__open_file(job["object"].encode(), ctypes.byref(opts))
     if not obj:
         e = ctypes.get_errno()

@@ -164,7 +164,7 @@ def _compare(args: argparse.Namespace) -> int:
     args.selftests = args.pattern
     request = run_request(args, parse_arches(args.arch), [])
     say = _quiet if args.json else _say
-    comparisons = session.compare_selftests(request, say=say)
+    comparisons = session.compare_selftests(request, say=say, quiet_builds=args.json)
     if args.json:
         print(json.dumps([{
             "arch": c.run.arch, "test_progs_s": c.test_progs_s, "error": c.error,

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.arch import host
@@ -67,12 +67,14 @@ class Job:
     force_flags: int = 0
     autoload: list[str] = field(default_factory=list)
     skip: str | None = None
+    # __btf_path: the object test_loader opens with btf_custom_path, built for this run
+    btf_object: Path | None = None
 
     @property
     def name(self) -> str:
         return self.run.name + (f"@{self.variant}" if self.variant else "")
 
-    def agent_job(self, remote_object: str) -> dict[str, object]:
+    def agent_job(self, remote_object: str, remote_btf: str | None = None) -> dict[str, object]:
         spec, mode = self.run.spec, self.run.mode
         hid = bool(spec.hid) and not mode.expect_failure
         # A HID scenario is the execution step of a struct_ops program (no test run).
@@ -95,6 +97,8 @@ class Job:
             "caps": mode.caps,
             "xlated": bool(mode.xlated),
         }
+        if remote_btf is not None:
+            job["btf_custom_path"] = remote_btf
         if spec.then_run and execute:
             prog, want, timeout = spec.then_run
             job["then_run"] = {"program": prog, "retval": want, "timeout_ms": timeout}
@@ -265,20 +269,26 @@ def execute(jobs: list[Job], libbpf_so: str | Path, target: RemoteShell | None =
     """
     libbpf_so = Path(libbpf_so)
     arch = target.arch if target is not None else LocalHost().arch
+    jobs = [replace(j, skip=f"__btf_path {j.run.spec.btf_custom_path} was not built for "
+                    "this run (suite_jobs builds it from the tree)")
+            if j.skip is None and j.run.spec.btf_custom_path and j.btf_object is None else j
+            for j in jobs]
     runnable = [j for j in jobs if j.skip is None]
     raw_by_id: dict[str, dict] = {}
     probe: dict = {}
     if runnable:
+        files = [f for j in runnable for f in (j.object, j.btf_object) if f is not None]
         if target is None:
-            remote = {j.object: str(j.object.resolve()) for j in runnable}
-            payload = [j.agent_job(remote[j.object]) for j in runnable]
-            out = LocalHost().agent(libbpf_so, payload, timeout)
+            remote = {f: str(f.resolve()) for f in files}
         else:
             remote = {}
-            for j in runnable:
-                if j.object not in remote:
-                    remote[j.object] = f"{REMOTE_DIR}/obj/{len(remote)}-{j.object.name}"
-            payload = [j.agent_job(remote[j.object]) for j in runnable]
+            for f in files:
+                if f not in remote:
+                    remote[f] = f"{REMOTE_DIR}/obj/{len(remote)}-{f.name}"
+        payload = [j.agent_job(remote[j.object], remote.get(j.btf_object)) for j in runnable]
+        if target is None:
+            out = LocalHost().agent(libbpf_so, payload, timeout)
+        else:
             out = _remote_agent(target, libbpf_so, remote, payload, timeout, module)
         try:
             data = json.loads(out)

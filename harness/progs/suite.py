@@ -28,7 +28,7 @@ from harness.progs.agent import CONSOLE_MARK
 from harness.progs.compile import CompileError
 from harness.progs.isolation import Isolated, Progress, Restart, no_verdict
 from harness.progs.lists import Lists
-from harness.progs.makeflags import DEFAULT_FLAVOR
+from harness.progs.makeflags import DEFAULT_FLAVOR, SELFTESTS
 from harness.progs.results import ProgResult
 from harness.progs.runner import (
     Job,
@@ -139,7 +139,22 @@ def suite_jobs(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             jobs.append(error_job(Path(src), stem, COMPILE, f"error: {exc}"))
             continue
         jobs += plan([obj], artifacts.arch, implicit_kfuncs=implicit, only=only)
-    return jobs
+    return [_with_btf_object(job, tc) for job in jobs]
+
+
+def _with_btf_object(job: Job, tc: Any) -> Job:
+    """A __btf_path job with its BTF object: test_progs finds `btf__x.bpf.o` beside it,
+    built from the tree's progs/btf__x.c; here it is compiled like the program."""
+    from harness.progs.compile import compile_prog  # noqa: PLC0415
+
+    name = job.run.spec.btf_custom_path
+    if job.skip is not None or not name:
+        return job
+    source = Path(tc.source_tree) / SELFTESTS / "progs" / (name.removesuffix(".bpf.o") + ".c")
+    try:
+        return replace(job, btf_object=compile_prog(source, tc))
+    except CompileError as exc:
+        return replace(job, skip=f"error: __btf_path {name}: {exc}")
 
 
 def apply_lists(jobs: list[Job], lists: Lists | None) -> list[Job]:

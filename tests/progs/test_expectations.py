@@ -210,7 +210,8 @@ def test_linear_size_only_for_skb_programs() -> None:
 
 
 @pytest.mark.parametrize("tags", [["comment:1:test_arch=X86_64", "comment:2:test_jited=  nop"],
-                                  ["comment:1:test_btf_path=btf.o"]], ids=["jited", "btf_path"])
+                                  ["comment:1:test_btf_func_path=btf.o"]],
+                         ids=["jited", "btf_func_path"])
 def test_unsupported_become_skip_reasons(tags: list[str]) -> None:
     spec = parse_spec("p", "tc", tags, "x86_64")
     assert spec.valid and spec.runs[0].unsupported()
