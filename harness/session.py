@@ -167,6 +167,7 @@ class Comparison:
     test_progs_s: float
     test_progs_output: str
     error: str | None = None  # test_progs gave no verdicts: why (ours still stand)
+    crashed: dict[str, str] = field(default_factory=dict)  # tests test_progs panicked under
 
     @property
     def disagreements(self) -> list[Pair]:
@@ -205,14 +206,17 @@ def compare_selftests(request: RunRequest, *, say: Say = _quiet, timeout: float 
                            progress=lambda line: say(f"harness: {line}"))
             say(f"harness: {arch}: running the tree's test_progs on {len(tests)} tests")
             started = time.monotonic()
-            result = target.run(f"cd {reference.GUEST_DIR} && ./test_progs -a "
-                                f"{','.join(tests)} 2>&1", timeout=timeout)
+
+            def run_batch(some: list[str]) -> str:
+                return target.run(f"cd {reference.GUEST_DIR} && ./test_progs -a "
+                                  f"{','.join(some)} 2>&1", timeout=timeout).out
+
+            theirs = reference.run_isolated(tests, run_batch, target.reboot, say=say)
             took = round(time.monotonic() - started, 1)
-        output = result.out
-        theirs = reference.verdicts(output)
-        error = None if theirs else (
-            f"test_progs printed no results (rc {result.rc}): "
-            f"{(output.strip().splitlines() or [''])[-1][:200]}")
-        out.append(Comparison(run, reference.compare(run.results, theirs, corpus), ref,
-                              took, output, error))
+        error = None if theirs.verdicts or theirs.crashed else (
+            "test_progs printed no results: "
+            f"{(theirs.output.strip().splitlines() or [''])[-1][:200]}")
+        out.append(Comparison(run, reference.compare(run.results, theirs.verdicts, corpus,
+                                                     theirs.crashed),
+                              ref, took, theirs.output, error, theirs.crashed))
     return out

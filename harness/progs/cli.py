@@ -168,6 +168,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{
             "arch": c.run.arch, "test_progs_s": c.test_progs_s, "error": c.error,
+            "test_progs_crashed": c.crashed,
             "results": [r.to_json() for r in c.run.results],
             "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
                        "ours": p.ours.verdict if p.ours else None,
@@ -178,6 +179,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(c.run.header())
         if c.error:
             print(f"{c.run.arch}: {c.error}")
+        for test, why in c.crashed.items():
+            print(f"  test_progs took the kernel down under {test}: {why[:200]}")
         for pair in c.disagreements:
             ours = pair.ours
             assert ours is not None and pair.theirs is not None

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,14 +182,19 @@ class Pair:
 
     @property
     def agrees(self) -> bool:
-        return (self.ours is not None and self.theirs is not None
-                and OURS[self.ours.verdict] == self.theirs.result)
+        if self.ours is None or self.theirs is None:
+            return False
+        if self.theirs.result == CRASH:  # both took the kernel down under it
+            return self.ours.reason.startswith("the target died under this program")
+        return OURS[self.ours.verdict] == self.theirs.result
 
 
 def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
-            corpus: Corpus) -> list[Pair]:
-    """Every subtest of the corpus' tests either side judged, ours paired with theirs."""
+            corpus: Corpus, crashed: Iterable[str] = ()) -> list[Pair]:
+    """Every subtest of the corpus' tests either side judged, ours paired with theirs; a
+    test test_progs crashed the kernel under gives each of our subtests a CRASH."""
     test_of = {e.name: e.test for e in corpus.judged}
+    crashed = set(crashed)
     pairs: dict[tuple[str, str], Pair] = {}
     for result in ours:
         test = test_of.get(result.object)
@@ -196,9 +202,65 @@ def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
         if test is None or name is None:
             continue
         key = (test, name)
-        pairs[key] = Pair(test, name, result, theirs.get(key))
+        theirs_one = theirs.get(key)
+        if theirs_one is None and test in crashed:
+            theirs_one = Verdict(test, name, CRASH)
+        pairs[key] = Pair(test, name, result, theirs_one)
     tests = set(test_of.values())
     for key, verdict in theirs.items():
         if key not in pairs and verdict.test in tests and verdict.subtest:
             pairs[key] = Pair(key[0], key[1], None, verdict)
     return sorted(pairs.values(), key=lambda p: (p.test, p.subtest))
+
+
+BATCH_TESTS = 24  # tests per test_progs call: what one crash re-runs at most
+CRASH = "CRASH"  # the verdict of a test under which test_progs took the kernel down
+
+
+@dataclass
+class ReferenceRun:
+    """test_progs' verdicts over many calls, and the tests it crashed the kernel under."""
+
+    verdicts: dict[tuple[str, str], Verdict]
+    output: str
+    crashed: dict[str, str]  # test -> the target error
+    restarts: int
+
+
+def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
+                 restart: Callable[[], None], *, batch: int = BATCH_TESTS,
+                 max_restarts: int = 16, say: Say = lambda _line: None) -> ReferenceRun:
+    """Run `tests` through test_progs in batches (`run_batch` returns its output or raises
+    TargetError when the kernel dies); a batch the kernel dies under is restarted and
+    halved until the test that kills it is alone, as ours are (isolation.py): a panic
+    in upstream's own runner costs that test, not the comparison."""
+    from harness.targets.errors import TargetError  # noqa: PLC0415
+
+    queue = deque(tests[i:i + batch] for i in range(0, len(tests), batch))
+    found: dict[tuple[str, str], Verdict] = {}
+    outputs: list[str] = []
+    crashed: dict[str, str] = {}
+    restarts = 0
+    while queue:
+        some = queue.popleft()
+        try:
+            output = run_batch(some)
+        except TargetError as exc:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            restarts += 1
+            say(f"harness: test_progs took the kernel down under one of {', '.join(some)}: "
+                f"{reason[:160]}")
+            if restarts > max_restarts:
+                crashed.update({t: f"{reason} (not restarted again)" for t in
+                                [*some, *(t for rest in queue for t in rest)]})
+                break
+            restart()
+            if len(some) == 1:
+                crashed[some[0]] = reason
+            else:
+                queue.appendleft(some[len(some) // 2:])
+                queue.appendleft(some[:len(some) // 2])
+            continue
+        outputs.append(output)
+        found.update(verdicts(output))
+    return ReferenceRun(found, "".join(outputs), crashed, restarts)

@@ -60,3 +60,33 @@ def test_ours_pair_with_theirs_by_test_loader_subtest_name() -> None:
     assert pairs[("verifier_and", "check known subreg with unknown reg @unpriv")].agrees
     assert pairs[("failures_wq", "test_call_wq_set_callback_with_bad_arg")].agrees  # err~FAIL
     assert len(pairs) == 4  # align is no test of this corpus; the whole-test lines are not
+
+
+def test_a_test_progs_crash_costs_only_that_test() -> None:
+    """A batch the kernel dies under is halved until the killer is alone; its subtests
+    pair with our own crash verdict, and everything else is judged as usual."""
+    from harness.progs.reference import CRASH, run_isolated
+    from harness.targets.errors import KernelPanic
+
+    tests = [f"t{n}" for n in range(6)]
+    calls: list[list[str]] = []
+    restarts: list[int] = []
+
+    def run_batch(some: list[str]) -> str:
+        calls.append(some)
+        if "t4" in some:
+            raise KernelPanic("panic", ["Kernel panic - not syncing: Fatal exception"])
+        return "".join(f"#{n}/1 {t}/sub:OK\n" for n, t in enumerate(some))
+
+    ran = run_isolated(tests, run_batch, lambda: restarts.append(1), batch=4)
+    assert calls == [["t0", "t1", "t2", "t3"], ["t4", "t5"], ["t4"], ["t5"]]
+    assert list(ran.crashed) == ["t4"] and "kernel panic" in ran.crashed["t4"]
+    assert ran.restarts == len(restarts) == 2
+    assert {t for t, _ in ran.verdicts} == {"t0", "t1", "t2", "t3", "t5"}
+    corpus = Corpus(Path("/tree"), [Entry("p4", Path("p4.c"), "RUN", True, test="t4")])
+    ours = [ProgResult("p4", "killer", "x86_64", "error", "success",
+                       reason="the target died under this program: KernelPanic: ..."),
+            ProgResult("p4", "quiet", "x86_64", "pass", "success")]
+    pairs = {p.subtest: p for p in compare(ours, ran.verdicts, corpus, ran.crashed)}
+    assert pairs["killer"].theirs.result == CRASH and pairs["killer"].agrees
+    assert not pairs["quiet"].agrees  # test_progs never judged it: the kernel went first
