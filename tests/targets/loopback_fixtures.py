@@ -4,6 +4,7 @@ the lab.toml it writes (harness/targets/loopback.py)."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def powered_board(state_dir: Path, build: BuildArtifacts,
                   **options: Any) -> Iterator[loopback.LoopbackBoard]:
     """A new loopback board on `build`, on and answering SSH; off afterwards, and none
     of its QEMU processes may outlive it."""
+    options.setdefault("name", unique_name())
     board = loopback.create(state_dir, build.boot_image, **options)
     loopback.power_on(board)
     try:
@@ -47,6 +49,13 @@ def powered_board(state_dir: Path, build: BuildArtifacts,
     finally:
         loopback.power_off(board)
     assert procs.guest_processes(board.marker) == []
+
+
+def unique_name() -> str:
+    """A board name of its own: the board lock is per name, machine-wide, and the other
+    xdist worker's boards must not hold it (a shared "loopback" made one test see the
+    other's run as the holder)."""
+    return f"loopback-{uuid.uuid4().hex[:8]}"
 
 
 def inventory_board(board: loopback.LoopbackBoard) -> Board:

@@ -29,7 +29,7 @@ from harness.targets.boardlock import holder
 from harness.targets.errors import TargetError
 from harness.targets.ssh import SshTarget
 from tests.helpers.terminal import default_sigint
-from tests.targets.loopback_fixtures import inventory_board, powered_board
+from tests.targets.loopback_fixtures import inventory_board, powered_board, unique_name
 
 pytestmark = pytest.mark.guest
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,19 +117,20 @@ def test_sshd_killed_mid_suite(board: loopback.LoopbackBoard) -> None:
     assert rc == 1, err
     (line,) = _errors(err)
     print(line)  # for the record: pytest -rP shows it
-    assert re.search(r"BoardUnreachable: .*board loopback", line), line
+    assert re.search(rf"BoardUnreachable: .*board {board.name}", line), line
     assert time.monotonic() - started < 90
     _clean(board)
 
 
 def test_nothing_listening(board_build: BuildArtifacts, tmp_path: Path) -> None:
-    made = loopback.create(tmp_path / "off", board_build.boot_image)  # never powered on
+    made = loopback.create(tmp_path / "off", board_build.boot_image,  # never powered on
+                           name=unique_name())
     started = time.monotonic()
     rc, err = _run_on(made, "--no-deploy").finish(timeout=60)
     assert rc == 1
     (line,) = _errors(err)
     print(line)  # for the record: pytest -rP shows it
-    assert f"board loopback: SSH to 127.0.0.1:{made.port} failed" in line or \
+    assert f"board {made.name}: SSH to 127.0.0.1:{made.port} failed" in line or \
         f"cannot reach 127.0.0.1:{made.port}" in line, line
     assert time.monotonic() - started < 30
     _clean(made)
@@ -167,7 +168,7 @@ def test_board_does_not_come_back_after_kexec(board: loopback.LoopbackBoard) -> 
 
 def test_ctrl_c_during_a_deploy(board: loopback.LoopbackBoard) -> None:
     run = _run_on(board)
-    run.wait_for("loopback: kexec into", timeout=120)
+    run.wait_for(f"{board.name}: kexec into", timeout=120)
     time.sleep(1.0)  # after the jump, while the board boots the new kernel
     os.killpg(run.proc.pid, signal.SIGINT)
     stopped = time.monotonic()
@@ -189,7 +190,7 @@ def test_no_secret_reaches_a_log(board_build: BuildArtifacts, tmp_path: Path,
     monkeypatch.setenv("LOOPBACK_KEY_PASS", secret)
     started = time.time()
     made = loopback.create(tmp_path / "board", board_build.boot_image,
-                           key_passphrase_env="LOOPBACK_KEY_PASS")
+                           key_passphrase_env="LOOPBACK_KEY_PASS", name=unique_name())
     loopback.power_on(made)
     try:
         loopback.wait_ssh(made)

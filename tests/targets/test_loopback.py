@@ -69,13 +69,14 @@ def test_repro_on_the_board_prints_what_qemu_prints(
     """Same kernel (the board kernel, on the board and in a QEMU guest), same rejected
     program: the verifier logs are identical, and only the target differs in the header."""
     args = ["repro", str(REJECTED), "--prog", "implicit_generated_impl", "--json"]
-    on_board = [*args, "--board", "loopback", "--lab", str(loopback_board.lab_toml),
+    on_board = [*args, "--board", loopback_board.name, "--lab", str(loopback_board.lab_toml),
                 "--no-deploy"]
     assert main(on_board) == 0
     board = json.loads(capsys.readouterr().out)
     assert main([*args, "--kconfig", str(loopback.BOARD_FRAGMENT)]) == 0
     qemu = json.loads(capsys.readouterr().out)
-    assert board["header"]["target"] == "board loopback" and qemu["header"]["target"] == "qemu"
+    assert board["header"]["target"] == f"board {loopback_board.name}"
+    assert qemu["header"]["target"] == "qemu"
     assert board["header"]["btf sha256"] == qemu["header"]["btf sha256"]
     (on_b,), (on_q,) = board["results"], qemu["results"]
     assert on_b["verifier_log"].startswith("cannot find address for kernel function")
