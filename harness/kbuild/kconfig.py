@@ -58,14 +58,14 @@ def standard_fragments(arch: str, *, trimmed: bool = True) -> list[Fragment]:
 
 
 SELFTESTS = "selftests"  # --kconfig value: the tree's own BPF selftests config
-SELFTESTS_CONFIG = Path("tools/testing/selftests/bpf")
+SELFTESTS_DIR = Path("tools/testing/selftests/bpf")
 
 
 def selftests_fragments(tree: Path, uname: str) -> list[Fragment]:
     """The tree's tools/testing/selftests/bpf/config, config.vm and config.<uname -m>, in
     the order BPF CI's vmtest merges them: what the tree's own selftests need of a kernel
     (LSM hooks, cgroups, net, ...)."""
-    folder = tree / SELFTESTS_CONFIG
+    folder = tree / SELFTESTS_DIR
     if not (folder / "config").is_file():
         raise UsageError(f"--kconfig {SELFTESTS}: {folder / 'config'} does not exist in "
                          "this tree")

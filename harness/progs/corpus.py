@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SELFTESTS = Path("tools/testing/selftests/bpf")
+from harness.progs.makeflags import SELFTESTS
+from harness.progs.source_ids import strip_comments
 
-_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 # RUN_TESTS(name) anywhere; RUN(name) in verifier.c; run_tests_aux("name", ..., callback)
 _RUN_TESTS = re.compile(r"\bRUN_TESTS\(\s*(\w+)\s*\)")
 _RUN = re.compile(r"\bRUN\(\s*(\w+)\s*\)")
@@ -68,7 +68,7 @@ class Corpus:
 
 
 def _text(path: Path) -> str:
-    return _COMMENT.sub(" ", path.read_text(errors="replace"))
+    return strip_comments(path.read_text(errors="replace"))
 
 
 def _line(text: str, pos: int) -> int:

@@ -28,8 +28,8 @@ from pathlib import Path
 from harness.arch import lookup
 from harness.cache import atomic_write, cache_dir, locked, touch_used
 from harness.errors import HarnessError
+from harness.kbuild.kconfig import SELFTESTS_DIR as SELFTESTS  # declared once, in kbuild
 
-SELFTESTS = Path("tools/testing/selftests/bpf")
 DEFAULT_FLAVOR = "default"  # test_progs itself; the others are test_progs-<flavor>
 _PRINT = "HARNESS-MAKEFLAGS "
 _RULE = re.compile(r"^TRUNNER_BPF_BUILD_RULE\s*:=\s*(\S+)\s*$")

@@ -32,9 +32,9 @@ from harness.cache import cache_dir, locked, staging_dir, touch_used
 from harness.errors import HarnessError
 from harness.kbuild.make import MakeError, run_make
 from harness.progs.corpus import Corpus
+from harness.progs.makeflags import SELFTESTS
 from harness.progs.results import ProgResult
 
-SELFTESTS = Path("tools/testing/selftests/bpf")
 GUEST_DIR = "/tmp/kfunc-harness-test_progs"  # where a guest sees test_progs' directory
 # "#512/3    verifier_and/invalid and of negative number:OK", "#7       align:SKIP"
 _RESULT = re.compile(r"^#(\d+)(?:/(\d+))?\s+(.+):(OK|SKIP|FAIL)\s*$")

@@ -36,6 +36,11 @@ _WRAPPER = re.compile(r"BPF_[A-Z0-9_]+")
 _FIRST_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*[,)]")
 
 
+def strip_comments(text: str) -> str:
+    """C source without its comments (each a space): commented-out code must not count."""
+    return _COMMENT.sub(" ", text)
+
+
 def _blank_strings(text: str) -> str:
     """String literals emptied (a __msg("{{...}}") must not look like a body)."""
     return _STRING.sub('""', text)
@@ -43,7 +48,7 @@ def _blank_strings(text: str) -> str:
 
 def program_runs(source: Path) -> list[str]:
     """Run names in source order: ``prog`` and/or ``prog @unpriv`` per test program."""
-    text = _COMMENT.sub(" ", source.read_text(errors="replace"))
+    text = strip_comments(source.read_text(errors="replace"))
     runs: list[str] = []
     for sec in _SEC.finditer(text):
         section = sec.group(1)
@@ -99,7 +104,7 @@ def declared_implicit_kfuncs(tree: Path) -> frozenset[str]:
 
 def calls_any(source: Path, kfuncs: frozenset[str]) -> bool:
     """Whether the source's own code names one of `kfuncs` (comments and strings aside)."""
-    text = _blank_strings(_COMMENT.sub(" ", source.read_text(errors="replace")))
+    text = _blank_strings(strip_comments(source.read_text(errors="replace")))
     return not kfuncs.isdisjoint(_IDENT.findall(text))
 
 

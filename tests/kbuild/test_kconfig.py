@@ -127,7 +127,7 @@ def test_pinning_off_a_symbol_the_tree_sets_itself_passes_fresh_and_cached(tmp_p
 
 def _tree_with_selftests_config(tmp_path: Path, files: dict[str, str]) -> Path:
     tree = tmp_path / "tree"
-    folder = tree / kconfig.SELFTESTS_CONFIG
+    folder = tree / kconfig.SELFTESTS_DIR
     folder.mkdir(parents=True)
     for name, text in files.items():
         (folder / name).write_text(text)
