@@ -8,6 +8,8 @@ matrix cell is one :class:`RunRequest`. CLI handlers only parse, call and print.
 
 from __future__ import annotations
 
+import functools
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,12 +169,25 @@ class Comparison:
     test_progs_s: float
     test_progs_output: str
     error: str | None = None  # test_progs gave no verdicts: why (ours still stand)
-    crashed: dict[str, str] = field(default_factory=dict)  # tests test_progs panicked under
+    crashed: dict[str, str] = field(default_factory=dict)  # items test_progs panicked under
+    crash_log: Path | None = None  # the consoles of the kernels test_progs took down
 
     @property
     def disagreements(self) -> list[Pair]:
         return [p for p in self.pairs if p.ours is not None and p.theirs is not None
                 and not p.agrees]
+
+
+def _test_progs_batch(target: Target, scratch: Path, timeout: float, items: list[str]) -> str:
+    """test_progs' output on the allowlist `items`, sent as a file: test_loader subtest
+    names may hold commas, which `-a a,b` would split."""
+    from harness.progs import reference  # noqa: PLC0415
+
+    allow = scratch / "allow"
+    allow.write_text("".join(f"{item}\n" for item in items))
+    target.put(allow, reference.GUEST_ALLOWLIST, timeout=timeout)
+    return target.run(f"cd {reference.GUEST_DIR} && ./test_progs "
+                      f"-a @{reference.GUEST_ALLOWLIST} 2>&1", timeout=timeout).out
 
 
 def compare_selftests(request: RunRequest, *, say: Say = _quiet, timeout: float = 3600.0,
@@ -192,31 +207,36 @@ def compare_selftests(request: RunRequest, *, say: Say = _quiet, timeout: float 
     for arch, artifacts in build_all(request, quiet=quiet_builds).items():
         ref = reference.build(artifacts, str(compiler.path), compiler.version, say=say)
         corpus = discover(Path(artifacts.source_tree)).select(request.selftests)
-        tests = sorted({e.test for e in corpus.judged})
         # vng mounts a host dir outside the guest root at a guest path of our choosing
         options = {**request.target_options,
                    "rwdirs": (f"{reference.GUEST_DIR}={ref.directory}",)}
         with open_target(request.target, artifacts, arch, memory=request.memory,
-                         cpus=request.cpus, kvm=request.kvm, **options) as target:
+                         cpus=request.cpus, kvm=request.kvm, **options) as target, \
+                tempfile.TemporaryDirectory(prefix="kfunc-harness-allow-") as scratch:
             target.start()
             run = run_arch(artifacts, sources_for(request, artifacts), only=request.only,
                            timeout=request.timeout, target=target, target_name="qemu",
                            lists=request.lists(arch), keep_going=True, clang=request.clang,
                            flavor=request.flavor,
                            progress=lambda line: say(f"harness: {line}"))
-            say(f"harness: {arch}: running the tree's test_progs on {len(tests)} tests")
+            items = reference.allowlist(corpus, run.results)
+            say(f"harness: {arch}: running the tree's test_progs on "
+                f"{len({i.partition('/')[0] for i in items})} tests")
             started = time.monotonic()
-
-            def run_batch(some: list[str]) -> str:
-                return target.run(f"cd {reference.GUEST_DIR} && ./test_progs -a "
-                                  f"{','.join(some)} 2>&1", timeout=timeout).out
-
-            theirs = reference.run_isolated(tests, run_batch, target.reboot, say=say)
+            run_batch = functools.partial(_test_progs_batch, target, Path(scratch), timeout)
+            theirs = reference.run_isolated(items, run_batch, target.reboot, say=say,
+                                            console=target.console)
             took = round(time.monotonic() - started, 1)
         error = None if theirs.verdicts or theirs.crashed else (
             "test_progs printed no results: "
             f"{(theirs.output.strip().splitlines() or [''])[-1][:200]}")
+        crash_log = None
+        if theirs.consoles:
+            crash_log = ref.log.with_name(f"{ref.log.stem}-crashes.log")
+            crash_log.write_text("".join(f"===== kernel {n} test_progs took down =====\n"
+                                         f"{text}\n"
+                                         for n, text in enumerate(theirs.consoles, 1)))
         out.append(Comparison(run, reference.compare(run.results, theirs.verdicts, corpus,
                                                      theirs.crashed),
-                              ref, took, theirs.output, error, theirs.crashed))
+                              ref, took, theirs.output, error, theirs.crashed, crash_log))
     return out

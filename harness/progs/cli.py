@@ -169,6 +169,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(json.dumps([{
             "arch": c.run.arch, "test_progs_s": c.test_progs_s, "error": c.error,
             "test_progs_crashed": c.crashed,
+            "crash_log": str(c.crash_log) if c.crash_log else None,
             "results": [r.to_json() for r in c.run.results],
             "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
                        "ours": p.ours.verdict if p.ours else None,
@@ -179,8 +180,10 @@ def _compare(args: argparse.Namespace) -> int:
         print(c.run.header())
         if c.error:
             print(f"{c.run.arch}: {c.error}")
-        for test, why in c.crashed.items():
-            print(f"  test_progs took the kernel down under {test}: {why[:200]}")
+        for item, why in c.crashed.items():
+            print(f"  test_progs took the kernel down under {item}: {why[:300]}")
+        if c.crash_log is not None:
+            print(f"  the consoles of those kernels: {c.crash_log}")
         for pair in c.disagreements:
             ours = pair.ours
             assert ours is not None and pair.theirs is not None

@@ -23,6 +23,9 @@ from harness.progs.source_ids import strip_comments
 _RUN_TESTS = re.compile(r"\bRUN_TESTS\(\s*(\w+)\s*\)")
 _RUN = re.compile(r"\bRUN\(\s*(\w+)\s*\)")
 _RUN_AUX = re.compile(r'\brun_tests_aux\(\s*"(\w+)"\s*,\s*\w+\s*,\s*(\w+)\s*\)')
+_RUN_STATEMENT = re.compile(r"\b(?:RUN_TESTS|RUN)\(\s*\w+\s*\)\s*;")
+# `if (test__start_subtest("name"))` (and an opening brace) right before a RUN_TESTS
+_GUARD = re.compile(r'\bif\s*\(\s*test__start_subtest\(\s*"([^"]*)"\s*\)\s*\)\s*\{?\s*\Z')
 _SKEL = re.compile(r'#include\s+"(\w+)\.(?:l?skel|subskel)\.h"')
 # test_progs runs `void test_<name>(void)` / `serial_test_<name>` as test <name>
 _TEST_FN = re.compile(r"\bvoid\s+(?:serial_)?test_(\w+)\s*\(\s*void\s*\)\s*\{")
@@ -38,6 +41,12 @@ class Entry:
     judged: bool  # run through test_loader with nothing but the annotations
     reason: str = ""  # why not judged
     test: str = ""  # the test_progs test that runs it (`-t` name), for judged entries
+    # the test function does nothing but RUN/RUN_TESTS: `test_progs -a <test>` runs only
+    # test_loader programs (a mixed test attaches, runs traffic, ... in subtests of its own)
+    whole_test: bool = True
+    # the subtest a RUN_TESTS sits under (`if (test__start_subtest("negative"))
+    # RUN_TESTS(x);`): test_progs runs x's programs only when that subtest is allowed too
+    guard: str = ""
 
     def describe(self) -> str:
         if self.judged:
@@ -82,17 +91,22 @@ def discover(tree: Path) -> Corpus:
     if not progs.is_dir() or not prog_tests.is_dir():
         raise FileNotFoundError(f"{selftests}: no progs/ and prog_tests/ (not a kernel tree?)")
     runs: dict[str, str] = {}  # name -> where test_loader runs it
-    tests: dict[str, str] = {}  # name -> the test_progs test whose function runs it
+    tests: dict[str, tuple[str, bool]] = {}  # name -> (its test, that test is runs only)
+    guards: dict[str, str] = {}  # name -> the subtest its RUN_TESTS is under
     callbacks: dict[str, str] = {}  # name -> where it runs with a C callback
     skel_users: dict[str, list[str]] = {}  # name -> prog_tests files that open its skeleton
     for driver in sorted(prog_tests.glob("*.c")):
         text = _text(driver)
         rel = f"prog_tests/{driver.name}"
-        functions = [(m.start(), m.group(1)) for m in _TEST_FN.finditer(text)]
+        functions = [_TestFunction(m.start(), m.group(1), _runs_only(text, m.end()))
+                     for m in _TEST_FN.finditer(text)]
         for m in _RUN_TESTS.finditer(text):
             if not _in_define(text, m.start()):
                 runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN_TESTS")
                 tests.setdefault(m.group(1), _enclosing(functions, m.start()))
+                guard = _GUARD.search(text, max(0, m.start() - 200), m.start())
+                if guard:
+                    guards.setdefault(m.group(1), guard.group(1))
         if driver.name == "verifier.c":
             for m in _RUN.finditer(text):
                 if not _in_define(text, m.start()):
@@ -110,7 +124,9 @@ def discover(tree: Path) -> Corpus:
             corpus.entries.append(Entry(name, source, callbacks[name], False,
                                         f"needs the setup callback {callbacks[name]}"))
         elif name in runs:
-            corpus.entries.append(Entry(name, source, runs[name], True, test=tests[name]))
+            test, whole = tests[name]
+            corpus.entries.append(Entry(name, source, runs[name], True, test=test,
+                                        whole_test=whole, guard=guards.get(name, "")))
         elif name in skel_users:
             users = ", ".join(skel_users[name][:3])
             corpus.entries.append(Entry(name, source, users, False,
@@ -122,10 +138,28 @@ def discover(tree: Path) -> Corpus:
     return corpus
 
 
-def _enclosing(functions: list[tuple[int, str]], pos: int) -> str:
+@dataclass(frozen=True)
+class _TestFunction:
+    start: int
+    name: str
+    runs_only: bool
+
+
+def _enclosing(functions: list[_TestFunction], pos: int) -> tuple[str, bool]:
     """The last test function starting before `pos` (the one a RUN_TESTS is in)."""
-    before = [name for start, name in functions if start < pos]
-    return before[-1] if before else ""
+    before = [f for f in functions if f.start < pos]
+    return (before[-1].name, before[-1].runs_only) if before else ("", False)
+
+
+def _runs_only(text: str, body: int) -> bool:
+    """Whether the function body opening just before `body` holds nothing but
+    RUN_TESTS(x); / RUN(x); statements."""
+    depth, end = 1, body
+    while depth and end < len(text):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        end += 1
+    rest = _RUN_STATEMENT.sub("", text[body:end - 1])
+    return not rest.strip()
 
 
 def _in_define(text: str, pos: int) -> bool:

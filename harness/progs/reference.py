@@ -36,6 +36,7 @@ from harness.progs.makeflags import SELFTESTS
 from harness.progs.results import ProgResult
 
 GUEST_DIR = "/tmp/kfunc-harness-test_progs"  # where a guest sees test_progs' directory
+GUEST_ALLOWLIST = "/tmp/kfunc-harness-allow"  # the `-a @file` of each test_progs call
 # "#512/3    verifier_and/invalid and of negative number:OK", "#7       align:SKIP"
 _RESULT = re.compile(r"^#(\d+)(?:/(\d+))?\s+(.+):(OK|SKIP|FAIL)\s*$")
 OURS = {"pass": "OK", "skip": "SKIP", "fail": "FAIL", "error": "FAIL"}
@@ -189,10 +190,32 @@ class Pair:
         return OURS[self.ours.verdict] == self.theirs.result
 
 
+def allowlist(corpus: Corpus, ours: Iterable[ProgResult]) -> list[str]:
+    """What test_progs is asked to run (`-a @file` lines): a test that does nothing but
+    RUN_TESTS by its name; a mixed test by the `test/program` of each test_loader program
+    we judged (and the subtest a RUN_TESTS sits under), so none of its own attach and
+    traffic subtests run: they are not in the comparison, and kprobe_multi_test's took
+    7.3's kernel down."""
+    entries = {e.name: e for e in corpus.judged}
+    items: dict[str, None] = {}  # ordered set
+    for entry in corpus.judged:
+        if entry.whole_test:
+            items[entry.test] = None
+    for result in ours:
+        entry = entries.get(result.object)
+        if entry is None or entry.whole_test or subtest_name(result) is None:
+            continue
+        if entry.guard:
+            items[f"{entry.test}/{entry.guard}"] = None
+        items[f"{entry.test}/{result.program}"] = None
+    return list(items)
+
+
 def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
             corpus: Corpus, crashed: Iterable[str] = ()) -> list[Pair]:
-    """Every subtest of the corpus' tests either side judged, ours paired with theirs; a
-    test test_progs crashed the kernel under gives each of our subtests a CRASH."""
+    """Every subtest of the corpus' tests either side judged, ours paired with theirs; an
+    allowlist item (a test, a test/program) test_progs crashed the kernel under gives each
+    of our subtests it covers a CRASH."""
     test_of = {e.name: e.test for e in corpus.judged}
     crashed = set(crashed)
     pairs: dict[tuple[str, str], Pair] = {}
@@ -203,17 +226,18 @@ def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
             continue
         key = (test, name)
         theirs_one = theirs.get(key)
-        if theirs_one is None and test in crashed:
+        if theirs_one is None and crashed & {test, f"{test}/{result.program}"}:
             theirs_one = Verdict(test, name, CRASH)
         pairs[key] = Pair(test, name, result, theirs_one)
     tests = set(test_of.values())
+    guards = {(e.test, e.guard) for e in corpus.judged if e.guard}  # not test_loader's
     for key, verdict in theirs.items():
-        if key not in pairs and verdict.test in tests and verdict.subtest:
+        if key not in pairs and verdict.test in tests and verdict.subtest and key not in guards:
             pairs[key] = Pair(key[0], key[1], None, verdict)
     return sorted(pairs.values(), key=lambda p: (p.test, p.subtest))
 
 
-BATCH_TESTS = 24  # tests per test_progs call: what one crash re-runs at most
+BATCH_TESTS = 24  # allowlist items per test_progs call: what one crash re-runs at most
 CRASH = "CRASH"  # the verdict of a test under which test_progs took the kernel down
 
 
@@ -223,30 +247,41 @@ class ReferenceRun:
 
     verdicts: dict[tuple[str, str], Verdict]
     output: str
-    crashed: dict[str, str]  # test -> the target error
+    crashed: dict[str, str]  # allowlist item -> the target error and the first splat
     restarts: int
+    consoles: list[str]  # the console of each kernel test_progs took down
 
 
 def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
                  restart: Callable[[], None], *, batch: int = BATCH_TESTS,
-                 max_restarts: int = 16, say: Say = lambda _line: None) -> ReferenceRun:
-    """Run `tests` through test_progs in batches (`run_batch` returns its output or raises
-    TargetError when the kernel dies); a batch the kernel dies under is restarted and
-    halved until the test that kills it is alone, as ours are (isolation.py): a panic
-    in upstream's own runner costs that test, not the comparison."""
+                 max_restarts: int = 16, say: Say = lambda _line: None,
+                 console: Callable[[], str] = lambda: "") -> ReferenceRun:
+    """Run the allowlist items `tests` through test_progs in batches (`run_batch` returns
+    its output or raises TargetError when the kernel dies); a batch the kernel dies under
+    is restarted and halved until the item that kills it is alone, as ours are
+    (isolation.py): a panic in upstream's own runner costs that item, not the comparison.
+    The dead kernel's console (`console`) is kept and its first splat named."""
     from harness.targets.errors import TargetError  # noqa: PLC0415
+    from harness.targets.splat import find_splats  # noqa: PLC0415
 
     queue = deque(tests[i:i + batch] for i in range(0, len(tests), batch))
     found: dict[tuple[str, str], Verdict] = {}
     outputs: list[str] = []
     crashed: dict[str, str] = {}
+    consoles: list[str] = []
     restarts = 0
     while queue:
         some = queue.popleft()
+        since = len(_read(console))
         try:
             output = run_batch(some)
         except TargetError as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            text = _read(console)[since:]
+            consoles.append(text)
+            splats = find_splats(text)
+            if splats:
+                reason += f"; first splat: {splats[0].head[:200]}"
             restarts += 1
             say(f"harness: test_progs took the kernel down under one of {', '.join(some)}: "
                 f"{reason[:160]}")
@@ -263,4 +298,11 @@ def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
             continue
         outputs.append(output)
         found.update(verdicts(output))
-    return ReferenceRun(found, "".join(outputs), crashed, restarts)
+    return ReferenceRun(found, "".join(outputs), crashed, restarts, consoles)
+
+
+def _read(console: Callable[[], str]) -> str:
+    try:
+        return console()
+    except Exception:  # noqa: BLE001 - a dead target's console may be gone
+        return ""

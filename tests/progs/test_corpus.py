@@ -41,6 +41,22 @@ def test_sorts_every_program_file(tmp_path: Path) -> None:
     assert [e.name for e in corpus.select("verifier_*").entries] == ["verifier_cb", "verifier_x"]
 
 
+def test_mixed_tests_and_guarded_runs(tmp_path: Path) -> None:
+    """A test that attaches or runs traffic besides RUN_TESTS is mixed: test_progs is then
+    asked for its test_loader subtests alone; a RUN_TESTS under a subtest needs that one."""
+    tree = _tree(tmp_path, {
+        "pure.c": "void test_pure(void)\n{\n\tRUN_TESTS(p1);\n\tRUN_TESTS(p2);\n}\n",
+        "mixed.c": 'void test_mixed(void)\n{\n\tif (test__start_subtest("attach"))\n'
+                   "\t\tdo_attach();\n\tRUN_TESTS(m1);\n"
+                   '\tif (test__start_subtest("negative")) {\n\t\tRUN_TESTS(m2);\n\t}\n}\n'
+                   "void test_after(void) { RUN_TESTS(p3); }\n",
+    }, ["p1", "p2", "m1", "m2", "p3"])
+    by = {e.name: e for e in discover(tree).judged}
+    assert [(n, by[n].test, by[n].whole_test, by[n].guard) for n in sorted(by)] == [
+        ("m1", "mixed", False, ""), ("m2", "mixed", False, "negative"),
+        ("p1", "pure", True, ""), ("p2", "pure", True, ""), ("p3", "after", True, "")]
+
+
 def test_not_a_tree(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no progs/ and prog_tests/"):
         discover(tmp_path)
@@ -55,3 +71,6 @@ def test_the_73_tree(debian_tree_73) -> None:  # noqa: ANN001 - sources.KernelSo
     assert not by["arena_htab"].judged and "prog_tests/arena_htab.c" in by["arena_htab"].reason
     assert not by["verifier_array_access"].judged
     assert all(e.source.is_file() for e in corpus.entries)
+    # 7.3's kprobe_multi_test attaches besides RUN_TESTS(kprobe_multi_verifier)
+    assert not by["kprobe_multi_verifier"].whole_test and by["verifier_and"].whole_test
+    assert by["file_reader_fail"].guard == "negative"

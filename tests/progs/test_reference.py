@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.progs.corpus import Corpus, Entry
-from harness.progs.reference import compare, subtest_name, verdicts
+from harness.progs.reference import allowlist, compare, subtest_name, verdicts
 from harness.progs.results import ProgResult
 
 # test_progs' own lines (print_subtest_name / print_test_result), with the noise around them
@@ -90,3 +90,54 @@ def test_a_test_progs_crash_costs_only_that_test() -> None:
     pairs = {p.subtest: p for p in compare(ours, ran.verdicts, corpus, ran.crashed)}
     assert pairs["killer"].theirs.result == CRASH and pairs["killer"].agrees
     assert not pairs["quiet"].agrees  # test_progs never judged it: the kernel went first
+
+
+def test_mixed_tests_are_asked_for_their_test_loader_programs_only() -> None:
+    corpus = Corpus(Path("/tree"), [
+        Entry("verifier_and", Path("verifier_and.c"), "RUN", True, test="verifier_and"),
+        Entry("kprobe_multi_verifier", Path("k.c"), "RUN_TESTS", True,
+              test="kprobe_multi_test", whole_test=False),
+        Entry("file_reader_fail", Path("f.c"), "RUN_TESTS", True, test="file_reader",
+              whole_test=False, guard="negative"),
+    ])
+    ours = [_ours("verifier_and", "invalid_range_check", "pass", "invalid range check"),
+            _ours("kprobe_multi_verifier", "kprobe_session_return_0", "pass",
+                  "kprobe, session, return 0"),
+            _ours("kprobe_multi_verifier", "kprobe_session_return_0@rnd_hi32", "pass"),
+            _ours("kprobe_multi_verifier", "kprobe_session_return_0 @unpriv", "skip"),
+            _ours("file_reader_fail", "on_nanosleep_unreleased_ref", "pass")]
+    assert allowlist(corpus, ours) == [
+        "verifier_and", "kprobe_multi_test/kprobe_session_return_0",
+        "kprobe_multi_test/kprobe_session_return_0 @unpriv", "file_reader/negative",
+        "file_reader/on_nanosleep_unreleased_ref"]
+    # a crash under one such item is that program's, not its whole test's
+    from harness.progs.reference import CRASH
+
+    crashed = {"kprobe_multi_test/kprobe_session_return_0": "KernelPanic: ..."}
+    theirs = verdicts("#9/1 file_reader/negative:OK\n"
+                      "#9/2 file_reader/on_nanosleep_unreleased_ref:OK\n")
+    pairs = {p.subtest: p for p in compare(ours, theirs, corpus, crashed)}
+    assert pairs["kprobe, session, return 0"].theirs.result == CRASH
+    assert pairs["on_nanosleep_unreleased_ref"].agrees
+    assert "negative" not in pairs  # the subtest a RUN_TESTS sits under is no program
+    assert pairs["kprobe_session_return_0 @unpriv"].theirs is None
+
+
+def test_the_console_of_a_kernel_test_progs_took_down_is_kept() -> None:
+    from harness.progs.reference import run_isolated
+    from harness.targets.errors import KernelPanic
+
+    console = ["[    1.0] booted\n"]
+
+    def run_batch(some: list[str]) -> str:
+        if "bad" in some:
+            console.append("[   13.1] BUG: kernel NULL pointer dereference, address: 0\n"
+                           "[   13.2] Kernel panic - not syncing: Fatal exception\n")
+            raise KernelPanic("panic", ["Kernel panic - not syncing: Fatal exception"])
+        return f"#1/1 {some[0]}/s:OK\n"
+
+    ran = run_isolated(["bad"], run_batch, lambda: console.clear(),
+                       console=lambda: "".join(console))
+    assert "first splat: " in ran.crashed["bad"]
+    assert "NULL pointer dereference" in ran.crashed["bad"]
+    assert len(ran.consoles) == 1 and "booted" not in ran.consoles[0]
