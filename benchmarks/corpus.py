@@ -69,7 +69,10 @@ def reference_figures(request: RunRequest) -> dict[str, object]:
     verdicts = collections.Counter(r.verdict for r in run.results)
     both = [p for p in comparison.pairs if p.ours is not None and p.theirs is not None]
     theirs = collections.Counter(p.theirs.result for p in comparison.pairs if p.theirs)
+    loads = [r.time_ms for r in run.results if r.time_ms is not None]
     return {"boot s": run.boot_s, "ours: suite s": run.suite_s,
+            "ours: load+run per program, median ms": round(statistics.median(loads), 1)
+            if loads else None,
             "test_progs: wall s": comparison.test_progs_s,
             **{f"ours: {k}": v for k, v in verdicts.items()},
             **{f"test_progs: {k}": v for k, v in theirs.items()},

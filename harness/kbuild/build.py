@@ -614,15 +614,20 @@ def stage_testmod(src: Path, work: Path) -> None:
     (work / "Kbuild").write_text("obj-m += bpf_testmod.o\nCFLAGS_bpf_testmod.o = -I$(src)\n")
 
 
-def target_sysroot(arch: str) -> Path:
-    """Headers and libraries of libelf/zlib for a cross-built libbpf (Debian arm64 .debs)."""
+SYSROOT_PACKAGES = ("libelf-dev", "libelf1", "zlib1g-dev", "zlib1g", "libzstd-dev", "libzstd1")
+
+
+def target_sysroot(arch: str, extra: tuple[str, ...] = ()) -> Path:
+    """Headers and libraries of libelf/zlib for a cross-built libbpf (Debian arm64 .debs),
+    and of the `extra` packages a cross-built program needs besides (its own sysroot)."""
     from harness.kbuild.debian import PrivateApt, unpack_deb
 
-    final = cache_dir("sysroots") / arch
+    name = arch if not extra else f"{arch}-{'-'.join(sorted(extra))}"
+    final = cache_dir("sysroots") / name
     if (final / ".complete").exists():
         return final
     debian_arch = lookup(arch).debian
-    packages = ["libelf-dev", "libelf1", "zlib1g-dev", "zlib1g", "libzstd-dev", "libzstd1"]
+    packages = [*SYSROOT_PACKAGES, *extra]
     apt = PrivateApt()
     debs = [apt.download(f"{name}:{debian_arch}", "bookworm") for name in packages]
     with locked(final):
@@ -638,6 +643,11 @@ def target_sysroot(arch: str) -> Path:
                     target = tmp / os.readlink(link).lstrip("/")
                     link.unlink()
                     link.symlink_to(os.path.relpath(target, lib))
+            # a cross compiler searches no multiarch dir: merge usr/include/<triplet>
+            # (openssl's opensslconf.h lives there) into usr/include
+            multiarch = tmp / "usr/include" / lookup(arch).gnu_triplet
+            if multiarch.is_dir():
+                shutil.copytree(multiarch, tmp / "usr/include", dirs_exist_ok=True)
             (tmp / ".complete").write_text("")
     return final
 

@@ -9,12 +9,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.arch import arch_arg, arch_list
 from harness.cache import cache_root
 from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
 from harness.progs.results import table, to_json
+
+if TYPE_CHECKING:
+    from harness.progs.reference import Pair
 
 _DEFAULT_ORACLE = cache_root() / "oracle"
 
@@ -167,7 +171,8 @@ def _compare(args: argparse.Namespace) -> int:
     comparisons = session.compare_selftests(request, say=say, quiet_builds=args.json)
     if args.json:
         print(json.dumps([{
-            "arch": c.run.arch, "test_progs_s": c.test_progs_s, "error": c.error,
+            "arch": c.run.arch, "boot_s": c.run.boot_s, "suite_s": c.run.suite_s,
+            "restarts": len(c.run.restarts), "test_progs_s": c.test_progs_s, "error": c.error,
             "test_progs_crashed": c.crashed,
             "crash_log": str(c.crash_log) if c.crash_log else None,
             "results": [r.to_json() for r in c.run.results],
@@ -192,11 +197,28 @@ def _compare(args: argparse.Namespace) -> int:
         both = [p for p in c.pairs if p.ours is not None and p.theirs is not None]
         only_ours = sum(1 for p in c.pairs if p.theirs is None)
         only_theirs = sum(1 for p in c.pairs if p.ours is None)
+        for line in _one_sided(c.pairs):
+            print(line)
         print(f"{c.run.arch}: {len(both) - len(c.disagreements)}/{len(both)} subtests agree; "
               f"{only_ours} only ours, {only_theirs} only test_progs'; test_progs took "
               f"{c.test_progs_s:.0f} s (built at {c.reference.directory}, log "
               f"{c.reference.log})")
     return 1 if any(c.disagreements or c.error for c in comparisons) else 0
+
+
+def _one_sided(pairs: list[Pair], shown: int = 3) -> list[str]:
+    """Subtests only one side judged, grouped by test: which test, how many, a few names
+    (--json lists them all)."""
+    lines = []
+    for side, label in (("theirs", "only ours"), ("ours", "only test_progs'")):
+        by_test: dict[str, list[str]] = {}
+        for pair in pairs:
+            if getattr(pair, side) is None:
+                by_test.setdefault(pair.test, []).append(pair.subtest)
+        for test, names in sorted(by_test.items()):
+            more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+            lines.append(f"  {label}: {test} ({len(names)}): {', '.join(names[:shown])}{more}")
+    return lines
 
 
 def _selftests(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from harness.progs.makeflags import SELFTESTS
 from harness.progs.results import ProgResult
 
 GUEST_DIR = "/tmp/kfunc-harness-test_progs"  # where a guest sees test_progs' directory
+CROSS_PACKAGES = ("libssl-dev", "libssl3")  # sign-file's libcrypto, beyond libbpf's
 GUEST_ALLOWLIST = "/tmp/kfunc-harness-allow"  # the `-a @file` of each test_progs call
 # "#512/3    verifier_and/invalid and of negative number:OK", "#7       align:SKIP"
 _RESULT = re.compile(r"^#(\d+)(?:/(\d+))?\s+(.+):(OK|SKIP|FAIL)\s*$")
@@ -113,15 +114,22 @@ def build(artifacts: object, clang: str, clang_version: str, *,
 
 
 def _cross_flags(arch: str) -> list[str]:
-    """Make variables for a cross build: libelf, zlib and zstd from the target's Debian
-    packages (the sysroot the build's own libbpf uses)."""
+    """Make variables for a cross build: libelf, zlib, zstd and libcrypto (sign-file, built
+    beside test_progs) from the target's Debian packages; the target's pkg-config answers
+    from there (the host tools the build makes ask HOSTPKG_CONFIG)."""
     from harness.kbuild.build import target_sysroot  # noqa: PLC0415 - fetches .debs
 
-    sysroot = target_sysroot(arch)
-    lib = sysroot / "usr/lib" / lookup(arch).gnu_triplet
+    sysroot = target_sysroot(arch, CROSS_PACKAGES)
+    triplet = lookup(arch).gnu_triplet
+    lib = sysroot / "usr/lib" / triplet
     ld = f"-L{lib} -Wl,-rpath-link,{lib}"
-    return [f"EXTRA_CFLAGS=-I{sysroot}/usr/include", f"EXTRA_LDFLAGS={ld}",
-            f"LIBELF_CFLAGS=-I{sysroot}/usr/include", f"LIBELF_LIBS={ld} -lelf -lzstd"]
+    pkg_config = (f"env PKG_CONFIG_SYSROOT_DIR={sysroot} "
+                  f"PKG_CONFIG_LIBDIR={lib}/pkgconfig:{sysroot}/usr/share/pkgconfig pkg-config")
+    return [f"EXTRA_CFLAGS=-I{sysroot}/usr/include",
+            # libbpf's shared-library link reads LDFLAGS only (a host link skips the
+            # aarch64 libraries with a warning)
+            # no LIBELF_LIBS: it would reach the host's resolve_btfids link too
+            f"EXTRA_LDFLAGS={ld}", f"LDFLAGS={ld}", f"PKG_CONFIG={pkg_config}"]
 
 
 def _scratch_tree(tree: Path, copy: Path) -> None:

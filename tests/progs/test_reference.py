@@ -141,3 +141,15 @@ def test_the_console_of_a_kernel_test_progs_took_down_is_kept() -> None:
     assert "first splat: " in ran.crashed["bad"]
     assert "NULL pointer dereference" in ran.crashed["bad"]
     assert len(ran.consoles) == 1 and "booted" not in ran.consoles[0]
+
+
+def test_one_sided_subtests_are_listed_by_test() -> None:
+    from harness.progs.cli import _one_sided
+    from harness.progs.reference import Pair, Verdict
+
+    ours = _ours("iters", "p", "pass")
+    pairs = [Pair("iters", "a", ours, None), Pair("iters", "b", ours, None),
+             Pair("dynptr", "x", None, Verdict("dynptr", "x", "OK")),
+             Pair("dynptr", "y", ours, Verdict("dynptr", "y", "OK"))]
+    assert _one_sided(pairs, shown=1) == ["  only ours: iters (2): a, ... (1 more)",
+                                          "  only test_progs': dynptr (1): x"]
