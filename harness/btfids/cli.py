@@ -29,7 +29,7 @@ USAGE = """\
         --fatal_warnings  turn warnings into errors
         --patch_btfids <file>
                           path to .BTF_ids section data blob to patch into ELF file
-        --profile <6.12|7.2|7.3>
+        --profile <6.12|7.2|7.3|next>
                           behave as that tree's resolve_btfids (default: from the ELF)
         --discover-kfuncs find kfuncs from BTF_SET8_KFUNCS sets on any tree, tolerating
                           flag differences that do not change BTF

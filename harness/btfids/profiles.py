@@ -9,6 +9,13 @@ would write, so the behaviour is chosen per tree:
 - `7.3`: kfuncs come from BTF_SET8_KFUNCS sets; `bpf_kfunc`/`bpf_fastcall`
   decl tags and arena `address_space(1)` attributes are emitted;
   KF_IMPLICIT_ARGS; btf__dedup on every output; distill; sort.
+- `next`: the newest upstream tool. Upstream's last change to kfunc handling is
+  5e31d32843d3 "resolve_btfids: Emit arena attributes from kfunc parameter suffixes"
+  (bpf-next, in torvalds/linux master on 2026-08-20, the 7.3 merge window), after
+  692393104909 (bpf_kfunc/bpf_fastcall decl tags), 27a78c2e7eee (KF_ARENA_*) and
+  3d72aca40b83 (btf__dedup in finalize_btf); 7.3's main.c already holds all four, byte
+  for byte the newest stored copy, so `next` behaves as `7.3` and is there to be named
+  in bisects and to move on its own when upstream does.
 - `6.12`: the tool before kbuild's split into `--btf` outputs and `--patch_btfids`
   (7.0; tools/bpf/resolve_btfids of 6.12 and earlier): BTF is pahole's, untouched and
   unsorted; the resolved `.BTF_ids` are written into the ELF in place, no file is
@@ -49,15 +56,18 @@ class Profile:
     impl_lookup_own: bool  # `_impl` looked up among own types only (7.3) or base too (7.2)
     btf2btf: bool = True  # rewrite, finalize and emit BTF (7.x), or leave pahole's (6.12)
     in_place: bool = False  # write .BTF_ids into the ELF itself, emit no files (6.12)
+    sort: str = "7.3"  # harness.btf.sort's name order: whose btf__permute comparison
 
 
 PROFILES: dict[str, Profile] = {
     "6.12": Profile("6.12", kfuncs_from_sets=False, emit_tags=False, dedup=False,
                     impl_lookup_own=False, btf2btf=False, in_place=True),
     "7.2": Profile("7.2", kfuncs_from_sets=False, emit_tags=False, dedup=False,
-                   impl_lookup_own=False),
+                   impl_lookup_own=False, sort="7.2"),
     "7.3": Profile("7.3", kfuncs_from_sets=True, emit_tags=True, dedup=True,
                    impl_lookup_own=True),
+    "next": Profile("next", kfuncs_from_sets=True, emit_tags=True, dedup=True,
+                    impl_lookup_own=True),
 }
 DEFAULT_PROFILE = "7.3"
 

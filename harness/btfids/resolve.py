@@ -348,7 +348,7 @@ def _finalize(opts: Options, profile: profiles.Profile, btf: Btf, *,
         except BTFError as exc:
             raise BtfidsError(f"FAILED to distill base BTF: {exc}") from None
     try:
-        sort_by_name(btf, profile.name)
+        sort_by_name(btf, profile.sort)
     except BTFError as exc:
         raise BtfidsError(f"FAILED: btf permute: {exc}") from None
     return btf
