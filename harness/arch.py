@@ -28,6 +28,7 @@ class Architecture:
     tcg_cpu: str | None  # QEMU -cpu under TCG when vng's default lacks what the JIT needs
     qemu_binary: str
     expected_make_steps: int  # a cold build's make lines, for progress before a build log exists
+    bpf_syscall: int  # __NR_bpf, for calling bpf(2) on a host of this arch
     aliases: tuple[str, ...] = ()  # other spellings users type
 
     @property
@@ -52,7 +53,7 @@ X86_64 = Architecture(
     name="x86_64", kernel_arch="x86", uname="x86_64", debian="amd64",
     gnu_triplet="x86_64-linux-gnu", boot_image="arch/x86/boot/bzImage",
     target_arch_define="x86", tcg_cpu=None, qemu_binary="qemu-system-x86_64",
-    expected_make_steps=2000, aliases=("amd64", "x86"),
+    expected_make_steps=2000, bpf_syscall=321, aliases=("amd64", "x86"),
 )
 ARM64 = Architecture(
     name="arm64", kernel_arch="arm64", uname="aarch64", debian="arm64",
@@ -60,7 +61,7 @@ ARM64 = Architecture(
     # vng's default cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some
     # programs
     target_arch_define="arm64", tcg_cpu="max", qemu_binary="qemu-system-aarch64",
-    expected_make_steps=1700, aliases=("aarch64",),
+    expected_make_steps=1700, bpf_syscall=280, aliases=("aarch64",),
 )
 ARCHES: dict[str, Architecture] = {a.name: a for a in (X86_64, ARM64)}
 NAMES: tuple[str, ...] = tuple(ARCHES)

@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         action=argparse.BooleanOptionalAction,
                         help="find kfuncs from BTF_SET8_KFUNCS sets even where the tree's "
                         "tool would not (default: when the BTF has no bpf_kfunc tags, 7.2)")
+    parser.add_argument("--per-arg-tags", action="store_true",
+                        help="also emit per-argument kfunc flags as bpf_kfunc_arg:<flag> "
+                        "decl tags (not upstream's; docs/per-arg-flags.md)")
+    parser.add_argument("--arg-table", metavar="TOML",
+                        help="kfunc-args.toml: per-argument flags neither the KF_* flags nor "
+                        "the parameter names say (with --per-arg-tags)")
     # PARSE_OPT_STOP_AT_NON_OPTION: everything from the first operand on is operands
     parser.add_argument("objects", nargs=argparse.REMAINDER, metavar="ELF")
 
@@ -89,7 +95,8 @@ def execute(args: argparse.Namespace) -> int:
     opts = resolve.Options(
         elf=elf, btf=args.btf, base=args.btf_base, distill_base=args.distill_base,
         fatal_warnings=args.fatal_warnings, verbose=args.verbose, profile=args.profile,
-        discover=args.discover,
+        discover=args.discover, per_arg_tags=args.per_arg_tags or bool(args.arg_table),
+        arg_table=args.arg_table,
     )
     resolve.run(opts)
     return 0

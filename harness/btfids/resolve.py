@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union
+from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union, kfunc_args
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
 from harness.btfids import profiles, transform
@@ -63,6 +63,8 @@ class Options:
     profile: str | None = None
     discover: bool | None = None  # None: on when the BTF has no bpf_kfunc tags (7.2 profile)
     validate: bool = False  # full harness.btf.validate; off: libbpf's own sanity checks only
+    per_arg_tags: bool = False  # emit bpf_kfunc_arg:/ret: decl tags (not upstream's; opt-in)
+    arg_table: str | None = None  # kfunc-args.toml: per-argument flags neither source says
 
 
 @dataclass
@@ -275,7 +277,25 @@ def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
 def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
              tables: btfids.BtfIdTables,
              section: btfids.IdSection | None) -> tuple[list[Kfunc], bool]:
-    """Find the kfuncs the profile's way and apply its edits; (kfuncs, discovered?)."""
+    """Find the kfuncs the profile's way and apply its edits (and, opted in, the
+    per-argument tags); (kfuncs, discovered?)."""
+    found, discovered = _profile_edits(opts, log, profile, btf, tables, section)
+    if opts.per_arg_tags:
+        try:
+            table = kfunc_args.load_table(opts.arg_table) if opts.arg_table else None
+            tags = transform.DeclTags(btf, kf.decl_tag_ids(btf))
+            added = sum(transform.add_arg_tags(btf, k, tags, table) for k in found)
+        except BTFError as exc:
+            raise BtfidsError(f"FAILED: per-argument tags: {exc}") from None
+        if log.debug_fn is not None:
+            log.debug_fn(f"added {added} per-argument decl tags")
+    return found, discovered
+
+
+def _profile_edits(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
+                   tables: btfids.BtfIdTables,
+                   section: btfids.IdSection | None) -> tuple[list[Kfunc], bool]:
+    """The edits the profile's own tool makes."""
     debug = log.debug_fn
     tag_ids = kf.decl_tag_ids(btf)
     if profile.kfuncs_from_sets:

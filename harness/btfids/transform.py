@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from harness.btf import Btf, BTFError, Func, FuncProto, Param, Ptr, Struct
+from harness.btf import Btf, BTFError, Func, FuncProto, Param, Ptr, Struct, kfunc_args
 from harness.btf.types import Const, Restrict, TypeTag, Volatile
 from harness.btfids.errors import BtfidsError
 from harness.btfids.kfuncs import FuncIndex
@@ -237,6 +237,28 @@ def tag_arena(btf: Btf, kfunc: Kfunc, debug: Debug | None = None) -> None:
     func.type = new_id
 
 
+def add_arg_tags(btf: Btf, kfunc: Kfunc, tags: DeclTags,
+                 table: dict[str, dict[str, list[str]]] | None = None) -> int:
+    """Per-argument flags as decl tags on the kfunc's (BPF-visible) FUNC: opt-in, not
+    upstream's (harness.btf.kfunc_args, docs/per-arg-flags.md). A tag already there is
+    not added again. Returns how many were added."""
+    added = 0
+    for fact in kfunc_args.derive(btf, kfunc.btf_id, kfunc.flags,
+                                  (table or {}).get(kfunc.name)):
+        component = fact.index  # RETURN is -1, the FUNC itself
+        if any(btf[t].component_idx == component and not btf[t].attr
+               and btf.name(btf[t]) == fact.tag for t in tags.by_target.get(kfunc.btf_id, ())):
+            continue
+        try:
+            tid = btf.add_decl_tag(fact.tag, kfunc.btf_id, component)
+        except BTFError as exc:
+            raise BtfidsError(f"FAILED to add '{fact.tag}' decl tag for kfunc {kfunc.name}: "
+                              f"{exc}") from None
+        tags.push(kfunc.btf_id, tid)
+        added += 1
+    return added
+
+
 def btf2btf_73(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
                debug: Debug | None = None) -> None:
     """7.3's btf2btf(): tags, then implicit args, then arena attributes, kfunc by kfunc."""
@@ -256,6 +278,6 @@ def btf2btf_72(btf: Btf, kfuncs: list[Kfunc], tags: DeclTags, funcs: FuncIndex,
 
 
 __all__ = [
-    "DeclTags", "add_kfunc_tags", "btf2btf_72", "btf2btf_73", "is_implicit_arg",
+    "DeclTags", "add_arg_tags", "add_kfunc_tags", "btf2btf_72", "btf2btf_73", "is_implicit_arg",
     "rewrite_implicit_args", "tag_arena",
 ]
