@@ -27,14 +27,31 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_kfuncs(args: argparse.Namespace) -> int:
-    """Every kfunc with its BPF-visible and kernel (_impl) prototypes, flags, tags, arena."""
+    """Every kfunc with its BPF-visible and kernel (_impl) prototypes, flags, tags, arena.
+
+    With --lint: exit 1 when a kfunc's flags contradict its BTF (harness.btf.kfunc_lint).
+    """
     import fnmatch
 
-    from harness.btf.kfuncs import format_kfunc, kfuncs_of
+    from harness.btf.kfuncs import find_kfuncs, format_kfunc, is_elf, load_for_kfuncs, read_set8s
 
-    kfuncs = kfuncs_of(args.file, args.base)
-    if args.names:
-        kfuncs = [k for k in kfuncs if any(fnmatch.fnmatchcase(k.name, p) for p in args.names)]
+    btf = load_for_kfuncs(args.file, args.base)
+    kfuncs = find_kfuncs(btf, read_set8s(args.file) if is_elf(args.file) else None)
+
+    def wanted(name: str) -> bool:
+        return not args.names or any(fnmatch.fnmatchcase(name, p) for p in args.names)
+
+    if args.lint:
+        from harness.btf.kfunc_lint import lint_kfuncs
+
+        report = lint_kfuncs(btf, kfuncs, wanted)
+        if args.json:
+            json.dump(report.to_json(), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            print(report.format())
+        return 1 if report.findings else 0
+    kfuncs = [k for k in kfuncs if wanted(k.name)]
     if args.json:
         json.dump([k.to_json() for k in kfuncs], sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -92,6 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="ELF (vmlinux, .ko), raw BTF or /sys/kernel/btf/*")
     p.add_argument("names", nargs="*", metavar="NAME", help="only kfuncs matching these globs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--lint", action="store_true",
+                   help="check each kfunc's KF_* flags against its prototype and decl tags; "
+                        "exit 1 on findings (rules needing flags are skipped without .BTF_ids)")
     _add_base(p)
     p.set_defaults(func=cmd_kfuncs)
 
