@@ -5,7 +5,8 @@ Why: the transformer must never be the slow step of kbuild's BTF stage
 matching tree and `python -m harness.btfids` (a fresh interpreter each time,
 as kbuild does) on the same pahole output, N times each, and reports the
 median wall time, the Python/C ratio and the peak RSS of each, against the
-targets (7.2 profile <= 1.0 s, 7.3 profile <= 3 s).
+targets (7.2 profile <= 1.0 s, 7.3 profile <= 3 s); for 7.3 also with the opt-in
+--per-arg-tags (per-argument kfunc flags as decl tags), against itself without.
 
     python benchmarks/btfids.py [--runs 5] [--elf .tmp_vmlinux1] [--c73 TOOL] [--c72 TOOL]
 
@@ -91,6 +92,9 @@ def main() -> int:
             c = bench("C", [str(tool), *base], args.runs)
             py = bench("Python", [sys.executable, "-m", "harness.btfids", "--profile", profile,
                                   *base], args.runs)
+            tagged = bench("Python --per-arg-tags", [
+                sys.executable, "-m", "harness.btfids", "--profile", profile,
+                "--per-arg-tags", *base], args.runs) if profile == "7.3" else None
         finally:
             shutil.rmtree(work, ignore_errors=True)
         ratio = py["median"] / c["median"]
@@ -100,6 +104,10 @@ def main() -> int:
               f"{c['rss_mb']:.0f} MB), Python median {py['median']:.3f} s (cpu "
               f"{py['cpu']:.3f} s, {py['rss_mb']:.0f} MB), ratio {ratio:.1f}x, target "
               f"{TARGETS[profile]:.1f} s: {ok}", flush=True)
+        if tagged is not None:
+            print(f"profile {profile} --per-arg-tags (docs/per-arg-flags.md): Python median "
+                  f"{tagged['median']:.3f} s (cpu {tagged['cpu']:.3f} s), "
+                  f"{tagged['median'] / py['median']:.2f}x without", flush=True)
     return 0 if all(r[4] == "OK" for r in rows) else 1
 
 

@@ -20,6 +20,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.btf import kfunc_args
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
@@ -145,6 +146,8 @@ class KfuncInfo:
     arg_tags: list[str] = field(default_factory=list)   # "<param>: <tag>"
     impl_tags: list[str] = field(default_factory=list)
     arena: list[str] = field(default_factory=list)      # "return" / param names
+    # per-argument flags from any source (harness.btf.kfunc_args): "p: release (KF_RELEASE)"
+    arg_flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -217,6 +220,7 @@ def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[KfuncInfo]:
     for k in kfunc_ids.values():
         if k.flags is not None:
             k.flag_names = flag_names(k.flags)
+        k.arg_flags = _arg_flags(btf, k, tags_by_target.get(k.btf_id, []))
     return sorted(kfunc_ids.values(), key=lambda k: (k.name.encode(), k.btf_id))
 
 
@@ -234,6 +238,26 @@ def _describe(btf: Btf, tid: int, funcs_by_name: dict[str, int],
         k.impl_tags = tags + arg_tags
     k.arena = arena_positions(btf, btf[f.type])
     return k
+
+
+def _arg_flags(btf: Btf, k: KfuncInfo, tags: list[DeclTag]) -> list[str]:
+    """Each argument's flags, with where each came from, in argument order."""
+    facts = sorted(set(kfunc_args.derive(btf, k.btf_id, k.flags))
+                   | set(kfunc_args.tagged(btf, k.btf_id, tags)))
+    proto = btf[btf[k.btf_id].type]
+    by_index: dict[int, dict[str, list[str]]] = {}
+    for fact in facts:
+        by_index.setdefault(fact.index, {}).setdefault(fact.flag, []).append(fact.source)
+    out = []
+    for index, sources in sorted(by_index.items(), key=lambda item: (item[0] < 0, item[0])):
+        flags = [f"{flag} ({', '.join(where)})" for flag, where in sources.items()]
+        if index == kfunc_args.RETURN:
+            name = "return"
+        else:
+            param = proto.params[index]
+            name = btf.str(param.name_off) if param.name_off else f"arg{index}"
+        out.append(f"{name}: {', '.join(flags)}")
+    return out
 
 
 def decl_tags_of(btf: Btf, tid: int, tags_by_target: dict[int, list[DeclTag]]
@@ -328,4 +352,6 @@ def format_kfunc(k: KfuncInfo) -> str:
         lines.append(f"    impl tags: {', '.join(k.impl_tags)}")
     if k.arena:
         lines.append(f"    arena:  {', '.join(k.arena)} ({ARENA_ATTR})")
+    for line in k.arg_flags:
+        lines.append(f"    flags:  {line}")
     return "\n".join(lines)

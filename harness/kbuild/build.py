@@ -55,6 +55,7 @@ class BuildRequest:
     jobs: int = os.cpu_count() or 2
     use_ccache: bool = True
     testmod: bool = True
+    per_arg_tags: bool = False  # the Python resolve_btfids with --per-arg-tags
 
 
 @dataclass
@@ -93,8 +94,9 @@ class BuildPlan:
                 f"-j{self.request.jobs}", image, "modules"]
 
     def toolchain_report(self) -> dict[str, str]:
+        btfids = self.request.btfids + (" --per-arg-tags" if self.request.per_arg_tags else "")
         return {"cc": self.compiler.label, "pahole": self.pahole.label,
-                "btfids": self.request.btfids, "btfids_identity": self.btfids_identity}
+                "btfids": btfids, "btfids_identity": self.btfids_identity}
 
 
 def _digest(*parts: str) -> str:
@@ -126,14 +128,18 @@ def make_plan(request: BuildRequest) -> BuildPlan:
     uname = lookup(request.arch).uname
     for spec in request.kconfigs:
         fragments += kconfig.user_fragments(spec, source.path, uname)
+    if request.per_arg_tags and request.btfids != "python":
+        raise UsageError("--per-arg-tags is an option of the Python resolve_btfids: "
+                         "use it with --btfids python")
+    btfids_args = toolchains.PER_ARG_TAGS if request.per_arg_tags else ()
     if request.btfids == "python":
-        btfids_path = toolchains.python_btfids_wrapper()
+        btfids_path = toolchains.python_btfids_wrapper(btfids_args)
     elif request.btfids == "c":
         btfids_path = Path("$(objtree)/tools/bpf/resolve_btfids/resolve_btfids")
     else:
         btfids_path = Path(request.btfids).expanduser().resolve()
     return BuildPlan(request, source, series, fragments, compiler, pahole, btfids_path,
-                     toolchains.btfids_identity(request.btfids))
+                     toolchains.btfids_identity(request.btfids) + "".join(btfids_args))
 
 
 class Builder:

@@ -31,6 +31,9 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--btfids", default=toolchains.DEFAULT_BTFIDS,
                         help="resolve_btfids kbuild runs: c, python or a path "
                         "(default %(default)s)")
+    parser.add_argument("--per-arg-tags", action="store_true",
+                        help="the Python resolve_btfids also emits per-argument kfunc flags "
+                        "as bpf_kfunc_arg: decl tags (docs/per-arg-flags.md)")
     parser.add_argument("--allow-config-drift", action="store_true",
                         help="build even if requested Kconfig symbols did not take")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="make -j (default: cpus)")
@@ -41,7 +44,8 @@ def request_from_args(args: argparse.Namespace, arch: str) -> BuildRequest:
     request = BuildRequest(arch=arch, tree=args.tree, kernel=args.kernel, patches=args.patches,
                            kconfigs=args.kconfig, pahole=args.pahole, btfids=args.btfids,
                            allow_config_drift=args.allow_config_drift,
-                           use_ccache=not args.no_ccache)
+                           use_ccache=not args.no_ccache,
+                           per_arg_tags=getattr(args, "per_arg_tags", False))
     if args.jobs:
         request.jobs = args.jobs
     return request

@@ -261,16 +261,22 @@ def select_clang(choice: str) -> Tool:
     return Tool(path, version, f"{version} ({path})")
 
 
-def python_btfids_wrapper() -> Path:
-    """An executable kbuild can call as RESOLVE_BTFIDS that runs our transformer."""
-    wrapper = cache_dir("bin") / "resolve_btfids-python"
+PER_ARG_TAGS = ("--per-arg-tags",)  # the transformer's opt-in per-argument decl tags
+
+
+def python_btfids_wrapper(args: tuple[str, ...] = ()) -> Path:
+    """An executable kbuild can call as RESOLVE_BTFIDS that runs our transformer (with
+    `args` of its own before kbuild's: kbuild passes RESOLVE_BTFIDS no options of ours)."""
+    name = "resolve_btfids-python" + "".join(a.replace("--", "-") for a in args)
+    wrapper = cache_dir("bin") / name
     # This checkout's package, whether or not (or wherever) the harness is pip-installed.
     checkout = shlex.quote(str(Path(__file__).resolve().parents[2]))
+    extra = "".join(f"{shlex.quote(a)} " for a in args)
     body = (
         "#!/bin/sh\n"
         "# resolve_btfids drop-in: the harness's Python transformer\n"
         f'PYTHONPATH={checkout}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} '
-        '-m harness.btfids "$@"\n'
+        f'-m harness.btfids {extra}"$@"\n'
     )
     if not wrapper.exists() or wrapper.read_text() != body:
         # per-process temp name: xdist workers planning their first builds race here

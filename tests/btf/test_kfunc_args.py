@@ -21,6 +21,7 @@ from harness.btf.kfunc_args import (
     suffix_flags,
     tagged,
 )
+from harness.btf.kfuncs import find_kfuncs
 from harness.btf.types import DeclTag
 from harness.kfunc_abi import KF_ACQUIRE, KF_ARENA_ARG2, KF_RCU, KF_RELEASE, KF_RET_NULL
 from tests.helpers import synth
@@ -134,6 +135,12 @@ def test_the_transformer_emits_them_only_when_asked(tmp_path: Path) -> None:
     # synth: bpf_arena_alloc(int *p, int *q, int *r__arena), KF_ARENA_RET | KF_ARENA_ARG2
     assert {(f.index, f.flag) for f in arena} == {
         (1, "arena"), (2, "arena"), (2, "nullable"), (RETURN, "arena")}
+    # `harness btf kfuncs` shows each argument's flags with where they came from
+    (info,) = [k for k in find_kfuncs(out_tags) if k.name == "bpf_arena_alloc"]
+    assert info.arg_flags == ["q: arena (BTF tag)",
+                              "r__arena: arena (BTF tag, suffix __arena), "
+                              "nullable (BTF tag, suffix __arena)",
+                              "return: arena (BTF tag)"]
     # asking twice adds nothing: the output is already tagged
     again = tmp_path / "again"
     again.mkdir()
@@ -158,3 +165,39 @@ def test_the_host_kernel_checker_is_an_oracle() -> None:
     bad = kernel_load(b.to_bytes())
     assert not bad.loaded and bad.errno == errno.EINVAL
     assert "Invalid component_idx" in bad.log, bad.log
+
+
+@pytest.mark.kernel
+def test_a_real_vmlinux_gets_its_tags_and_the_kernel_loads_them(
+        x86_build, x86_build_dir: Path, pahole_132: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """The 7.3 x86_64 BTF stage replayed with --per-arg-tags: the known kfuncs carry what
+    their flags and names say, and the host kernel's checker loads the result."""
+    import shutil
+
+    from harness.btfids.stage import pahole_flags, replay, resolve_btfids_flags
+    from harness.cache import locked
+    from harness.kbuild import toolchains
+
+    held = tmp_path / "held.tmp_vmlinux1"
+    with locked(x86_build_dir):  # other workers may relink this shared build dir
+        shutil.copyfile(x86_build_dir / ".tmp_vmlinux1", held)
+    out = replay(held, tmp_path / "stage", pahole=pahole_132,
+                 pahole_args=pahole_flags(x86_build_dir, jobs=2, config=x86_build.config),
+                 btfids=[str(toolchains.python_btfids_wrapper(toolchains.PER_ARG_TAGS))],
+                 btfids_args=resolve_btfids_flags(x86_build_dir, x86_build.config))
+    btf = load(str(out.btf))
+    funcs = {btf.name(t): tid for tid, t in btf.all_items() if t.kind.name == "FUNC"}
+    decls = [t for t in btf.types if isinstance(t, DeclTag)]
+
+    def facts(name: str) -> set[tuple[int, str]]:
+        return {(f.index, f.flag) for f in tagged(btf, funcs[name], decls)}
+
+    assert facts("bpf_task_acquire") == {(0, "acquire"), (0, "rcu"), (RETURN, "acquire"),
+                                         (RETURN, "nullable")}
+    assert facts("bpf_task_release") == {(0, "release")}
+    # int bpf_copy_from_user_str(void *dst, u32 dst__sz, const void *unsafe_ptr__ign, ...)
+    assert facts("bpf_copy_from_user_str") == {(1, "sz"), (2, "ign")}
+    verdict = kernel_load(out.btf.read_bytes())
+    if not verdict.loaded and verdict.errno == errno.EPERM:
+        pytest.skip("no CAP_BPF here: BPF_BTF_LOAD is refused")
+    assert verdict.loaded, verdict.reason
