@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -374,3 +375,35 @@ def _sh_type(value: object) -> int:
         return value
     return {"SHT_PROGBITS": SHT_PROGBITS, "SHT_SYMTAB": SHT_SYMTAB,
             "SHT_NOBITS": SHT_NOBITS}.get(str(value), -1)
+
+
+BANNER_SYMBOL = b"linux_banner"  # "Linux version X.Y.Z ..." in every vmlinux
+_VERSION_RE = re.compile(rb"(\d+)\.(\d+)")
+
+
+def kernel_version(elf: ElfFile, banner: Symbol | None) -> tuple[int, int] | None:
+    """(major, minor) from linux_banner (vmlinux) or .modinfo's vermagic (modules)."""
+    if banner is not None:
+        text = elf.read_at_symbol(banner, max(banner.size, 64))
+        if text and text.startswith(b"Linux version "):
+            m = _VERSION_RE.match(text, len(b"Linux version "))
+            if m:
+                return int(m.group(1)), int(m.group(2))
+    modinfo = elf.last_section(".modinfo")
+    if modinfo is not None:
+        blob = bytes(elf.section_data(modinfo))
+        pos = blob.find(b"vermagic=")
+        if pos >= 0:
+            m = _VERSION_RE.match(blob, pos + len(b"vermagic="))
+            if m:
+                return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def kernel_version_of(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The kernel version an ELF (vmlinux, a module) says it is, None when it says none."""
+    with ElfFile(path) as elf:
+        symtab = elf.symtab()
+        found = elf.symbols(symtab, -1, also=BANNER_SYMBOL) if symtab is not None else []
+        banner = next((s for s in found if s.name == BANNER_SYMBOL), None)
+        return kernel_version(elf, banner)

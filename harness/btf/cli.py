@@ -43,8 +43,10 @@ def cmd_kfuncs(args: argparse.Namespace) -> int:
 
     if args.lint:
         from harness.btf.kfunc_lint import lint_kfuncs
+        from harness.elf import kernel_version_of
 
-        report = lint_kfuncs(btf, kfuncs, wanted)
+        kernel = kernel_version_of(args.file) if is_elf(args.file) else None
+        report = lint_kfuncs(btf, kfuncs, wanted, kernel)
         if args.json:
             json.dump(report.to_json(), sys.stdout, indent=1)
             sys.stdout.write("\n")

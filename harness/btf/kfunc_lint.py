@@ -94,6 +94,7 @@ RULES: dict[str, str] = {
     "impl-tag": "the _impl resolve_btfids makes has the kfunc's decl tags but bpf_kfunc",
 }
 
+CONSISTENT_SETS_SINCE = (7, 3)  # main.c push_kfunc's "inconsistent flags" check
 # check_kfunc_call accepts these vmlinux KF_ACQUIRE kfuncs returning void * (by func id).
 VOID_ACQUIRE_KFUNCS = frozenset({
     "bpf_obj_new", "bpf_obj_new_impl", "bpf_percpu_obj_new", "bpf_percpu_obj_new_impl",
@@ -278,9 +279,11 @@ class _Ctx:
 
 
 def lint_kfuncs(btf: Btf, kfuncs: list[KfuncInfo],
-                keep: Callable[[str], bool] | None = None) -> LintReport:
+                keep: Callable[[str], bool] | None = None,
+                kernel: tuple[int, int] | None = None) -> LintReport:
     """Check the kfuncs of `kfuncs` (find_kfuncs on `btf`) whose name `keep` accepts (all
-    without it); the others still count as kfuncs, e.g. for telling a legacy `_impl`."""
+    without it); the others still count as kfuncs, e.g. for telling a legacy `_impl`.
+    `kernel` is the tree's version where known (rules that came with a release)."""
     tags: dict[int, set[TagKey]] = {}
     for _tid, t in btf.all_items():
         if isinstance(t, DeclTag):
@@ -313,7 +316,11 @@ def lint_kfuncs(btf: Btf, kfuncs: list[KfuncInfo],
                     "its _impl cannot be told apart"),
         ]
     checks.append(_implicit_args)
-    if ctx.has_sets:
+    if ctx.has_sets and kernel is not None and kernel < CONSISTENT_SETS_SINCE:
+        report.skipped.append(Skipped("inconsistent-sets", (
+            f"a {kernel[0]}.{kernel[1]} tree: before 7.3 each hook reads the flags of its "
+            "own set (btf_kfunc_id_set_contains), and resolve_btfids allows them to differ")))
+    elif ctx.has_sets:
         checks.append(_inconsistent_sets)
     checks.append(lambda c, k: _impl_tags(c, k, kfunc_tags_emitted))
     for k in checked:

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.btfids.errors import BtfidsError
-from harness.elf import ElfError, ElfFile, Section, Symbol
+from harness.elf import BANNER_SYMBOL, ElfError, ElfFile, Section, Symbol
 from harness.kfunc_abi import BTF_IDS_SECTION
-
-_BANNER_SYMBOL = b"linux_banner"
-_VERSION_RE = re.compile(rb"(\d+)\.(\d+)")
 
 
 def c_wording(exc: ElfError) -> str:
@@ -60,31 +56,12 @@ def open_elf(path: str | os.PathLike[str], *, writable_check: bool = True) -> El
 def symbols_and_banner(elf: ElfFile, symtab: Section,
                        shndx: int) -> tuple[list[Symbol], Symbol | None]:
     """The symbols in section `shndx` plus the `linux_banner` symbol, in one pass."""
-    found = elf.symbols(symtab, shndx, also=_BANNER_SYMBOL)
+    found = elf.symbols(symtab, shndx, also=BANNER_SYMBOL)
     banner = None
     for sym in found:
-        if sym.name == _BANNER_SYMBOL:
+        if sym.name == BANNER_SYMBOL:
             banner = sym
     return [sym for sym in found if sym.shndx == shndx], banner
-
-
-def kernel_version(elf: ElfFile, banner: Symbol | None) -> tuple[int, int] | None:
-    """(major, minor) from linux_banner (vmlinux) or .modinfo's vermagic (modules)."""
-    if banner is not None:
-        text = elf.read_at_symbol(banner, max(banner.size, 64))
-        if text and text.startswith(b"Linux version "):
-            m = _VERSION_RE.match(text, len(b"Linux version "))
-            if m:
-                return int(m.group(1)), int(m.group(2))
-    modinfo = elf.last_section(".modinfo")
-    if modinfo is not None:
-        blob = bytes(elf.section_data(modinfo))
-        pos = blob.find(b"vermagic=")
-        if pos >= 0:
-            m = _VERSION_RE.match(blob, pos + len(b"vermagic="))
-            if m:
-                return int(m.group(1)), int(m.group(2))
-    return None
 
 
 def patch_section(path: str | os.PathLike[str], blob_path: str | os.PathLike[str]) -> None:

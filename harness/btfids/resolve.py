@@ -37,13 +37,12 @@ from harness.btfids import profiles, transform
 from harness.btfids.elf import (
     BTF_IDS_SECTION,
     c_errors,
-    kernel_version,
     open_elf,
     symbols_and_banner,
     write_section,
 )
 from harness.btfids.errors import BtfidsError
-from harness.elf import ElfFile
+from harness.elf import ElfFile, kernel_version
 from harness.kfunc_abi import BTF_SET8_KFUNCS, KF_IMPLICIT_ARGS, SET8_FLAGS, SET8_PAIRS, Kfunc
 
 PATH_MAX = 4096
