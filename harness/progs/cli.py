@@ -178,7 +178,8 @@ def _compare(args: argparse.Namespace) -> int:
             "results": [r.to_json() for r in c.run.results],
             "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
                        "ours": p.ours.verdict if p.ours else None,
-                       "theirs": p.theirs.result if p.theirs else None}
+                       "theirs": p.theirs.result if p.theirs else None,
+                       "theirs_test": p.theirs_test}
                       for p in c.pairs]} for c in comparisons], indent=2))
     for c in comparisons if not args.json else ():
         print(table(c.run.results))
@@ -211,13 +212,17 @@ def _one_sided(pairs: list[Pair], shown: int = 3) -> list[str]:
     (--json lists them all)."""
     lines = []
     for side, label in (("theirs", "only ours"), ("ours", "only test_progs'")):
-        by_test: dict[str, list[str]] = {}
+        by_test: dict[str, list[Pair]] = {}
         for pair in pairs:
             if getattr(pair, side) is None:
-                by_test.setdefault(pair.test, []).append(pair.subtest)
-        for test, names in sorted(by_test.items()):
+                by_test.setdefault(pair.test, []).append(pair)
+        for test, some in sorted(by_test.items()):
+            names = [p.subtest for p in some]
             more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
-            lines.append(f"  {label}: {test} ({len(names)}): {', '.join(names[:shown])}{more}")
+            whole = some[0].theirs_test
+            why = f" [test_progs: the whole test {whole}, no such subtest]" if whole else ""
+            lines.append(f"  {label}: {test} ({len(names)}){why}: "
+                         f"{', '.join(names[:shown])}{more}")
     return lines
 
 

@@ -27,8 +27,11 @@ _RUN_STATEMENT = re.compile(r"\b(?:RUN_TESTS|RUN)\(\s*\w+\s*\)\s*;")
 # `if (test__start_subtest("name"))` (and an opening brace) right before a RUN_TESTS
 _GUARD = re.compile(r'\bif\s*\(\s*test__start_subtest\(\s*"([^"]*)"\s*\)\s*\)\s*\{?\s*\Z')
 _SKEL = re.compile(r'#include\s+"(\w+)\.(?:l?skel|subskel)\.h"')
-# test_progs runs `void test_<name>(void)` / `serial_test_<name>` as test <name>
-_TEST_FN = re.compile(r"\bvoid\s+(?:serial_)?test_(\w+)\s*\(\s*void\s*\)\s*\{")
+# every void function with a body; test_progs registers those the Makefile's sed for
+# tests.h picks: `^void (serial_)?test_<name>((void)?)` at the start of a line
+_FUNCTION = re.compile(r"^(static\s+)?(?:(?:inline|noinline|__\w+)\s+)*void\s+(\w+)\s*"
+                       r"\(([^)]*)\)\s*\{", re.M)
+_REGISTERED = re.compile(r"(?:serial_)?test_([a-zA-Z0-9_]+)")
 
 
 @dataclass(frozen=True)
@@ -98,20 +101,20 @@ def discover(tree: Path) -> Corpus:
     for driver in sorted(prog_tests.glob("*.c")):
         text = _text(driver)
         rel = f"prog_tests/{driver.name}"
-        functions = [_TestFunction(m.start(), m.group(1), _runs_only(text, m.end()))
-                     for m in _TEST_FN.finditer(text)]
+        functions = _functions(text)
         for m in _RUN_TESTS.finditer(text):
             if not _in_define(text, m.start()):
                 runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN_TESTS")
-                tests.setdefault(m.group(1), _enclosing(functions, m.start()))
-                guard = _GUARD.search(text, max(0, m.start() - 200), m.start())
+                test, whole, guard = _placement(text, functions, m.start())
+                tests.setdefault(m.group(1), (test, whole))
                 if guard:
-                    guards.setdefault(m.group(1), guard.group(1))
+                    guards.setdefault(m.group(1), guard)
         if driver.name == "verifier.c":
             for m in _RUN.finditer(text):
                 if not _in_define(text, m.start()):
                     runs.setdefault(m.group(1), f"{rel}:{_line(text, m.start())} RUN")
-                    tests.setdefault(m.group(1), _enclosing(functions, m.start()))
+                    test, whole, _guard = _placement(text, functions, m.start())
+                    tests.setdefault(m.group(1), (test, whole))
             for m in _RUN_AUX.finditer(text):
                 if m.group(2) != "NULL":
                     callbacks[m.group(1)] = f"{rel}:{_line(text, m.start())} {m.group(2)}()"
@@ -139,27 +142,76 @@ def discover(tree: Path) -> Corpus:
 
 
 @dataclass(frozen=True)
-class _TestFunction:
-    start: int
+class _Function:
+    """A void function of a prog_tests file: where its body is, whether test_progs runs it
+    as a test (and as which), whether it does nothing but RUN/RUN_TESTS."""
+
     name: str
+    body: int  # just after its opening brace
+    end: int  # just after its closing brace
+    test: str  # the test_progs test it is, "" for a helper
     runs_only: bool
 
 
-def _enclosing(functions: list[_TestFunction], pos: int) -> tuple[str, bool]:
-    """The last test function starting before `pos` (the one a RUN_TESTS is in)."""
-    before = [f for f in functions if f.start < pos]
-    return (before[-1].name, before[-1].runs_only) if before else ("", False)
+def _functions(text: str) -> list[_Function]:
+    out = []
+    for m in _FUNCTION.finditer(text):
+        registered = _REGISTERED.fullmatch(m.group(2))
+        is_test = (not m.group(1) and registered is not None
+                   and m.group(3).strip() in ("", "void"))
+        end = _body_end(text, m.end())
+        out.append(_Function(m.group(2), m.end(), end,
+                             registered.group(1) if is_test and registered else "",
+                             _runs_only(text, m.end(), end)))
+    return out
 
 
-def _runs_only(text: str, body: int) -> bool:
-    """Whether the function body opening just before `body` holds nothing but
-    RUN_TESTS(x); / RUN(x); statements."""
+def _placement(text: str, functions: list[_Function], pos: int) -> tuple[str, bool, str]:
+    """(test, runs only, guard subtest) of a RUN_TESTS at `pos`: the test function it is
+    in, or, in a helper (`static void test_failure(void)`), the test that calls the
+    helper, under the subtest that guards the call (`if (test__start_subtest("failure"))
+    test_failure();`): that test does other things too."""
+    inside = [f for f in functions if f.body <= pos < f.end]
+    if not inside:
+        return "", False, ""
+    fn = inside[-1]
+    if fn.test:
+        return fn.test, fn.runs_only, _guard_before(text, pos)
+    seen = {fn.name}
+    callees = [fn]
+    for _depth in range(4):  # helpers calling helpers, a few levels up at most
+        callers = []
+        for callee in callees:
+            call = re.compile(rf"\b{re.escape(callee.name)}\s*\(")
+            for caller in functions:
+                m = call.search(text, caller.body, caller.end)
+                if m is None or caller.name in seen:
+                    continue
+                if caller.test:
+                    return caller.test, False, _guard_before(text, m.start())
+                seen.add(caller.name)
+                callers.append(caller)
+        callees = callers
+    return "", False, ""
+
+
+def _guard_before(text: str, pos: int) -> str:
+    guard = _GUARD.search(text, max(0, pos - 200), pos)
+    return guard.group(1) if guard else ""
+
+
+def _body_end(text: str, body: int) -> int:
+    """Just past the brace that closes the body opened just before `body`."""
     depth, end = 1, body
     while depth and end < len(text):
         depth += {"{": 1, "}": -1}.get(text[end], 0)
         end += 1
-    rest = _RUN_STATEMENT.sub("", text[body:end - 1])
-    return not rest.strip()
+    return end
+
+
+def _runs_only(text: str, body: int, end: int) -> bool:
+    """Whether the body text[body:end-1] holds nothing but RUN_TESTS(x); / RUN(x);."""
+    return not _RUN_STATEMENT.sub("", text[body:end - 1]).strip()
 
 
 def _in_define(text: str, pos: int) -> bool:

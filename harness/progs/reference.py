@@ -188,6 +188,9 @@ class Pair:
     subtest: str
     ours: ProgResult | None
     theirs: Verdict | None
+    # where test_progs printed no such subtest: its verdict on the whole test (a test that
+    # skipped or failed in its C setup before it reached RUN_TESTS), else None
+    theirs_test: str | None = None
 
     @property
     def agrees(self) -> bool:
@@ -236,7 +239,8 @@ def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
         theirs_one = theirs.get(key)
         if theirs_one is None and crashed & {test, f"{test}/{result.program}"}:
             theirs_one = Verdict(test, name, CRASH)
-        pairs[key] = Pair(test, name, result, theirs_one)
+        whole = theirs.get((test, "")) if theirs_one is None else None
+        pairs[key] = Pair(test, name, result, theirs_one, whole.result if whole else None)
     tests = set(test_of.values())
     guards = {(e.test, e.guard) for e in corpus.judged if e.guard}  # not test_loader's
     for key, verdict in theirs.items():

@@ -50,9 +50,17 @@ def test_mixed_tests_and_guarded_runs(tmp_path: Path) -> None:
                    "\t\tdo_attach();\n\tRUN_TESTS(m1);\n"
                    '\tif (test__start_subtest("negative")) {\n\t\tRUN_TESTS(m2);\n\t}\n}\n'
                    "void test_after(void) { RUN_TESTS(p3); }\n",
-    }, ["p1", "p2", "m1", "m2", "p3"])
+        # helpers are no tests (tests.h lists `^void (serial_)?test_x(void)` only): their
+        # RUN_TESTS belong to the test that calls them, under the subtest guarding the call
+        "helper.c": "static void test_failure(void)\n{\n\tRUN_TESTS(h1);\n}\n"
+                    "static void inner(void) { RUN_TESTS(h2); }\n"
+                    "static void test_other(void) { inner(); }\n"
+                    'void serial_test_parent(void)\n{\n\tif (test__start_subtest("failure"))'
+                    "\n\t\ttest_failure();\n\ttest_other();\n}\n",
+    }, ["p1", "p2", "m1", "m2", "p3", "h1", "h2"])
     by = {e.name: e for e in discover(tree).judged}
     assert [(n, by[n].test, by[n].whole_test, by[n].guard) for n in sorted(by)] == [
+        ("h1", "parent", False, "failure"), ("h2", "parent", False, ""),
         ("m1", "mixed", False, ""), ("m2", "mixed", False, "negative"),
         ("p1", "pure", True, ""), ("p2", "pure", True, ""), ("p3", "after", True, "")]
 
@@ -74,3 +82,9 @@ def test_the_73_tree(debian_tree_73) -> None:  # noqa: ANN001 - sources.KernelSo
     # 7.3's kprobe_multi_test attaches besides RUN_TESTS(kprobe_multi_verifier)
     assert not by["kprobe_multi_verifier"].whole_test and by["verifier_and"].whole_test
     assert by["file_reader_fail"].guard == "negative"
+    # static helpers: test_exceptions() calls test_exceptions_assertions(), ...
+    assert (by["exceptions_assert"].test, by["exceptions_assert"].whole_test) == (
+        "exceptions", False)
+    assert (by["percpu_alloc_fail"].test, by["percpu_alloc_fail"].guard) == (
+        "percpu_alloc", "failure_tests")
+    assert all(e.test for e in corpus.judged)

@@ -120,6 +120,12 @@ def test_mixed_tests_are_asked_for_their_test_loader_programs_only() -> None:
     assert pairs["kprobe, session, return 0"].theirs.result == CRASH
     assert pairs["on_nanosleep_unreleased_ref"].agrees
     assert "negative" not in pairs  # the subtest a RUN_TESTS sits under is no program
+    # a test that never reached its RUN_TESTS: the one-sided pair carries the test's verdict
+    setup_failed = verdicts("#3 kprobe_multi_test:FAIL\n")
+    pairs = {p.subtest: p for p in compare(ours, setup_failed, corpus)}
+    assert pairs["kprobe, session, return 0"].theirs is None
+    assert pairs["kprobe, session, return 0"].theirs_test == "FAIL"
+    assert pairs["on_nanosleep_unreleased_ref"].theirs_test is None
     assert pairs["kprobe_session_return_0 @unpriv"].theirs is None
 
 
