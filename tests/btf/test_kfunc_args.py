@@ -175,12 +175,11 @@ def test_a_real_vmlinux_gets_its_tags_and_the_kernel_loads_them(
     import shutil
 
     from harness.btfids.stage import pahole_flags, replay, resolve_btfids_flags
-    from harness.cache import locked
     from harness.kbuild import toolchains
 
     held = tmp_path / "held.tmp_vmlinux1"
-    with locked(x86_build_dir):  # other workers may relink this shared build dir
-        shutil.copyfile(x86_build_dir / ".tmp_vmlinux1", held)
+    # tests/btf/conftest.py holds every build dir's lock around a kernel test already
+    shutil.copyfile(x86_build_dir / ".tmp_vmlinux1", held)
     out = replay(held, tmp_path / "stage", pahole=pahole_132,
                  pahole_args=pahole_flags(x86_build_dir, jobs=2, config=x86_build.config),
                  btfids=[str(toolchains.python_btfids_wrapper(toolchains.PER_ARG_TAGS))],
