@@ -360,10 +360,34 @@ class Builder:
                            else None)
             with self._stage("publish"):
                 artifacts = self._publish(source, build_dir, final, full_key, tools, testmod)
+        self._lint_kfuncs(artifacts)
         self.say("stages: " + ", ".join(f"{name} {secs:.1f} s"
                                         for name, secs in self.stage_seconds.items()))
         self.say(f"build log: {self.log}")
         return artifacts
+
+    def _lint_kfuncs(self, artifacts: BuildArtifacts) -> None:
+        """`harness btf kfuncs --lint` on the vmlinux just built: a kfunc whose flags
+        contradict its prototype is a note here rather than a verifier reject later.
+        (Not bpf_testmod: its one contradiction is deliberate, a selftest expects it.)"""
+        from harness.btf.errors import BTFError
+        from harness.btf.kfunc_lint import lint_kfuncs
+        from harness.btf.kfuncs import find_kfuncs, load_for_kfuncs, read_set8s
+        from harness.elf import kernel_version_of
+
+        for elf in (artifacts.vmlinux,):
+            try:
+                btf = load_for_kfuncs(elf)
+                report = lint_kfuncs(btf, find_kfuncs(btf, read_set8s(elf)),
+                                     kernel=kernel_version_of(elf))
+            except (BTFError, OSError) as exc:
+                self.say(f"note: kfunc lint could not read {Path(elf).name}: {exc}")
+                continue
+            for finding in report.findings:
+                self.say(f"note: kfunc lint, {Path(elf).name}: {finding.kfunc}: "
+                         f"[{finding.rule}] {finding.message}")
+            self._log(f"# kfunc lint {Path(elf).name}: {len(report.findings)} findings in "
+                      f"{report.kfuncs} kfuncs")
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
