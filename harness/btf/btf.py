@@ -211,6 +211,16 @@ class Btf:
             t = self[t]
         return self.str(t.name_off) if t.name_off else ""
 
+    def func_proto(self, func_id: int) -> tuple[Func, FuncProto]:
+        """A FUNC and its FUNC_PROTO; BTFError when `func_id` is not a FUNC with one."""
+        func = self[func_id]
+        if not isinstance(func, Func):
+            raise BTFError(f"type [{func_id}] is a {func.kind.name}, not a FUNC")
+        proto = self[func.type]
+        if not isinstance(proto, FuncProto):
+            raise BTFError(f"FUNC [{func_id}] {self.name(func)} has no FUNC_PROTO")
+        return func, proto
+
     def find_by_name(self, name: str, kind: Kind | None = None) -> list[int]:
         """Ids (base then own) of types called `name`, optionally of one kind."""
         out = []

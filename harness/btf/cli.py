@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from harness.btf.dump import dump
 from harness.btf.load import load, write_atomic
@@ -47,11 +48,7 @@ def cmd_kfuncs(args: argparse.Namespace) -> int:
 
         kernel = kernel_version_of(args.file) if is_elf(args.file) else None
         report = lint_kfuncs(btf, kfuncs, wanted, kernel)
-        if args.json:
-            json.dump(report.to_json(), sys.stdout, indent=1)
-            sys.stdout.write("\n")
-        else:
-            print(report.format())
+        _emit(args.json, report.to_json, report.format)
         return 1 if report.findings else 0
     kfuncs = [k for k in kfuncs if wanted(k.name)]
     if args.json:
@@ -69,12 +66,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from harness.btf.diff import diff_files
 
     result = diff_files(args.a, args.b, args.base_a or args.base, args.base_b or args.base)
-    if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=1)
+    _emit(args.json, result.to_json, result.format)
+    return 0 if result.equal else 1
+
+
+def _emit(as_json: bool, data: Callable[[], object], text: Callable[[], str]) -> None:
+    """A command's result: JSON (indent 1) or its text form."""
+    if as_json:
+        json.dump(data(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(result.format())
-    return 0 if result.equal else 1
+        print(text())
 
 
 def _add_base(p: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
 from harness.btf.kinds import Kind
-from harness.btf.types import DeclTag, Func, FuncProto
+from harness.btf.types import DeclTag
 from harness.kfunc_abi import (
     KF_ACQUIRE,
     KF_ARENA_ARG1,
@@ -127,12 +127,7 @@ def derive(btf: Btf, func_id: int, flags: int | None,
            table: Mapping[str | int, Iterable[str]] | None = None) -> list[ArgFlag]:
     """Every per-argument fact of FUNC `func_id`'s prototype: from its KF_* `flags`
     (None: not known, as for raw BTF), its parameter names and its `table` entry."""
-    func = btf[func_id]
-    if not isinstance(func, Func):
-        raise BTFError(f"type [{func_id}] is a {func.kind.name}, not a FUNC")
-    proto = btf[func.type]
-    if not isinstance(proto, FuncProto):
-        raise BTFError(f"FUNC [{func_id}] {btf.name(func)} has no FUNC_PROTO")
+    func, proto = btf.func_proto(func_id)
     params = proto.params
     out: set[ArgFlag] = set()
     for i, p in enumerate(params):

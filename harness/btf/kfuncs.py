@@ -83,12 +83,7 @@ def c_decl(btf: Btf, type_id: int, declarator: str = "") -> str:
 
 def func_decl(btf: Btf, func_id: int) -> str:
     """A FUNC's prototype as a C declaration, parameter names included."""
-    f = btf[func_id]
-    if not isinstance(f, Func):
-        raise BTFError(f"type [{func_id}] is a {f.kind.name}, not a FUNC")
-    proto = btf[f.type]
-    if not isinstance(proto, FuncProto):
-        raise BTFError(f"FUNC [{func_id}] {btf.name(f)} has no FUNC_PROTO")
+    f, proto = btf.func_proto(func_id)
     return c_decl(btf, proto.type, f"{btf.name(f)}({_params(btf, proto, named=True)})")
 
 
