@@ -23,7 +23,7 @@ from harness.kbuild.toolchains import DEFAULT_CLANG
 from harness.progs.corpus import discover
 from harness.progs.lists import Lists, load_lists
 from harness.progs.makeflags import DEFAULT_FLAVOR
-from harness.progs.reference import Pair, Reference
+from harness.progs.reference import Allowlist, Pair, Reference
 from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
@@ -178,13 +178,14 @@ class Comparison:
                 and not p.agrees]
 
 
-def _test_progs_batch(target: Target, scratch: Path, timeout: float, items: list[str]) -> str:
+def _test_progs_batch(target: Target, scratch: Path, timeout: float, allowlist: Allowlist,
+                      items: list[str]) -> str:
     """test_progs' output on the allowlist `items`, sent as a file: test_loader subtest
     names may hold commas, which `-a a,b` would split."""
     from harness.progs import reference  # noqa: PLC0415
 
     allow = scratch / "allow"
-    allow.write_text("".join(f"{item}\n" for item in items))
+    allow.write_text("".join(f"{line}\n" for line in allowlist.lines(items)))
     target.put(allow, reference.GUEST_ALLOWLIST, timeout=timeout)
     return target.run(f"cd {reference.GUEST_DIR} && ./test_progs "
                       f"-a @{reference.GUEST_ALLOWLIST} 2>&1", timeout=timeout).out
@@ -219,12 +220,13 @@ def compare_selftests(request: RunRequest, *, say: Say = _quiet, timeout: float 
                            lists=request.lists(arch), keep_going=True, clang=request.clang,
                            flavor=request.flavor,
                            progress=lambda line: say(f"harness: {line}"))
-            items = reference.allowlist(corpus, run.results)
+            allow = reference.allowlist(corpus, run.results)
             say(f"harness: {arch}: running the tree's test_progs on "
-                f"{len({i.partition('/')[0] for i in items})} tests")
+                f"{len({i.partition('/')[0] for i in allow.items})} tests")
             started = time.monotonic()
-            run_batch = functools.partial(_test_progs_batch, target, Path(scratch), timeout)
-            theirs = reference.run_isolated(items, run_batch, target.reboot, say=say,
+            run_batch = functools.partial(_test_progs_batch, target, Path(scratch), timeout,
+                                          allow)
+            theirs = reference.run_isolated(allow.items, run_batch, target.reboot, say=say,
                                             console=target.console)
             took = round(time.monotonic() - started, 1)
         error = None if theirs.verdicts or theirs.crashed else (

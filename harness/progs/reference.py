@@ -201,14 +201,33 @@ class Pair:
         return OURS[self.ours.verdict] == self.theirs.result
 
 
-def allowlist(corpus: Corpus, ours: Iterable[ProgResult]) -> list[str]:
-    """What test_progs is asked to run (`-a @file` lines): a test that does nothing but
-    RUN_TESTS by its name; a mixed test by the `test/program` of each test_loader program
-    we judged (and the subtest a RUN_TESTS sits under), so none of its own attach and
-    traffic subtests run: they are not in the comparison, and kprobe_multi_test's took
-    7.3's kernel down."""
+@dataclass(frozen=True)
+class Allowlist:
+    """What test_progs is asked to run: `items` are batched (a crash re-runs one batch);
+    `guards` name the subtest line a guarded program's RUN_TESTS needs beside it in the
+    same call (`if (test__start_subtest("failure_tests")) test_failure();`)."""
+
+    items: list[str]
+    guards: dict[str, str]
+
+    def lines(self, batch: list[str]) -> list[str]:
+        """The `-a @file` lines of one batch: each needed guard before its programs."""
+        out: dict[str, None] = {}
+        for item in batch:
+            if item in self.guards:
+                out[self.guards[item]] = None
+            out[item] = None
+        return list(out)
+
+
+def allowlist(corpus: Corpus, ours: Iterable[ProgResult]) -> Allowlist:
+    """A test that does nothing but RUN_TESTS by its name; a mixed test by the
+    `test/program` of each test_loader program we judged (and the subtest a RUN_TESTS sits
+    under), so none of its own attach and traffic subtests run: they are not in the
+    comparison, and kprobe_multi_test's took 7.3's kernel down."""
     entries = {e.name: e for e in corpus.judged}
     items: dict[str, None] = {}  # ordered set
+    guards: dict[str, str] = {}
     for entry in corpus.judged:
         if entry.whole_test:
             items[entry.test] = None
@@ -216,10 +235,11 @@ def allowlist(corpus: Corpus, ours: Iterable[ProgResult]) -> list[str]:
         entry = entries.get(result.object)
         if entry is None or entry.whole_test or subtest_name(result) is None:
             continue
+        item = f"{entry.test}/{result.program}"
+        items[item] = None
         if entry.guard:
-            items[f"{entry.test}/{entry.guard}"] = None
-        items[f"{entry.test}/{result.program}"] = None
-    return list(items)
+            guards[item] = f"{entry.test}/{entry.guard}"
+    return Allowlist(list(items), guards)
 
 
 def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],

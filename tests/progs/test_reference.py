@@ -106,10 +106,15 @@ def test_mixed_tests_are_asked_for_their_test_loader_programs_only() -> None:
             _ours("kprobe_multi_verifier", "kprobe_session_return_0@rnd_hi32", "pass"),
             _ours("kprobe_multi_verifier", "kprobe_session_return_0 @unpriv", "skip"),
             _ours("file_reader_fail", "on_nanosleep_unreleased_ref", "pass")]
-    assert allowlist(corpus, ours) == [
+    allow = allowlist(corpus, ours)
+    assert allow.items == [
         "verifier_and", "kprobe_multi_test/kprobe_session_return_0",
-        "kprobe_multi_test/kprobe_session_return_0 @unpriv", "file_reader/negative",
+        "kprobe_multi_test/kprobe_session_return_0 @unpriv",
         "file_reader/on_nanosleep_unreleased_ref"]
+    # the guard goes with its programs into whichever batch they land in
+    assert allow.lines(["verifier_and"]) == ["verifier_and"]
+    assert allow.lines(["file_reader/on_nanosleep_unreleased_ref"]) == [
+        "file_reader/negative", "file_reader/on_nanosleep_unreleased_ref"]
     # a crash under one such item is that program's, not its whole test's
     from harness.progs.reference import CRASH
 
