@@ -179,6 +179,7 @@ def _compare(args: argparse.Namespace) -> int:
             "pairs": [{"test": p.test, "subtest": p.subtest, "agrees": p.agrees,
                        "ours": p.ours.verdict if p.ours else None,
                        "theirs": p.theirs.result if p.theirs else None,
+                       "theirs_log": p.theirs.log if p.theirs and not p.agrees else None,
                        "theirs_test": p.theirs_test}
                       for p in c.pairs]} for c in comparisons], indent=2))
     for c in comparisons if not args.json else ():
@@ -191,10 +192,7 @@ def _compare(args: argparse.Namespace) -> int:
         if c.crash_log is not None:
             print(f"  the consoles of those kernels: {c.crash_log}")
         for pair in c.disagreements:
-            ours = pair.ours
-            assert ours is not None and pair.theirs is not None
-            print(f"  {pair.test}/{pair.subtest}: ours {ours.verdict}, test_progs "
-                  f"{pair.theirs.result}" + (f" ({ours.reason[:120]})" if ours.reason else ""))
+            print("\n".join(_disagreement(pair)))
         both = [p for p in c.pairs if p.ours is not None and p.theirs is not None]
         only_ours = sum(1 for p in c.pairs if p.theirs is None)
         only_theirs = sum(1 for p in c.pairs if p.ours is None)
@@ -205,6 +203,23 @@ def _compare(args: argparse.Namespace) -> int:
               f"{c.test_progs_s:.0f} s (built at {c.reference.directory}, log "
               f"{c.reference.log})")
     return 1 if any(c.disagreements or c.error for c in comparisons) else 0
+
+
+LOG_TAIL = 20  # lines of each side's log under a disagreement (--json has them whole)
+
+
+def _disagreement(pair: Pair) -> list[str]:
+    """One disagreement: both verdicts, our reason, and the tail of each side's log."""
+    ours, theirs = pair.ours, pair.theirs
+    assert ours is not None and theirs is not None
+    out = [f"  {pair.test}/{pair.subtest}: ours {ours.verdict}, test_progs {theirs.result}"
+           + (f" ({ours.reason[:120]})" if ours.reason else "")]
+    for label, log in (("our verifier log", ours.verifier_log), ("test_progs' log", theirs.log)):
+        lines = [ln for ln in log.splitlines() if ln.strip()][-LOG_TAIL:]
+        if lines:
+            out.append(f"    {label} (last {len(lines)} lines):")
+            out += [f"      {ln}" for ln in lines]
+    return out
 
 
 def _one_sided(pairs: list[Pair], shown: int = 3) -> list[str]:

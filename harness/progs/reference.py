@@ -151,21 +151,26 @@ class Verdict:
     test: str
     subtest: str  # "" for a test without subtests
     result: str  # OK, SKIP, FAIL
+    log: str = ""  # what test_progs printed for it (a failure's log comes before its line)
 
 
 def verdicts(output: str) -> dict[tuple[str, str], Verdict]:
-    """test_progs' result lines, by (test, subtest)."""
+    """test_progs' result lines, by (test, subtest), each with the lines printed since
+    the result line before it."""
     found: dict[tuple[str, str], Verdict] = {}
+    pending: list[str] = []
     for line in output.splitlines():
         match = _RESULT.match(line.strip())
         if not match:
+            pending.append(line)
             continue
         name = match.group(3)
         if match.group(2) is not None:
             test, _, subtest = name.partition("/")
         else:
             test, subtest = name, ""
-        found[(test, subtest)] = Verdict(test, subtest, match.group(4))
+        found[(test, subtest)] = Verdict(test, subtest, match.group(4), "\n".join(pending))
+        pending = []
     return found
 
 

@@ -17,6 +17,7 @@ Successfully loaded bpf_testmod.ko.
 #512/2   verifier_and/invalid range check:OK
 #512/3   verifier_and/check known subreg with unknown reg @unpriv:SKIP
 #512     verifier_and:OK
+libbpf: prog 'test_call_wq_set_callback_with_bad_arg': failed to load: -13
 #98/2    failures_wq/test_call_wq_set_callback_with_bad_arg:FAIL
 #98      failures_wq:FAIL
 #7       align:SKIP
@@ -28,7 +29,9 @@ def test_result_lines_are_read_by_test_and_subtest() -> None:
     found = verdicts(OUTPUT)
     assert found[("verifier_and", "invalid range check")].result == "OK"
     assert found[("verifier_and", "check known subreg with unknown reg @unpriv")].result == "SKIP"
-    assert found[("failures_wq", "test_call_wq_set_callback_with_bad_arg")].result == "FAIL"
+    failed = found[("failures_wq", "test_call_wq_set_callback_with_bad_arg")]
+    assert failed.result == "FAIL" and failed.log.endswith("failed to load: -13")
+    assert found[("verifier_and", "invalid range check")].log == ""  # nothing in between
     assert found[("verifier_and", "")].result == "OK" and found[("align", "")].result == "SKIP"
     assert len(found) == 7
 
@@ -164,3 +167,18 @@ def test_one_sided_subtests_are_listed_by_test() -> None:
              Pair("dynptr", "y", ours, Verdict("dynptr", "y", "OK"))]
     assert _one_sided(pairs, shown=1) == ["  only ours: iters (2): a, ... (1 more)",
                                           "  only test_progs': dynptr (1): x"]
+
+
+def test_a_disagreement_shows_both_logs() -> None:
+    from harness.progs.cli import _disagreement
+    from harness.progs.reference import Pair
+
+    theirs = verdicts(OUTPUT)[("failures_wq", "test_call_wq_set_callback_with_bad_arg")]
+    ours = ProgResult("wq_failures", "test_call_wq_set_callback_with_bad_arg", "x86_64",
+                      "pass", "failure 1 msg", verifier_log="0: R1=ctx()\nprocessed 5 insns")
+    lines = _disagreement(Pair("failures_wq", theirs.subtest, ours, theirs))
+    assert lines[0] == ("  failures_wq/test_call_wq_set_callback_with_bad_arg: ours pass, "
+                        "test_progs FAIL")
+    assert "    our verifier log (last 2 lines):" in lines and "      processed 5 insns" in lines
+    assert "    test_progs' log (last 1 lines):" in lines
+    assert lines[-1].endswith("failed to load: -13")
