@@ -30,6 +30,7 @@ DECL_TAG_KFUNC = "bpf_kfunc"        # on every kfunc's FUNC (pahole >= 1.26, or 
 DECL_TAG_FASTCALL = "bpf_fastcall"  # on KF_FASTCALL kfuncs
 ARENA_ATTR = "address_space(1)"     # type attribute of arena pointers (KF_ARENA_*, __arena)
 ARENA_SUFFIXES = ("__arena", "__arena__nullable")  # parameter names marking arena pointers
+IMPLICIT_ARG_STRUCTS = frozenset({"bpf_prog_aux", "btf_struct_meta"})  # main.c is_kf_implicit_arg
 IMPL_SUFFIX = "_impl"               # the kernel-side twin of a KF_IMPLICIT_ARGS kfunc
 
 # ---- KF_* flags (include/linux/btf.h) --------------------------------------------------------

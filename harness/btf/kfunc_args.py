@@ -87,29 +87,31 @@ class ArgFlag:
         return (RET_TAG if self.index == RETURN else ARG_TAG) + self.flag
 
 
-_SKIPPED = (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
+# what the kernel's btf_type_skip_modifiers() passes through, and libbpf's btf_is_mod()
+VERIFIER_MODS = (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
+LIBBPF_MODS = (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
 
 
-def _skip_id(btf: Btf, tid: int) -> int:
-    """Through typedefs and modifiers, as the kernel's btf_type_skip_modifiers()."""
+def skip_modifiers(btf: Btf, tid: int, mods: tuple[Kind, ...] = VERIFIER_MODS) -> int:
+    """The id `tid` names once `mods` are passed through (0, void, stays 0)."""
     for _ in range(4096):
-        if tid == 0 or btf[tid].kind not in _SKIPPED:
+        if tid == 0 or btf[tid].kind not in mods:
             return tid
         tid = btf[tid].type
     raise BTFError(f"type [{tid}]: modifier loop")
 
 
 def _is_scalar(btf: Btf, tid: int) -> bool:
-    tid = _skip_id(btf, tid)
+    tid = skip_modifiers(btf, tid)
     return tid != 0 and btf[tid].kind in (Kind.INT, Kind.ENUM, Kind.ENUM64)
 
 
 def _pointee(btf: Btf, tid: int) -> int | None:
     """The type id a pointer points at (through modifiers); None for a non-pointer."""
-    tid = _skip_id(btf, tid)
+    tid = skip_modifiers(btf, tid)
     if tid == 0 or btf[tid].kind != Kind.PTR:
         return None
-    return _skip_id(btf, btf[tid].type)
+    return skip_modifiers(btf, btf[tid].type)
 
 
 def _struct_ptr(btf: Btf, tid: int) -> bool:

@@ -62,7 +62,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from harness.btf.btf import Btf
-from harness.btf.kfunc_args import ARG_TAG, RET_TAG
+from harness.btf.kfunc_args import (
+    ARG_TAG,
+    LIBBPF_MODS,
+    RET_TAG,
+    VERIFIER_MODS,
+    skip_modifiers,
+)
 from harness.btf.kfuncs import KfuncInfo, c_decl
 from harness.btf.kinds import Kind
 from harness.btf.types import BtfType, DeclTag, FuncProto, Param
@@ -72,6 +78,7 @@ from harness.kfunc_abi import (
     DECL_TAG_FASTCALL,
     DECL_TAG_KFUNC,
     IMPL_SUFFIX,
+    IMPLICIT_ARG_STRUCTS,
     KF_ACQUIRE,
     KF_ARENA_ARG1,
     KF_ARENA_ARG2,
@@ -109,12 +116,9 @@ META_FIXUP_KFUNCS = frozenset({
 })
 # check_kfunc_call models these vmlinux kfuncs' failure by func id (int return, KF_RET_NULL).
 FAILING_SCALAR_KFUNCS = frozenset({"bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"})
-IMPLICIT_ARG_STRUCTS = frozenset({"bpf_prog_aux", "btf_struct_meta"})  # main.c
 PROG_AUX = "bpf_prog_aux"
 IGNORE_SUFFIX = "__ign"            # verifier.c is_kfunc_arg_ignore
 MAX_REG_ARGS = 5                   # MAX_BPF_FUNC_REG_ARGS: R1-R5
-_VERIFIER_MODS = (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
-_LIBBPF_MODS = (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)  # btf_is_mod()
 _ARENA_TEXT = f"__attribute__(({ARENA_ATTR})) "
 NO_FLAGS = ("no KF_* flags: the input has no .BTF_ids BTF_SET8_KFUNCS sets "
             "(raw BTF such as /sys/kernel/btf/vmlinux carries none)")
@@ -173,21 +177,16 @@ class LintReport:
 # ---- BTF helpers --------------------------------------------------------------------------
 
 
-def _skip(btf: Btf, tid: int, mods: tuple[Kind, ...] = _VERIFIER_MODS) -> BtfType:
-    """btf_type_skip_modifiers() (typedefs too) or, with _LIBBPF_MODS, btf_is_mod()."""
-    t = btf[tid]
-    for _ in range(4096):
-        if t.kind not in mods:
-            return t
-        t = btf[t.type]
-    return t
+def _skip(btf: Btf, tid: int, mods: tuple[Kind, ...] = VERIFIER_MODS) -> BtfType:
+    """btf_type_skip_modifiers() (typedefs too) or, with LIBBPF_MODS, btf_is_mod()."""
+    return btf[skip_modifiers(btf, tid, mods)]
 
 
 def _is_ptr(btf: Btf, tid: int) -> bool:
     return _skip(btf, tid).kind == Kind.PTR
 
 
-def _ptr_to_struct(btf: Btf, tid: int, mods: tuple[Kind, ...] = _VERIFIER_MODS,
+def _ptr_to_struct(btf: Btf, tid: int, mods: tuple[Kind, ...] = VERIFIER_MODS,
                    kinds: tuple[Kind, ...] = (Kind.STRUCT,)) -> str | None:
     """Name of the struct `tid` points to (through `mods`), else None."""
     t = _skip(btf, tid, mods)
@@ -199,7 +198,7 @@ def _ptr_to_struct(btf: Btf, tid: int, mods: tuple[Kind, ...] = _VERIFIER_MODS,
 
 def _is_implicit_arg(btf: Btf, p: Param) -> bool:
     """main.c is_kf_implicit_arg(): pointer to struct bpf_prog_aux or btf_struct_meta."""
-    return _ptr_to_struct(btf, p.type, _LIBBPF_MODS) in IMPLICIT_ARG_STRUCTS
+    return _ptr_to_struct(btf, p.type, LIBBPF_MODS) in IMPLICIT_ARG_STRUCTS
 
 
 def _pname(btf: Btf, p: Param, idx: int) -> str:

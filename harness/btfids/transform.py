@@ -33,6 +33,7 @@ from harness.kfunc_abi import (
     DECL_TAG_FASTCALL,
     DECL_TAG_KFUNC,
     IMPL_SUFFIX,
+    IMPLICIT_ARG_STRUCTS,
     KF_ARENA_ARG1,
     KF_ARENA_ARG2,
     KF_ARENA_RET,
@@ -42,7 +43,6 @@ from harness.kfunc_abi import (
 )
 
 KSYM_NAME_LEN = 512
-IMPLICIT_ARG_STRUCTS = frozenset({"bpf_prog_aux", "btf_struct_meta"})
 _MODIFIERS = (Volatile, Const, Restrict, TypeTag)  # libbpf's btf_is_mod()
 
 Debug = Callable[[str], None]
