@@ -26,6 +26,7 @@ from harness.errors import UsageError
 
 ELF_MAGIC = b"\x7fELF"
 ET_REL = 1
+EM_BPF = 247  # e_machine of a BPF object (clang -target bpf)
 SHT_PROGBITS = 1
 SHT_SYMTAB = 2
 SHT_NOBITS = 8

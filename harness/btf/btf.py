@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from harness.btf import codec
 from harness.btf.errors import BTFError
+from harness.btf.kernel_rules import LOAD, KernelView, Rules
 from harness.btf.kinds import (
     DEFAULT_LAYOUT,
     HEADER_LEN,
+    HEADER_LEN_V1,
     INT_ENCODING_MASK,
     LIBBPF_MAX_NR_TYPES,
     MAX_VLEN,
@@ -54,7 +56,7 @@ from harness.btf.types import (
     VarSecinfo,
     Volatile,
 )
-from harness.btf.validate import check
+from harness.btf.validate import check, check_kernel
 
 IdMapping = Callable[[int], int] | Mapping[int, int] | Sequence[int]
 
@@ -92,25 +94,35 @@ class Btf:
         )
         # header layout_off when there is no layout section: written back unchanged
         self.spare_layout_off = 0
+        # the kernel's view of this BTF by (rules, how, types, strings): split checks need it
+        self.kernel_views: dict[tuple[str, str, int, int], KernelView] = {}
 
     # ---- construction -------------------------------------------------------------
 
     @classmethod
     def from_bytes(
-        cls, data: bytes | bytearray | memoryview, base: Btf | None = None, *, validate: bool = True
+        cls, data: bytes | bytearray | memoryview, base: Btf | None = None, *,
+        validate: bool = True, strict: Rules | None = None, how: str = LOAD,
     ) -> Btf:
         """Parse raw BTF (either byte order); `base` for split BTF.
 
         Raises BTFError on anything malformed; with `validate`, also runs
-        validate.check (dangling ids, string offsets, sizes).
+        validate.check (dangling ids, string offsets, sizes). With `strict` (a kernel's
+        rules), first the kernel's own checks (validate.check_kernel, `how` the kernel
+        gets it), which imply the lenient ones.
         """
         mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        view = None
+        if strict is not None:
+            view = check_kernel(bytes(mv), base, rules=strict, how=how)
+            validate = False
         hdr = codec.parse_header(mv)
         self = cls.__new__(cls)
+        self.kernel_views = {}
         self.base = base
         self.start_id = base.type_count if base is not None else 1
         self.endian = hdr.endian
-        self.hdr_len = hdr.hdr_len
+        self.hdr_len = max(hdr.hdr_len, HEADER_LEN_V1)  # a shorter one is written as v1
         self.spare_layout_off = 0 if hdr.layout_len else hdr.layout_off
         body = hdr.hdr_len
         str_start = body + hdr.str_off
@@ -136,6 +148,8 @@ class Btf:
             raise BTFError(f"too many types: {self.type_count}")
         if validate:
             check(self)
+        if view is not None and strict is not None:
+            self.kernel_views[(strict.name, how, len(self.types), self.strings.end_off)] = view
         return self
 
     def to_bytes(self) -> bytes:

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
+from harness.btf.btf import Btf
 from harness.btf.dump import dump
-from harness.btf.load import load, write_atomic
+from harness.btf.errors import BTFError
+from harness.btf.kernel_rules import KERNEL_7_3, RULES, KernelReject, Rules, rules_for
+from harness.btf.load import btf_bytes, load, write_atomic
+from harness.btf.validate import check_kernel
+from harness.elf import EM_BPF, ElfError, ElfFile
 
 
 # Modules adding `harness btf <cmd>`: each exposes register(sub) taking the btf
 # sub-subparsers (like harness/cli.py's STAGE_MODULES); missing ones are skipped.
 def cmd_copy(args: argparse.Namespace) -> int:
-    btf = load(args.input, base=args.base)
-    write_atomic(args.output, btf.to_bytes())
+    """Strict unless --lenient: what the chosen kernel would refuse is refused here too,
+    on the way in and, when the bytes changed, on the way out."""
+    rules = None if args.lenient else _rules(args.kernel)
+    try:
+        btf = load(args.input, base=args.base, strict=rules)
+    except BTFError as exc:
+        if isinstance(exc.__cause__, KernelReject) and _is_bpf_object(args.input):
+            raise BTFError(f"{exc} (a BPF object's BTF is what libbpf fixes up before the "
+                           "kernel sees it: --lenient reads it as it is)") from None
+        raise
+    out = btf.to_bytes()
+    if rules is not None and btf.kernel_views and out != btf_bytes(args.input):
+        check_kernel(out, btf.base, rules=rules)
+    write_atomic(args.output, out)
     return 0
 
 
@@ -24,7 +42,32 @@ def cmd_dump(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     out.write(dump(btf))
     out.flush()
+    _kernel_note(args.file, btf, _rules(args.kernel))
     return 0
+
+
+def _is_bpf_object(path: str) -> bool:
+    try:
+        with ElfFile(path) as elf:
+            return elf.e_machine == EM_BPF
+    except (OSError, ElfError):
+        return False
+
+
+def _rules(name: str) -> Rules:
+    """--kernel: a rules name from kernel_rules.RULES, or "host" for the running kernel."""
+    if name == "host":
+        return rules_for(os.uname().release)
+    return RULES[name]
+
+
+def _kernel_note(path: str, btf: Btf, rules: Rules) -> None:
+    """Lenient readers still say when the kernel would refuse what they just showed."""
+    try:
+        check_kernel(btf.to_bytes(), btf.base, rules=rules)
+    except BTFError as exc:
+        print(f"harness: note: {path}: kernel {rules.name} would reject it: {exc}",
+              file=sys.stderr)
 
 
 def cmd_kfuncs(args: argparse.Namespace) -> int:
@@ -67,6 +110,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     result = diff_files(args.a, args.b, args.base_a or args.base, args.base_b or args.base)
     _emit(args.json, result.to_json, result.format)
+    rules = _rules(args.kernel)
+    for path, base in ((args.a, args.base_a or args.base), (args.b, args.base_b or args.base)):
+        _kernel_note(path, load(path, base=base), rules)
     return 0 if result.equal else 1
 
 
@@ -77,6 +123,12 @@ def _emit(as_json: bool, data: Callable[[], object], text: Callable[[], str]) ->
         sys.stdout.write("\n")
     else:
         print(text())
+
+
+def _add_kernel(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--kernel", choices=[*RULES, "host"], default=KERNEL_7_3.name,
+                   help=f"{what} by this kernel's BTF checker (kernel/bpf/btf.c as of that "
+                        "release; host: the running kernel's); default %(default)s")
 
 
 def _add_base(p: argparse.ArgumentParser) -> None:
@@ -92,15 +144,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("copy", help="parse, validate and write BTF back as raw BTF",
                        description="Read BTF from a raw file, an ELF's .BTF section or "
                        "/sys/kernel/btf/*, validate it and write it out as raw BTF "
-                       "(atomically). Unmodified input comes out byte for byte.")
+                       "(atomically). Unmodified input comes out byte for byte. Strict by "
+                       "default: BTF the kernel's checker would refuse (bpf(BPF_BTF_LOAD) "
+                       "rules) is refused with the kernel's reason.")
     p.add_argument("input")
     p.add_argument("output")
     _add_base(p)
+    _add_kernel(p, "refuse what is refused")
+    p.add_argument("--lenient", action="store_true",
+                   help="only refuse what cannot be read (BTF from a broken tool, to look at)")
     p.set_defaults(func=cmd_copy)
 
-    p = sub.add_parser("dump", help="list types like `bpftool btf dump file X format raw`")
+    p = sub.add_parser("dump", help="list types like `bpftool btf dump file X format raw`",
+                       description="List every type that can be read; a note on stderr says "
+                       "when the kernel would refuse the BTF, and by which rule.")
     p.add_argument("file")
     _add_base(p)
+    _add_kernel(p, "say what would be refused")
     p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("kfuncs", help="list kfuncs: prototypes, _impl, flags, tags, arena",
@@ -129,5 +189,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_base(p)
     p.add_argument("--base-a", metavar="BASE", help="base BTF for A only")
     p.add_argument("--base-b", metavar="BASE", help="base BTF for B only")
+    _add_kernel(p, "note (stderr) what would be refused")
     p.set_defaults(func=cmd_diff)
 

@@ -70,6 +70,9 @@ from harness.btf.types import (
     Volatile,
 )
 
+# the header up to hdr_len: what the kernel needs to read before it can say anything else
+HEADER_MIN = HEADER_OFFSETS["hdr_len"] + 4
+
 if array("I").itemsize != 4:  # pragma: no cover - every Linux ABI has 4-byte unsigned int
     raise ImportError("harness.btf needs array('I') to be 32 bits")
 
@@ -120,8 +123,8 @@ def parse_header(data: bytes | memoryview) -> Header:
     writer's canonical layout reproduces any accepted blob.
     """
     size = len(data)
-    if size < HEADER_LEN_V1:
-        raise BTFError(f"BTF header truncated: {size} bytes, need {HEADER_LEN_V1}", offset=0)
+    if size < HEADER_MIN:
+        raise BTFError(f"BTF header truncated: {size} bytes, need {HEADER_MIN}", offset=0)
     if data[0] == 0x9F and data[1] == 0xEB:
         endian = LITTLE
     elif data[0] == 0xEB and data[1] == 0x9F:
@@ -131,8 +134,8 @@ def parse_header(data: bytes | memoryview) -> Header:
     e = _FMT[endian]
     _, version, flags, hdr_len = struct.unpack_from(e + HEADER_FORMAT[:4], data, 0)
     at = HEADER_OFFSETS
-    if hdr_len < HEADER_LEN_V1:
-        raise BTFError(f"header length {hdr_len} shorter than {HEADER_LEN_V1}",
+    if hdr_len < HEADER_MIN:
+        raise BTFError(f"header length {hdr_len} shorter than {HEADER_MIN}",
                        offset=at["hdr_len"])
     if hdr_len > size:
         raise BTFError(f"header length {hdr_len} exceeds data size {size}", offset=at["hdr_len"])
@@ -140,8 +143,10 @@ def parse_header(data: bytes | memoryview) -> Header:
         raise BTFError(f"unsupported BTF version {version}", offset=at["version"])
     if flags:
         raise BTFError(f"unsupported BTF header flags {flags:#x}", offset=at["flags"])
+    # a shorter header reads as zeros past hdr_len, as the kernel's partial copy does (only
+    # an empty split BTF survives that)
     raw_hdr = bytes(data[:hdr_len]) + b"\0" * max(0, HEADER_LEN - hdr_len)
-    if hdr_len < HEADER_LEN and any(raw_hdr[HEADER_LEN_V1:hdr_len]):
+    if HEADER_LEN_V1 < hdr_len < HEADER_LEN and any(raw_hdr[HEADER_LEN_V1:hdr_len]):
         raise BTFError(f"partial layout fields in a {hdr_len}-byte header", offset=HEADER_LEN_V1)
     if hdr_len > HEADER_LEN and any(raw_hdr[HEADER_LEN:hdr_len]):
         raise BTFError("unknown non-zero data in the BTF header", offset=HEADER_LEN)
@@ -280,7 +285,8 @@ def _decode_types(
             data = w[p]
             if data & ~INT_DATA_MASK:
                 _junk(tid, file_off + 4 * i, f"INT data {data:#x} has reserved bits set")
-            append(Int(name_off, st, data >> 24, (data >> 16) & 0xFF, data & 0xFF))
+            append(Int(name_off, st, data >> 24, (data >> 16) & 0xFF, data & 0xFF,
+                       (data >> 8) & 0xFF))
             p = end
         elif kind == 6:  # ENUM
             width = entry[kind]

@@ -131,8 +131,9 @@ INT_SIGNED = 1 << 0
 INT_CHAR = 1 << 1
 INT_BOOL = 1 << 2
 INT_ENCODING_MASK = INT_SIGNED | INT_CHAR | INT_BOOL
-# bits of the INT data word the kernel accepts (BTF_INT_MASK)
-INT_DATA_MASK = 0x0FFF00FF
+# bits of the INT data word the kernel accepts (BTF_INT_MASK): encoding nibble, offset,
+# bits 8-15 (no field, ignored) and the bit count
+INT_DATA_MASK = 0x0FFFFFFF
 
 
 class FuncLinkage(IntEnum):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
+from harness.btf.kernel_rules import Rules
 from harness.elf import ElfError, ElfFile, is_elf, read_sections
 
 SYSFS_BTF = Path("/sys/kernel/btf")
@@ -86,6 +87,7 @@ def load(
     *,
     section: str = ".BTF",
     validate: bool = True,
+    strict: Rules | None = None,
 ) -> Btf:
     """Load BTF from a raw file, an ELF's `section`, or /sys/kernel/btf/*.
 
@@ -102,7 +104,7 @@ def load(
                 f"{path} has a distilled .BTF.base; relocation onto another base is not "
                 "supported: omit the base to read it on its own .BTF.base")
         try:
-            base = Btf.from_bytes(dist_base, validate=validate)
+            base = Btf.from_bytes(dist_base, validate=validate, strict=strict)
         except BTFError as exc:
             raise BTFError(f"{path}: .BTF.base: {exc}") from exc
     if base is None:
@@ -110,9 +112,9 @@ def load(
         if dflt is not None:
             base = dflt
     if base is not None and not isinstance(base, Btf):
-        base = load(base, validate=validate)
+        base = load(base, validate=validate, strict=strict)
     try:
-        return Btf.from_bytes(data, base, validate=validate)
+        return Btf.from_bytes(data, base, validate=validate, strict=strict)
     except BTFError as exc:
         raise BTFError(f"{path}: {exc}") from exc
 

@@ -111,7 +111,11 @@ VOID = Void()
 
 @dataclass(slots=True)
 class Int(BtfType):
-    """INT: size in bytes plus the data word (encoding, bit offset, bit count)."""
+    """INT: size in bytes plus the data word (encoding, bit offset, bit count).
+
+    `reserved` is bits 8-15 of the data word: no field of BTF's, ignored by the kernel
+    (BTF_INT_MASK lets them through), kept so that such a blob round-trips.
+    """
 
     kind: ClassVar[Kind] = Kind.INT
     name_off: int
@@ -119,13 +123,15 @@ class Int(BtfType):
     encoding: int = 0
     bit_offset: int = 0
     bits: int = 0
+    reserved: int = 0
 
     @property
     def data(self) -> int:
-        return (self.encoding << 24) | (self.bit_offset << 16) | self.bits
+        return (self.encoding << 24) | (self.bit_offset << 16) | (self.reserved << 8) | self.bits
 
     def copy(self) -> Int:
-        return Int(self.name_off, self.size, self.encoding, self.bit_offset, self.bits)
+        return Int(self.name_off, self.size, self.encoding, self.bit_offset, self.bits,
+                   self.reserved)
 
 
 @dataclass(slots=True)

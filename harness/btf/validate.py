@@ -1,11 +1,14 @@
-"""Cheap semantic checks the kernel's BTF verifier would also fail.
+"""Validation of BTF: lenient (what any tool's output needs to be read) or strict (what
+the kernel would load).
 
-The codec already rejects structural damage. This pass checks what needs the
-whole object: string offsets in range, referenced ids existing, sizes and
-vlen-dependent values a kind allows, names where a kind requires or forbids
-one. It deliberately skips checks that need type resolution (member sizes,
-DATASEC placement, cycles), which clang's BPF objects do not pass before
-libbpf fixes them up anyway.
+Lenient (`check`) runs on parsed objects: string offsets in range, referenced ids
+existing, sizes and vlen-dependent values a kind allows, names where a kind requires or
+forbids one. It skips what needs type resolution (member sizes, DATASEC placement,
+cycles), which clang's BPF objects do not pass before libbpf fixes them up, and never
+refuses what the kernel accepts: every rule here is one of btf.c's.
+
+Strict (`check_kernel`) is harness.btf.kernel_rules: the kernel's own checker, on the
+raw bytes, with its reason for a reject.
 
 One checker per class returns an error message or None; the byte offset of a
 bad record is only computed when there is an error.
@@ -18,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
+from harness.btf.kernel_rules import KERNEL_7_3, LOAD, KernelView, Rules
+from harness.btf.kernel_rules import check as kernel_check
 from harness.btf.kinds import INT_BOOL, INT_CHAR, INT_SIGNED
 from harness.btf.types import (
     Array,
@@ -81,6 +86,23 @@ def check(btf: Btf) -> None:
             if msg is not None:
                 offset = btf.hdr_len + sum(x.record_size() for x in btf.types[:idx])
                 raise BTFError(msg, type_id=btf.start_id + idx, offset=offset)
+
+
+def check_kernel(data: bytes, base: Btf | None = None, *, rules: Rules = KERNEL_7_3,
+                 how: str = LOAD) -> KernelView:
+    """Strict: raise KernelReject (a BTFError) when the kernel would refuse raw BTF `data`.
+
+    A split BTF is judged on `base` as the kernel holds it: worked out from the base's
+    bytes once per (rules, how, size) and kept on the base object.
+    """
+    base_view = None
+    if base is not None:
+        key = (rules.name, how, len(base.types), base.strings.end_off)
+        base_view = base.kernel_views.get(key)
+        if base_view is None:
+            base_view = check_kernel(base.to_bytes(), base.base, rules=rules, how=how)
+            base.kernel_views[key] = base_view
+    return kernel_check(data, base_view, rules=rules, how=how)
 
 
 def _name(t: BtfType, ctx: _Ctx, required: bool | None) -> str | None:
@@ -170,13 +192,11 @@ def _check_enum(t: Enum | Enum64, ctx: _Ctx) -> str | None:
 
 
 def _check_int(t: Int, ctx: _Ctx) -> str | None:
-    err = _name(t, ctx, True)
+    err = _name(t, ctx, None)  # btf_int_check_meta neither requires nor forbids one
     if err:
         return err
-    if t.size not in (1, 2, 4, 8, 16):
-        return f"INT size {t.size} not 1, 2, 4, 8 or 16"
-    if t.bits > 128 or t.bits + t.bit_offset > t.size * 8:
-        return f"INT bits {t.bit_offset}+{t.bits} do not fit {t.size} bytes"
+    if t.bits + t.bit_offset > 128 or t.bits + t.bit_offset > t.size * 8:
+        return f"INT bits {t.bit_offset}+{t.bits} do not fit {t.size} bytes (or 128 bits)"
     if t.encoding not in _INT_ENCODINGS:
         return f"INT encoding {t.encoding:#x} unsupported"
     return None
@@ -210,7 +230,7 @@ def _check_datasec(t: Datasec, ctx: _Ctx) -> str | None:
 
 
 def _check_float(t: Float, ctx: _Ctx) -> str | None:
-    err = _name(t, ctx, True)
+    err = _name(t, ctx, None)  # btf_float_check_meta does not look at the name
     if err:
         return err
     if t.size not in (2, 4, 8, 12, 16):

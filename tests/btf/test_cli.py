@@ -15,9 +15,22 @@ def harness(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 def test_copy_elf_to_raw(tmp_path: Path, clang_obj: Path) -> None:
     out = tmp_path / "out.btf"
-    r = harness("copy", str(clang_obj), str(out))
+    r = harness("copy", "--lenient", str(clang_obj), str(out))
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == btf_bytes(clang_obj)
+
+
+def test_copy_refuses_what_the_kernel_would_with_its_reason(tmp_path: Path,
+                                                            clang_obj: Path) -> None:
+    """clang's own BTF has DATASECs of size 0 until libbpf fills them in: the kernel's
+    btf_datasec_check_meta refuses that, so strict copy does too, and says how to read it."""
+    out = tmp_path / "out.btf"
+    r = harness("copy", str(clang_obj), str(out))
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "DATASEC: size == 0" in err and "--lenient" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_copy_split_with_base(tmp_path: Path, clang_obj: Path) -> None:
@@ -31,7 +44,8 @@ def test_copy_split_with_base(tmp_path: Path, clang_obj: Path) -> None:
     split_path = tmp_path / "split.btf"
     split_path.write_bytes(split.to_bytes())
     out = tmp_path / "copy.btf"
-    assert harness("copy", str(split_path), str(out), "--base", str(base_path)).returncode == 0
+    assert harness("copy", "--lenient", str(split_path), str(out), "--base",
+                   str(base_path)).returncode == 0  # the base is clang's: lenient
     assert out.read_bytes() == split_path.read_bytes()
     # without its base the split blob is refused with one line
     r = harness("copy", str(split_path), str(out))
@@ -51,7 +65,8 @@ def test_corrupt_file_one_line_exit_2(tmp_path: Path, clang_obj: Path) -> None:
         lines = r.stderr.decode().strip().splitlines()
         assert len(lines) == 1, lines
         assert "type [1] at offset 0x18" in lines[0]
-        assert "unknown BTF kind" in lines[0]
+        # copy is strict and words it as the kernel does; dump reads leniently
+        assert ("Invalid kind:127" if cmd[0] == "copy" else "unknown BTF kind") in lines[0]
     assert not out.exists()
     assert not list(tmp_path.glob(".out.btf.tmp*"))
 
