@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arg-table", metavar="TOML",
                         help="kfunc-args.toml: per-argument flags neither the KF_* flags nor "
                         "the parameter names say (with --per-arg-tags)")
+    parser.add_argument("--no-kernel-check", dest="kernel_check", action="store_false",
+                        help="write output BTF even when the tree's kernel would refuse it "
+                        "at boot (checked by default where the tree's btf.c is modelled: 7.3)")
     # PARSE_OPT_STOP_AT_NON_OPTION: everything from the first operand on is operands
     parser.add_argument("objects", nargs=argparse.REMAINDER, metavar="ELF")
 
@@ -96,7 +99,7 @@ def execute(args: argparse.Namespace) -> int:
         elf=elf, btf=args.btf, base=args.btf_base, distill_base=args.distill_base,
         fatal_warnings=args.fatal_warnings, verbose=args.verbose, profile=args.profile,
         discover=args.discover, per_arg_tags=args.per_arg_tags or bool(args.arg_table),
-        arg_table=args.arg_table,
+        arg_table=args.arg_table, kernel_check=args.kernel_check,
     )
     resolve.run(opts)
     return 0

@@ -57,6 +57,7 @@ class Profile:
     btf2btf: bool = True  # rewrite, finalize and emit BTF (7.x), or leave pahole's (6.12)
     in_place: bool = False  # write .BTF_ids into the ELF itself, emit no files (6.12)
     sort: str = "7.3"  # harness.btf.sort's name order: whose btf__permute comparison
+    checker: str | None = None  # harness.btf.kernel_rules.RULES: the tree's btf.c, if modelled
 
 
 PROFILES: dict[str, Profile] = {
@@ -65,9 +66,9 @@ PROFILES: dict[str, Profile] = {
     "7.2": Profile("7.2", kfuncs_from_sets=False, emit_tags=False, dedup=False,
                    impl_lookup_own=False, sort="7.2"),
     "7.3": Profile("7.3", kfuncs_from_sets=True, emit_tags=True, dedup=True,
-                   impl_lookup_own=True),
+                   impl_lookup_own=True, checker="7.3"),
     "next": Profile("next", kfuncs_from_sets=True, emit_tags=True, dedup=True,
-                    impl_lookup_own=True),
+                    impl_lookup_own=True, checker="7.3"),
 }
 DEFAULT_PROFILE = "7.3"
 

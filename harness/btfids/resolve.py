@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union, kfunc_args
+from harness.btf.kernel_rules import BOOT, RULES
+from harness.btf.validate import check_kernel
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
 from harness.btfids import profiles, transform
@@ -64,6 +66,7 @@ class Options:
     validate: bool = False  # full harness.btf.validate; off: libbpf's own sanity checks only
     per_arg_tags: bool = False  # emit bpf_kfunc_arg:/ret: decl tags (not upstream's; opt-in)
     arg_table: str | None = None  # kfunc-args.toml: per-argument flags neither source says
+    kernel_check: bool = True  # refuse output BTF the tree's kernel would refuse at boot
 
 
 @dataclass
@@ -267,10 +270,44 @@ def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
             debug(f"{opts.elf} has no BTF_ids data to dump")
     if profile.in_place:
         return Result(outputs, profile, reason, found, discovered, btf, in_place)
-    outputs[_out_path(opts.elf, ".BTF")] = btf.to_bytes()
+    outputs[_out_path(opts.elf, ".BTF")] = out = btf.to_bytes()
+    if opts.kernel_check and profile.checker is not None:
+        _kernel_check(opts, profile, btf, out, elf)
     if btf.base is not None and opts.distill_base and opts.base:
         outputs[_out_path(opts.elf, ".BTF.base")] = btf.base.to_bytes()
     return Result(outputs, profile, reason, found, discovered, btf)
+
+
+def _kernel_check(opts: Options, profile: profiles.Profile, btf: Btf, out: bytes,
+                  elf: ElfFile) -> None:
+    """The kernel parses vmlinux and module BTF at boot (btf_parse_base/_module): refuse
+    output it would refuse, and say whether the input (pahole's) already failed so."""
+    rules = RULES[profile.checker]  # type: ignore[index]
+    try:
+        check_kernel(out, btf.base, rules=rules, how=BOOT)
+        return
+    except BTFError as exc:
+        why = str(exc)
+    try:
+        data = _input_btf(opts, elf)
+        base = load_btf(opts.base, None, what="base ") if opts.base else None
+        check_kernel(data, base, rules=rules, how=BOOT)
+        blame = "the input BTF passes, so this tool's output broke it"
+    except (BTFError, BtfidsError) as exc:
+        blame = f"the input BTF already fails: {exc}"
+    raise BtfidsError(f"FAILED: kernel {rules.name} would refuse the output BTF at boot: "
+                      f"{why}; {blame} (--no-kernel-check writes it anyway)")
+
+
+def _input_btf(opts: Options, elf: ElfFile) -> bytes:
+    if opts.btf:
+        with open(opts.btf, "rb") as f:
+            data = f.read()
+        if data[:4] != b"\x7fELF":
+            return data
+        with open_elf(opts.btf, writable_check=False) as e:
+            return _elf_btf(e, "input")
+    return _elf_btf(elf, "input")
 
 
 def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,

@@ -174,3 +174,25 @@ def test_usage(tmp_path: Path, c73: Path) -> None:
         py = subprocess.run([*PY_TOOL, *args], capture_output=True, text=True)
         assert py.returncode == c.returncode == 129, args
         assert "Usage: resolve_btfids" in py.stderr
+
+
+def test_output_the_kernel_would_refuse(tmp_path: Path, good) -> None:  # noqa: ANN001
+    """pahole output the 7.3 kernel refuses at boot (a struct named "bad name": its
+    btf_struct_check_meta wants an identifier) passes libbpf's sanity check, so the C
+    tool would write it; the transformer refuses, with the kernel's words and the blame
+    on the input, unless told --no-kernel-check."""
+    raw, obj = good
+    btf = synth.make_btf()
+    btf.add_struct("bad name", 4)
+    raw.write_bytes(btf.to_bytes())
+    py = run_tool(PY_TOOL, obj, tmp_path / "py", ["--profile", "7.3", "--btf", str(raw)])
+    assert py.returncode == 255
+    failed = [line for line in py.stderr.splitlines() if not line.startswith("WARN:")]
+    assert len(failed) == 1 and "Traceback" not in py.stderr, py.stderr  # (the WARN is
+    assert "kernel 7.3 would refuse the output BTF at boot" in py.stderr  # synth's symbol)
+    assert "STRUCT: Invalid name" in py.stderr and "the input BTF already fails" in py.stderr
+    assert py.leftovers() == []
+    anyway = run_tool(PY_TOOL, obj, tmp_path / "anyway",
+                      ["--profile", "7.3", "--no-kernel-check", "--btf", str(raw)])
+    assert anyway.returncode == 0, anyway.stderr
+    assert anyway.output(".BTF") is not None
