@@ -182,8 +182,12 @@ class _Describer:
         btf = self.btf
         t = btf[tid]
         chain = tid
+        seen = set()
         while t.kind in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG,
                          Kind.ARRAY):
+            if chain in seen:  # lenient reading lets a loop through: show it, go on
+                return f"<reference loop through [{chain}]> {declarator}".rstrip()
+            seen.add(chain)
             chain = t.type
             t = btf[chain]
         text = c_decl(btf, tid, declarator)

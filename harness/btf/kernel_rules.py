@@ -65,6 +65,11 @@ SOURCE_ONLY = _kinds(_K.VAR, _K.DECL_TAG, _K.DATASEC)
 NEEDS_RESOLVE = MODIFIERS | _kinds(_K.PTR, _K.STRUCT, _K.UNION, _K.ARRAY, _K.VAR, _K.FUNC,
                                    _K.DECL_TAG, _K.DATASEC)
 DECL_TAG_TARGETS = _kinds(_K.FUNC, _K.STRUCT, _K.UNION, _K.VAR, _K.TYPEDEF)
+# btf_type_id_size never fails on these (DATASEC has a size too but is a source only)
+SIZED_ALWAYS = HAS_SIZE | {int(_K.PTR)}
+# member kinds whose check_member is "byte aligned and fits": btf_struct/enum/ptr_check_member
+SIZE_MEMBERS = _kinds(_K.STRUCT, _K.UNION, _K.ENUM, _K.ENUM64, _K.PTR)
+ANON_REFS = _kinds(_K.PTR, _K.CONST, _K.VOLATILE, _K.RESTRICT)  # must have no name
 (INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, FUNC, FUNC_PROTO, VAR, DATASEC, FLOAT,
  DECL_TAG, TYPE_TAG, ENUM64) = (int(k) for k in (
     _K.INT, _K.PTR, _K.ARRAY, _K.STRUCT, _K.UNION, _K.ENUM, _K.FWD, _K.TYPEDEF, _K.FUNC,
@@ -336,6 +341,12 @@ class _Checker:
         own_lo = v.start_str_off
         own_hi = own_lo + len(v.strings)
         meta = self._meta
+        meta_struct = self._meta_struct
+        strings = v.strings
+        ident = _IDENTIFIER.match
+        check_count = self.base is None
+        # The usual records take a fast path that only proves them fine; anything it
+        # cannot prove goes to _meta, the one place that words the kernel's rejects.
         while 4 * p < end:
             meta_left = end - 4 * p
             if meta_left < 12:
@@ -347,15 +358,45 @@ class _Checker:
             if kind > ENUM64 or not kind:
                 raise KernelReject(f"Invalid kind:{kind}", type_id=tid,
                                    offset=self.type_start + 4 * (p - wb))
-            if not (own_lo <= name_off < own_hi) and not name_ok(name_off):
+            own_name = own_lo <= name_off < own_hi
+            if not own_name and not name_ok(name_off):
                 raise KernelReject(f"Invalid name_offset:{name_off}", type_id=tid,
                                    offset=self.type_start + 4 * (p - wb))
-            if self.base is None and tid - first + 1 == MAX_TYPE:
+            if check_count and tid - first + 1 == MAX_TYPE:
                 raise KernelReject("Exceeded max num of types", errno_name="E2BIG")
+            sot = w[p + 2]
             kinds.append(kind)
             infos.append(info)
-            sots.append(w[p + 2])
+            sots.append(sot)
             poss.append(p)
+            if kind in ANON_REFS:
+                if not name_off and not info & 0x80FFFFFF and sot <= MAX_TYPE:
+                    p += 3
+                    tid += 1
+                    continue
+            elif kind == FUNC:
+                if (own_name and name_off and info & 0x80FFFFFF <= 1
+                        and ident(strings, name_off - own_lo) is not None):
+                    p += 3
+                    tid += 1
+                    continue
+            elif kind == FUNC_PROTO:
+                vlen = info & 0xFFFFFF
+                if not name_off and not info >> 31 and meta_left - 12 >= vlen * 8:
+                    p += 3 + 2 * vlen
+                    tid += 1
+                    continue
+            elif kind == TYPEDEF:
+                if (own_name and name_off and not info & 0x80FFFFFF and sot <= MAX_TYPE
+                        and ident(strings, name_off - own_lo) is not None):
+                    p += 3
+                    tid += 1
+                    continue
+            elif kind in STRUCTS:
+                p += 3 + meta_struct(tid, p, kind, name_off, info >> 31, info & 0xFFFFFF,
+                                     sot, meta_left - 12) // 4
+                tid += 1
+                continue
             p += 3 + meta(tid, p, kind, name_off, info, meta_left - 12) // 4
             tid += 1
 
@@ -801,13 +842,16 @@ class _Checker:
     def _resolve_struct(self, top: list[int]) -> str | None:
         tid, next_member = top
         v = self.view
-        w, kinds, visit = v.words, v.kind, self.visit
+        w, kinds, visit, pos = v.words, v.kind, self.visit, v.pos
         kflag = v.info[tid] >> 31
         base = v.pos[tid] + 3
         if next_member:
             m = base + 3 * (next_member - 1)
             self._check_member(tid, next_member - 1, w[m + 1], w[m + 2], kflag)
         n = len(kinds)
+        sots = v.sot
+        size = sots[tid]
+        sink = self._sink
         for i in range(next_member, v.info[tid] & 0xFFFFFF):
             m = base + 3 * i
             m_type = w[m + 1]
@@ -816,10 +860,24 @@ class _Checker:
             kind = kinds[m_type]
             if kind in NOSIZE or kind in SOURCE_ONLY:
                 raise self._fail(tid, "Invalid member", f"member {i}")
-            if not self._sink(kind) and visit[m_type] != RESOLVED:
+            if not sink(kind) and visit[m_type] != RESOLVED:
                 top[1] = i + 1
                 return self._push(m_type)
-            self._check_member(tid, i, m_type, w[m + 2], kflag)
+            m_off = w[m + 2]
+            if not kflag:  # the usual members' check_member inline; the rest (and every
+                # failure, for its wording) goes to _check_member
+                if kind == INT:
+                    data = w[pos[m_type] + 3]
+                    bit_off = m_off + ((data >> 16) & 0xFF)
+                    nr_copy = (data & 0xFF) + (bit_off & 7)
+                    if (bit_off <= U32 and nr_copy <= 128 and size >= bit_off >> 3
+                            and size - (bit_off >> 3) >= (nr_copy + 7) >> 3):
+                        continue
+                elif not m_off & 7 and kind in SIZE_MEMBERS:
+                    need = PTR_SIZE if kind == PTR else sots[m_type]
+                    if (size - (m_off >> 3)) & U32 >= need:
+                        continue
+            self._check_member(tid, i, m_type, m_off, kflag)
         self._pop_resolved(0, 0)
         return None
 
@@ -947,40 +1005,46 @@ class _Checker:
         raise self._fail(top[0], "Unsupported resolve")  # pragma: no cover - never pushed
 
     def _func_proto_check(self, tid: int) -> None:
+        """btf_func_proto_check: the return and argument types resolve to sized types."""
         v = self.view
+        kinds, visit, words = v.kind, self.visit, v.words
+        n = len(kinds)
         ret = v.sot[tid]
         if ret:
-            kind = self._kind(ret)
+            kind = kinds[ret] if ret < n else None
             if kind is None or kind in SOURCE_ONLY:
                 raise self._fail(tid, "Invalid return type")
-            if kind in NEEDS_RESOLVE and self.visit[ret] != RESOLVED:
+            if kind in NEEDS_RESOLVE and visit[ret] != RESOLVED:
                 self._resolve(ret)
-            if self._type_id_size(ret) is None:
+            if kind not in SIZED_ALWAYS and self._type_id_size(ret) is None:
                 raise self._fail(tid, "Invalid return type")
         nr_args = v.info[tid] & 0xFFFFFF
         if not nr_args:
             return
-        if not self._word(tid, 2 * nr_args - 1):
-            if self._word(tid, 2 * nr_args - 2):
+        q = v.pos[tid] + 3  # struct btf_param {name_off, type} pairs
+        if not words[q + 2 * nr_args - 1]:
+            if words[q + 2 * nr_args - 2]:
                 raise self._fail(tid, f"Invalid arg#{nr_args}")
             nr_args -= 1
         own_lo = v.start_str_off
         own_hi = own_lo + len(v.strings)
+        strings = v.strings
+        ident = _IDENTIFIER.match
         for i in range(nr_args):
-            name_off, arg = self._word(tid, 2 * i), self._word(tid, 2 * i + 1)
-            kind = self._kind(arg)
+            name_off, arg = words[q + 2 * i], words[q + 2 * i + 1]
+            kind = kinds[arg] if arg < n else None
             if kind is None or kind in SOURCE_ONLY:
                 raise self._fail(tid, f"Invalid arg#{i + 1}")
             if name_off:
                 if own_lo <= name_off < own_hi:
-                    good = _IDENTIFIER.match(v.strings, name_off - own_lo) is not None
+                    good = ident(strings, name_off - own_lo) is not None
                 else:
                     good = self._name_offset_valid(name_off) and self._identifier(name_off)
                 if not good:
                     raise self._fail(tid, f"Invalid arg#{i + 1}")
-            if kind in NEEDS_RESOLVE and self.visit[arg] != RESOLVED:
+            if kind in NEEDS_RESOLVE and visit[arg] != RESOLVED:
                 self._resolve(arg)
-            if kind not in HAS_SIZE and kind != PTR and self._type_id_size(arg) is None:
+            if kind not in SIZED_ALWAYS and self._type_id_size(arg) is None:
                 raise self._fail(tid, f"Invalid arg#{i + 1}")
 
     # ---- checks after the type section ---------------------------------------------

@@ -428,3 +428,28 @@ def test_regression_rejects_carry_the_kernels_words() -> None:
         assert caught.value.reason in case.log, (case.file, caught.value.reason, case.log)
         checked += 1
     assert checked >= 40
+
+
+def test_lenient_readers_finish_on_every_corpus_case() -> None:
+    """dump, diff and kfuncs read what the kernel refuses (loops included) and either show
+    it or stop with a BTFError: never hang, never crash."""
+    from harness.btf.diff import diff_btf
+    from harness.btf.dump import dump
+    from harness.btf.errors import BTFError
+    from harness.btf.kfuncs import find_kfuncs
+
+    shown = 0
+    for case in _corpus():
+        base_blob = case.base_blob()
+        try:
+            base = None if base_blob is None else Btf.from_bytes(base_blob)
+            btf = Btf.from_bytes(case.blob(), base)
+        except BTFError:
+            continue
+        for job in (dump, lambda b: diff_btf(b, b), find_kfuncs):
+            try:
+                job(btf)
+            except BTFError:
+                continue
+        shown += 1
+    assert shown >= 20
