@@ -38,11 +38,14 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    btf = load(args.file, base=args.base)
+    """Lenient unless --strict: shows what can be read, then notes a kernel reject."""
+    rules = _rules(args.kernel)
+    btf = load(args.file, base=args.base, strict=rules if args.strict else None)
     out = sys.stdout.buffer
     out.write(dump(btf))
     out.flush()
-    _kernel_note(args.file, btf, _rules(args.kernel))
+    if not args.strict:
+        _kernel_note(args.file, btf, rules)
     return 0
 
 
@@ -108,11 +111,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Exit 0 when A and B are semantically equal, 1 when not (2 on bad input)."""
     from harness.btf.diff import diff_files
 
+    rules = _rules(args.kernel)
+    sides = ((args.a, args.base_a or args.base), (args.b, args.base_b or args.base))
+    if args.strict:
+        for path, base in sides:
+            load(path, base=base, strict=rules)
     result = diff_files(args.a, args.b, args.base_a or args.base, args.base_b or args.base)
     _emit(args.json, result.to_json, result.format)
-    rules = _rules(args.kernel)
-    for path, base in ((args.a, args.base_a or args.base), (args.b, args.base_b or args.base)):
-        _kernel_note(path, load(path, base=base), rules)
+    if not args.strict:
+        for path, base in sides:
+            _kernel_note(path, load(path, base=base), rules)
     return 0 if result.equal else 1
 
 
@@ -161,6 +169,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     _add_base(p)
     _add_kernel(p, "say what would be refused")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) what the kernel would refuse, instead of a note")
     p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("kfuncs", help="list kfuncs: prototypes, _impl, flags, tags, arena",
@@ -190,5 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-a", metavar="BASE", help="base BTF for A only")
     p.add_argument("--base-b", metavar="BASE", help="base BTF for B only")
     _add_kernel(p, "note (stderr) what would be refused")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) input the kernel would refuse, instead of a note")
     p.set_defaults(func=cmd_diff)
 

@@ -89,3 +89,21 @@ def test_dump_writes_stdout(clang_obj: Path) -> None:
     r = harness("dump", str(clang_obj))
     assert r.returncode == 0
     assert r.stdout.startswith(b"[1] ")
+
+
+def test_dump_notes_what_the_kernel_refuses_and_strict_refuses_it(tmp_path: Path) -> None:
+    from harness.btf import Btf
+
+    b = Btf()
+    b.add_int("int", 4, 1)
+    b.add_typedef("a", 3)
+    b.add_typedef("b", 2)  # a -> b -> a: lenient reading shows it, the kernel refuses
+    loop = tmp_path / "loop.btf"
+    loop.write_bytes(b.to_bytes())
+    r = harness("dump", str(loop))
+    assert r.returncode == 0 and b"TYPEDEF 'a'" in r.stdout
+    assert b"note:" in r.stderr and b"TYPEDEF: Loop detected" in r.stderr
+    for cmd in (("dump", "--strict", str(loop)), ("diff", "--strict", str(loop), str(loop))):
+        r = harness(*cmd)
+        assert r.returncode == 2, cmd
+        assert len(r.stderr.strip().splitlines()) == 1 and b"Loop detected" in r.stderr
