@@ -281,10 +281,8 @@ class _Checker:
             n = len(self.view.kind)
             self.view.resolved_ids = [0] * n
             self.view.resolved_sizes = [0] * n
-        if self.rules.chain_limit:
-            self._check_modifier_chain_length()
-        if self.rules.type_tag_order:
-            self._check_type_tags()
+        if self.rules.chain_limit or self.rules.type_tag_order:
+            self._check_modifier_chains()
         return self.view
 
     def _str(self, off: int) -> tuple[bytes, int]:
@@ -400,6 +398,18 @@ class _Checker:
             p += 3 + meta(tid, p, kind, name_off, info, meta_left - 12) // 4
             tid += 1
 
+    def _need(self, tid: int, meta_left: int, needed: int) -> None:
+        """The record's fixed part fits in what is left of the type section."""
+        if meta_left < needed:
+            raise self._fail(tid, f"meta_left:{meta_left} meta_needed:{needed}")
+
+    def _plain(self, tid: int, vlen: int, kflag: int) -> None:
+        """A kind without entries or kind_flag has neither set (most check_metas)."""
+        if vlen:
+            raise self._fail(tid, "vlen != 0")
+        if kflag:
+            raise self._fail(tid, "Invalid btf_info kind_flag")
+
     def _meta(self, tid: int, p: int, kind: int, name_off: int, info: int,
               meta_left: int) -> int:
         """One kind's check_meta; returns the bytes it uses after struct btf_type."""
@@ -443,12 +453,8 @@ class _Checker:
         if kind in STRUCTS:
             return self._meta_struct(tid, p, kind, name_off, kflag, vlen, sot, meta_left)
         if kind == INT:
-            if meta_left < 4:
-                raise fail(tid, f"meta_left:{meta_left} meta_needed:4")
-            if vlen:
-                raise fail(tid, "vlen != 0")
-            if kflag:
-                raise fail(tid, "Invalid btf_info kind_flag")
+            self._need(tid, meta_left, 4)
+            self._plain(tid, vlen, kflag)
             data = w[p + 3]
             if data & ~INT_DATA_MASK & U32:
                 raise fail(tid, f"Invalid int_data:{data:x}")
@@ -461,14 +467,10 @@ class _Checker:
                 raise fail(tid, "Unsupported encoding", errno_name="ENOTSUPP")
             return 4
         if kind == ARRAY:
-            if meta_left < 12:
-                raise fail(tid, f"meta_left:{meta_left} meta_needed:12")
+            self._need(tid, meta_left, 12)
             if name_off:
                 raise fail(tid, "Invalid name")
-            if vlen:
-                raise fail(tid, "vlen != 0")
-            if kflag:
-                raise fail(tid, "Invalid btf_info kind_flag")
+            self._plain(tid, vlen, kflag)
             if sot:
                 raise fail(tid, "size != 0")
             elem, index = w[p + 3], w[p + 4]
@@ -501,12 +503,8 @@ class _Checker:
                 raise fail(tid, "Invalid name")
             return 0
         if kind == VAR:
-            if meta_left < 4:
-                raise fail(tid, f"meta_left:{meta_left} meta_needed:4")
-            if vlen:
-                raise fail(tid, "vlen != 0")
-            if kflag:
-                raise fail(tid, "Invalid btf_info kind_flag")
+            self._need(tid, meta_left, 4)
+            self._plain(tid, vlen, kflag)
             if not name_off or not self._identifier(name_off):
                 raise fail(tid, "Invalid name")
             if not sot or sot > MAX_TYPE:
@@ -517,10 +515,7 @@ class _Checker:
         if kind == DATASEC:
             return self._meta_datasec(tid, p, name_off, kflag, vlen, sot, meta_left)
         if kind == FLOAT:
-            if vlen:
-                raise fail(tid, "vlen != 0")
-            if kflag:
-                raise fail(tid, "Invalid btf_info kind_flag")
+            self._plain(tid, vlen, kflag)
             if sot not in FLOAT_SIZES:
                 raise fail(tid, "Invalid type_size")
             return 0
@@ -608,31 +603,30 @@ class _Checker:
     # ---- lookups as the kernel does them -------------------------------------------
 
     def _type_id_size(self, tid: int) -> tuple[int, int, int] | None:
-        """btf_type_id_size: (kind, id, size) of the sized type `tid` stands for."""
+        """btf_type_id_size: (kind, id, size) of the sized type `tid` stands for: the type
+        itself, or for a modifier or var the type it resolved to."""
         kinds = self.view.kind
         if tid >= len(kinds):
             return None
         kind = kinds[tid]
-        if kind in NOSIZE:
-            return None
-        if kind in HAS_SIZE:
-            return kind, tid, self.view.sot[tid]
-        if kind == ARRAY:
-            return kind, tid, self.view.resolved_sizes[tid]
-        if kind == PTR:
-            return kind, tid, PTR_SIZE
+        size = self._own_size(kind, tid)
+        if size is not None:
+            return kind, tid, size
         if kind not in MODIFIERS and kind != VAR:
             return None
         tid = self.view.resolved_ids[tid]
         kind = kinds[tid]
-        if kind in NOSIZE:
-            return None
+        size = self._own_size(kind, tid)
+        return (kind, tid, size) if size is not None else None
+
+    def _own_size(self, kind: int, tid: int) -> int | None:
+        """The size a type has by itself (None: no size, or it must be followed)."""
         if kind in HAS_SIZE:
-            return kind, tid, self.view.sot[tid]
+            return self.view.sot[tid]
         if kind == ARRAY:
-            return kind, tid, self.view.resolved_sizes[tid]
+            return self.view.resolved_sizes[tid]
         if kind == PTR:
-            return kind, tid, PTR_SIZE
+            return PTR_SIZE
         return None
 
     def _kind(self, tid: int) -> int | None:
@@ -1049,54 +1043,37 @@ class _Checker:
 
     # ---- checks after the type section ---------------------------------------------
 
-    def _check_modifier_chain_length(self) -> None:
-        """btf_check_modifier_chain_length (7.3)."""
+    def _check_modifier_chains(self) -> None:
+        """btf_check_modifier_chain_length (7.3: at most 32 modifiers in a row) and
+        btf_check_type_tags (6.x: type tags come before other modifiers): one walk of
+        each modifier chain, stopping where an earlier, already checked id takes over."""
+        rules = self.rules
         kinds, sots = self.view.kind, self.view.sot
+        n = len(kinds)
         start = max(self.view.start_id, 1)
         good = start - 1
-        for i in range(start, len(kinds)):
-            kind = kinds[i]
-            if kind not in MODIFIERS:
-                continue
-            limit = MAX_CHAIN
-            cur = i
-            while kind in MODIFIERS:
-                if not limit:
-                    raise self._fail(i, "Max chain length or cycle detected", errno_name="ELOOP")
-                limit -= 1
-                if cur <= good:
-                    break
-                cur = sots[cur]
-                if cur >= len(kinds):
-                    raise self._fail(i, "modifier chain leaves the type table (no log)")
-                kind = kinds[cur]
-            good = i
-
-    def _check_type_tags(self) -> None:
-        """btf_check_type_tags (6.x): in a modifier chain, type tags come first."""
-        kinds, sots = self.view.kind, self.view.sot
-        start = max(self.view.start_id, 1)
-        good = start - 1
-        for i in range(start, len(kinds)):
+        for i in range(start, n):
             kind = kinds[i]
             if kind not in MODIFIERS:
                 continue
             in_tags = kind == TYPE_TAG
-            cur = i
-            steps = len(kinds)  # after the resolve pass there is no cycle; never spin on one
+            limit = MAX_CHAIN if rules.chain_limit else n  # no cycle survives resolve;
+            cur = i                                         # never spin on one anyway
             while kind in MODIFIERS:
-                steps -= 1
-                if not steps:
-                    raise self._fail(i, "Loop detected")
-                if kind == TYPE_TAG:
-                    if not in_tags:
-                        raise self._fail(i, "Type tags don't precede modifiers")
-                else:
-                    in_tags = False
+                if not limit:
+                    raise self._fail(i, "Max chain length or cycle detected",
+                                     errno_name="ELOOP")
+                limit -= 1
+                if rules.type_tag_order:
+                    if kind == TYPE_TAG:
+                        if not in_tags:
+                            raise self._fail(i, "Type tags don't precede modifiers")
+                    else:
+                        in_tags = False
                 if cur <= good:
                     break
                 cur = sots[cur]
-                if cur >= len(kinds):
+                if cur >= n:
                     raise self._fail(i, "modifier chain leaves the type table (no log)")
                 kind = kinds[cur]
             good = i
