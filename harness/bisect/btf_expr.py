@@ -443,7 +443,7 @@ class _DiffAtom(_Node):
             try:
                 btf = load_for_kfuncs(self.path)
                 sets = read_set8s(self.path) if is_elf(self.path) else None
-                kfuncs = find_kfuncs(btf, sets)
+                kfuncs = find_kfuncs(btf, sets, arg_flags=False)
             except BTFError as exc:
                 raise ExprError(f"{head}: {exc}") from exc
             self._ref = (key, btf, kfuncs)

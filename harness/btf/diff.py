@@ -279,8 +279,10 @@ def diff_btf(a: Btf, b: Btf, kfuncs_a: list[KfuncInfo] | None = None,
         elif Counter(map(tuple, old)) != Counter(map(tuple, new)):
             res.changed.append(TypeChange(*key, [ln for dsc in sorted(old) for ln in dsc],
                                           [ln for dsc in sorted(new) for ln in dsc]))
-    ka = {k.name: k for k in (kfuncs_a if kfuncs_a is not None else find_kfuncs(a))}
-    kb = {k.name: k for k in (kfuncs_b if kfuncs_b is not None else find_kfuncs(b))}
+    ka = {k.name: k for k in (kfuncs_a if kfuncs_a is not None
+                              else find_kfuncs(a, arg_flags=False))}
+    kb = {k.name: k for k in (kfuncs_b if kfuncs_b is not None
+                              else find_kfuncs(b, arg_flags=False))}
     for name in sorted(ka.keys() | kb.keys(), key=str.encode):
         if name not in kb:
             res.kfuncs_removed.append(ka[name])
@@ -309,6 +311,6 @@ def diff_files(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
     for path, base in ((path_a, base_a), (path_b, base_b)):
         btf = load_for_kfuncs(path, base)
         sets = read_set8s(path) if is_elf(path) else None
-        sides.append((btf, find_kfuncs(btf, sets)))
+        sides.append((btf, find_kfuncs(btf, sets, arg_flags=False)))
     (a, ka), (b, kb) = sides
     return diff_btf(a, b, ka, kb)

@@ -172,11 +172,14 @@ def read_set8s(path: str | os.PathLike[str]) -> list[Set8]:
         raise BTFError(str(exc)) from exc
 
 
-def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[KfuncInfo]:
+def find_kfuncs(btf: Btf, sets: list[Set8] | None = None, *,
+                arg_flags: bool = True) -> list[KfuncInfo]:
     """Every kfunc of `btf` (own and base types), sorted by name.
 
     `sets` (from read_set8s) adds flags and set names, and kfuncs that carry no
     bpf_kfunc tag (BTF from a tree whose pahole or resolve_btfids added none).
+    `arg_flags=False` leaves KfuncInfo.arg_flags empty: deriving them doubles the
+    cost, and only the kfunc listing shows them.
     """
     funcs_by_name: dict[str, int] = {}
     tags_by_target: dict[int, list[DeclTag]] = {}
@@ -215,7 +218,8 @@ def find_kfuncs(btf: Btf, sets: list[Set8] | None = None) -> list[KfuncInfo]:
     for k in kfunc_ids.values():
         if k.flags is not None:
             k.flag_names = flag_names(k.flags)
-        k.arg_flags = _arg_flags(btf, k, tags_by_target.get(k.btf_id, []))
+        if arg_flags:
+            k.arg_flags = _arg_flags(btf, k, tags_by_target.get(k.btf_id, []))
     return sorted(kfunc_ids.values(), key=lambda k: (k.name.encode(), k.btf_id))
 
 
@@ -297,12 +301,12 @@ def _is_arena_ptr(btf: Btf, tid: int) -> bool:
     return False
 
 
-def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
-              ) -> list[KfuncInfo]:
+def kfuncs_of(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None,
+              *, arg_flags: bool = True) -> list[KfuncInfo]:
     """Kfuncs of a raw BTF file, /sys/kernel/btf/* or an ELF (with its .BTF_ids flags)."""
     btf = load_for_kfuncs(path, base)
     sets = read_set8s(path) if is_elf(path) else None
-    return find_kfuncs(btf, sets)
+    return find_kfuncs(btf, sets, arg_flags=arg_flags)
 
 
 def implicit_arg_kfuncs(path: str | os.PathLike[str],
@@ -318,7 +322,7 @@ def implicit_arg_kfuncs(path: str | os.PathLike[str],
     if vmlinux is not None and Path(path) != Path(vmlinux) and is_elf(path):
         base = None if btf_and_base_bytes(path)[1] is not None else vmlinux
     names: set[str] = set()
-    for k in kfuncs_of(path, base):
+    for k in kfuncs_of(path, base, arg_flags=False):
         implicit = (k.flags & KF_IMPLICIT_ARGS) if k.flags is not None else k.impl is not None
         if implicit:
             names.update((k.name, k.name + IMPL_SUFFIX))

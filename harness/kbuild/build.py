@@ -378,7 +378,7 @@ class Builder:
         for elf in (artifacts.vmlinux,):
             try:
                 btf = load_for_kfuncs(elf)
-                report = lint_kfuncs(btf, find_kfuncs(btf, read_set8s(elf)),
+                report = lint_kfuncs(btf, find_kfuncs(btf, read_set8s(elf), arg_flags=False),
                                      kernel=kernel_version_of(elf))
             except (BTFError, OSError) as exc:
                 self.say(f"note: kfunc lint could not read {Path(elf).name}: {exc}")

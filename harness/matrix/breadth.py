@@ -33,7 +33,7 @@ def btf_facts(vmlinux: str | Path) -> Facts:
     `kfunc_digest` changes when any kfunc's name, BPF-visible prototype, kernel
     prototype, flags or tags change: the fact to diff when the counts stay equal.
     """
-    kfuncs = kfuncs_of(vmlinux)
+    kfuncs = kfuncs_of(vmlinux, arg_flags=False)
     implicit = [k for k in kfuncs if (k.flags or 0) & KF_IMPLICIT_ARGS]
     digest = hashlib.sha256()
     for k in kfuncs:
