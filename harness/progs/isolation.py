@@ -20,7 +20,7 @@ from harness.progs.agent import CONSOLE_MARK
 from harness.progs.judge import ERROR, describe
 from harness.progs.results import ProgResult
 from harness.progs.runner import Job
-from harness.targets.base import Target
+from harness.targets.base import Target, console_text
 from harness.targets.errors import TargetError
 from harness.targets.splat import find_splats
 
@@ -98,7 +98,7 @@ class Isolated:
         while queue:
             batch = queue.popleft()
             if any(job.skip is None for job in batch):
-                since = len(self._console())
+                since = len(console_text(self.target.console))
                 try:
                     got = self.run(batch)
                 except TargetError as exc:
@@ -114,17 +114,11 @@ class Isolated:
                               + (f", {len(self.restarts)} restarts" if self.restarts else ""))
         return [results[n] for n in range(len(jobs))]
 
-    def _console(self) -> str:
-        try:
-            return self.target.console()
-        except Exception:  # noqa: BLE001 - a dead target's console may be gone
-            return ""
-
     def _crashed(self, batch: list[Job], exc: TargetError, since: int, queue: deque,
                  results: dict[int, ProgResult], index: dict[int, int]) -> None:
         """Blame a job (the console's mark, else halve the batch), restart, requeue."""
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        console = self._console()
+        console = console_text(self.target.console)
         runnable = [job for job in batch if job.skip is None]
         named = marked_job(console, since)
         blamed = next((job for job in runnable if job.id == named), None)

@@ -34,6 +34,7 @@ from harness.kbuild.make import MakeError, run_make
 from harness.progs.corpus import Corpus
 from harness.progs.makeflags import SELFTESTS
 from harness.progs.results import ProgResult
+from harness.targets.base import console_text
 
 GUEST_DIR = "/tmp/kfunc-harness-test_progs"  # where a guest sees test_progs' directory
 CROSS_PACKAGES = ("libssl-dev", "libssl3")  # sign-file's libcrypto, beyond libbpf's
@@ -309,12 +310,12 @@ def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
     restarts = 0
     while queue:
         some = queue.popleft()
-        since = len(_read(console))
+        since = len(console_text(console))
         try:
             output = run_batch(some)
         except TargetError as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            text = _read(console)[since:]
+            text = console_text(console)[since:]
             consoles.append(text)
             splats = find_splats(text)
             if splats:
@@ -336,10 +337,3 @@ def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
         outputs.append(output)
         found.update(verdicts(output))
     return ReferenceRun(found, "".join(outputs), crashed, restarts, consoles)
-
-
-def _read(console: Callable[[], str]) -> str:
-    try:
-        return console()
-    except Exception:  # noqa: BLE001 - a dead target's console may be gone
-        return ""

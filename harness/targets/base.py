@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -156,6 +157,15 @@ class ConsoleProtocol(Protocol):
     def console(self) -> str:
         """Kernel console text seen so far ("" where there is none to see)."""
         ...
+
+
+def console_text(console: Callable[[], str]) -> str:
+    """What `console` (a target's console method) returns, or "" once the target is dead:
+    blame and crash reports read it after the failure that may have taken it down."""
+    try:
+        return console()
+    except Exception:  # noqa: BLE001 - a dead target's console may be gone
+        return ""
 
 
 @runtime_checkable
