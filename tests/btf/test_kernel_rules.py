@@ -140,3 +140,13 @@ def test_split_on_its_base() -> None:
     ok = Btf(base)
     ok.add_ptr(1)
     assert check(ok.to_bytes(), base_view).nr_types == 3
+
+
+def test_big_endian_btf_is_read_in_its_own_order() -> None:
+    """s390x BTF read on x86: judged as its own (big-endian) kernel would judge it, and
+    refused in the host's order exactly as the host kernel refuses it."""
+    b = Btf(endian="big")
+    b.add_typedef("t", b.add_int("int", 4, INT_SIGNED))
+    blob = b.to_bytes()
+    assert check(blob).nr_types == 3
+    assert _reason(blob, byte_order="little") == "btf_header not found"
