@@ -109,18 +109,19 @@ def cmd_kfuncs(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Exit 0 when A and B are semantically equal, 1 when not (2 on bad input)."""
-    from harness.btf.diff import diff_files
+    from harness.btf.diff import diff_btf, load_side
 
     rules = _rules(args.kernel)
-    sides = ((args.a, args.base_a or args.base), (args.b, args.base_b or args.base))
-    if args.strict:
-        for path, base in sides:
-            load(path, base=base, strict=rules)
-    result = diff_files(args.a, args.b, args.base_a or args.base, args.base_b or args.base)
+    paths = (args.a, args.b)
+    (a, ka), (b, kb) = (
+        load_side(path, base, strict=rules if args.strict else None)
+        for path, base in zip(paths, (args.base_a or args.base, args.base_b or args.base),
+                              strict=True))
+    result = diff_btf(a, b, ka, kb)
     _emit(args.json, result.to_json, result.format)
     if not args.strict:
-        for path, base in sides:
-            _kernel_note(path, load(path, base=base), rules)
+        for path, btf in zip(paths, (a, b), strict=True):
+            _kernel_note(path, btf, rules)
     return 0 if result.equal else 1
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.btf.btf import Btf
+from harness.btf.kernel_rules import Rules
 from harness.btf.kfuncs import (
     KfuncInfo,
     c_decl,
@@ -303,14 +304,18 @@ def diff_btf(a: Btf, b: Btf, kfuncs_a: list[KfuncInfo] | None = None,
     return res
 
 
+def load_side(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None,
+              *, strict: Rules | None = None) -> tuple[Btf, list[KfuncInfo]]:
+    """One side of a diff: its BTF (`strict`: refused as that kernel would) and its
+    kfuncs, with flags from the ELF's sets."""
+    btf = load_for_kfuncs(path, base, strict=strict)
+    sets = read_set8s(path) if is_elf(path) else None
+    return btf, find_kfuncs(btf, sets, arg_flags=False)
+
+
 def diff_files(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
                base_a: str | os.PathLike[str] | None = None,
                base_b: str | os.PathLike[str] | None = None) -> BtfDiff:
     """diff_btf of two files (raw BTF, ELF, /sys/kernel/btf/*), kfunc flags from ELF sets."""
-    sides = []
-    for path, base in ((path_a, base_a), (path_b, base_b)):
-        btf = load_for_kfuncs(path, base)
-        sets = read_set8s(path) if is_elf(path) else None
-        sides.append((btf, find_kfuncs(btf, sets, arg_flags=False)))
-    (a, ka), (b, kb) = sides
+    (a, ka), (b, kb) = load_side(path_a, base_a), load_side(path_b, base_b)
     return diff_btf(a, b, ka, kb)

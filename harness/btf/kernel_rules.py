@@ -689,20 +689,13 @@ class _Checker:
         self.visit = visit = bytearray([RESOLVED]) * start + bytearray(n - start)
         self.stack: list[list[int]] = []
         self.mode = TBD
-        kinds, sots, words, pos = v.kind, v.sot, v.words, v.pos
+        kinds = v.kind
         rids = v.resolved_ids
         for tid in range(max(start, 1), n):
             kind = kinds[tid]
             if kind == FUNC:
-                if visit[tid] != RESOLVED:  # btf_resolve of a FUNC never pushes: inline
-                    proto = sots[tid]
-                    if proto >= n or kinds[proto] != FUNC_PROTO:
-                        raise self._fail(tid, "Invalid type_id")
-                    q = pos[proto] + 3
-                    for i in range(v.info[proto] & 0xFFFFFF):
-                        if not words[q + 2 * i] and words[q + 2 * i + 1]:
-                            raise self._fail(tid, f"Invalid arg#{i + 1}")
-                    rids[tid] = proto
+                if visit[tid] != RESOLVED:  # btf_resolve of a FUNC never pushes: no stack
+                    rids[tid] = self._func_check(tid)
                     visit[tid] = RESOLVED
             elif kind in NEEDS_RESOLVE:
                 if visit[tid] != RESOLVED:
@@ -984,16 +977,22 @@ class _Checker:
         return None
 
     def _resolve_func(self, top: list[int]) -> str | None:
-        tid = top[0]
+        self._pop_resolved(self._func_check(top[0]), 0)
+        return None
+
+    def _func_check(self, tid: int) -> int:
+        """btf_func_check: a FUNC's type is a FUNC_PROTO whose arguments all have names;
+        returns the proto's id (the FUNC's resolved id)."""
         v = self.view
         proto = v.sot[tid]
         if self._kind(proto) != FUNC_PROTO:
             raise self._fail(tid, "Invalid type_id")
+        q = v.pos[proto] + 3
+        words = v.words
         for i in range(v.info[proto] & 0xFFFFFF):
-            if not self._word(proto, 2 * i) and self._word(proto, 2 * i + 1):
+            if not words[q + 2 * i] and words[q + 2 * i + 1]:
                 raise self._fail(tid, f"Invalid arg#{i + 1}")
-        self._pop_resolved(proto, 0)
-        return None
+        return proto
 
     def _resolve_unsupported(self, top: list[int]) -> str | None:
         raise self._fail(top[0], "Unsupported resolve")  # pragma: no cover - never pushed

@@ -23,6 +23,7 @@ from pathlib import Path
 from harness.btf import kfunc_args
 from harness.btf.btf import Btf
 from harness.btf.errors import BTFError
+from harness.btf.kernel_rules import Rules
 from harness.btf.kinds import Kind
 from harness.btf.load import btf_and_base_bytes, load
 from harness.btf.types import BtfType, DeclTag, Func, FuncProto, TypeTag
@@ -148,11 +149,11 @@ class KfuncInfo:
         return asdict(self)
 
 
-def load_for_kfuncs(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
-                    ) -> Btf:
+def load_for_kfuncs(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None,
+                    *, strict: Rules | None = None) -> Btf:
     """BTF of `path` as harness.btf.load reads it (a module ELF with a distilled
     .BTF.base section is split on it; /sys/kernel/btf modules on vmlinux)."""
-    return load(path, base=base)
+    return load(path, base=base, strict=strict)
 
 
 def is_elf(path: str | os.PathLike[str]) -> bool:

@@ -123,25 +123,29 @@ def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = Tr
     """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure."""
     label = f"FAILED: load {what}BTF from {path}"
     try:
-        if elf is not None:
-            data = _elf_btf(elf, label)
-        else:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as exc:
-                raise BtfidsError(f"{label}: {exc.strerror}") from None
-            if data[:4] == b"\x7fELF":
-                with open_elf(path, writable_check=False) as e:
-                    data = _elf_btf(e, label)
-            elif data[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
-                raise BtfidsError(f"{label}: Unknown error 4003 (neither BTF nor ELF)")
-        btf = Btf.from_bytes(data, base, validate=validate)
+        btf = Btf.from_bytes(btf_data(path, label, elf), base, validate=validate)
         if not validate:
             sanity_check(btf)
         return btf
     except BTFError as exc:
         raise BtfidsError(f"{label}: {_strerror(errno.EINVAL)} ({exc})") from None
+
+
+def btf_data(path: str, label: str, elf: ElfFile | None = None) -> bytes:
+    """Raw BTF of `path` (or of the open `elf`): the file itself, or an ELF's `.BTF`."""
+    if elf is not None:
+        return _elf_btf(elf, label)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise BtfidsError(f"{label}: {exc.strerror}") from None
+    if data[:4] == b"\x7fELF":
+        with open_elf(path, writable_check=False) as e:
+            return _elf_btf(e, label)
+    if data[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
+        raise BtfidsError(f"{label}: Unknown error 4003 (neither BTF nor ELF)")
+    return data
 
 
 def sanity_check(btf: Btf) -> None:
@@ -272,16 +276,17 @@ def _transform(opts: Options, log: Log, elf: ElfFile) -> Result:
         return Result(outputs, profile, reason, found, discovered, btf, in_place)
     outputs[_out_path(opts.elf, ".BTF")] = out = btf.to_bytes()
     if opts.kernel_check and profile.checker is not None:
-        _kernel_check(opts, profile, btf, out, elf)
+        _kernel_check(opts, profile, btf, out, elf, base)
     if btf.base is not None and opts.distill_base and opts.base:
         outputs[_out_path(opts.elf, ".BTF.base")] = btf.base.to_bytes()
     return Result(outputs, profile, reason, found, discovered, btf)
 
 
 def _kernel_check(opts: Options, profile: profiles.Profile, btf: Btf, out: bytes,
-                  elf: ElfFile) -> None:
+                  elf: ElfFile, in_base: Btf | None) -> None:
     """The kernel parses vmlinux and module BTF at boot (btf_parse_base/_module): refuse
-    output it would refuse, and say whether the input (pahole's) already failed so."""
+    output it would refuse, and say whether the input (pahole's, split on `in_base`)
+    already failed so."""
     rules = RULES[profile.checker]  # type: ignore[index]
     try:
         check_kernel(out, btf.base, rules=rules, how=BOOT)
@@ -289,25 +294,13 @@ def _kernel_check(opts: Options, profile: profiles.Profile, btf: Btf, out: bytes
     except BTFError as exc:
         why = str(exc)
     try:
-        data = _input_btf(opts, elf)
-        base = load_btf(opts.base, None, what="base ") if opts.base else None
-        check_kernel(data, base, rules=rules, how=BOOT)
+        data = btf_data(opts.btf or opts.elf, "input", None if opts.btf else elf)
+        check_kernel(data, in_base, rules=rules, how=BOOT)
         blame = "the input BTF passes, so this tool's output broke it"
     except (BTFError, BtfidsError) as exc:
         blame = f"the input BTF already fails: {exc}"
     raise BtfidsError(f"FAILED: kernel {rules.name} would refuse the output BTF at boot: "
                       f"{why}; {blame} (--no-kernel-check writes it anyway)")
-
-
-def _input_btf(opts: Options, elf: ElfFile) -> bytes:
-    if opts.btf:
-        with open(opts.btf, "rb") as f:
-            data = f.read()
-        if data[:4] != b"\x7fELF":
-            return data
-        with open_elf(opts.btf, writable_check=False) as e:
-            return _elf_btf(e, "input")
-    return _elf_btf(elf, "input")
 
 
 def _btf2btf(opts: Options, log: Log, profile: profiles.Profile, btf: Btf,
