@@ -75,6 +75,7 @@ ANON_REFS = _kinds(_K.PTR, _K.CONST, _K.VOLATILE, _K.RESTRICT)  # must have no n
     _K.INT, _K.PTR, _K.ARRAY, _K.STRUCT, _K.UNION, _K.ENUM, _K.FWD, _K.TYPEDEF, _K.FUNC,
     _K.FUNC_PROTO, _K.VAR, _K.DATASEC, _K.FLOAT, _K.DECL_TAG, _K.TYPE_TAG, _K.ENUM64))
 FLOAT_SIZES = frozenset({2, 4, 8, 12, 16})
+_REGULAR_INT_BITS = frozenset({8, 16, 32, 64, 128})  # btf_type_int_is_regular, no offset
 INT_ENCODINGS = frozenset({0, 1, 2, 4})
 
 # lib/ctype.c: isalpha/isalnum/isprint over Latin-1, as the kernel's _ctype table has them
@@ -82,9 +83,19 @@ _ALPHA = rb"A-Za-z\xc0-\xd6\xd8-\xf6\xf8-\xff"
 _IDENTIFIER = re.compile(rb"[" + _ALPHA + rb"_.][" + _ALPHA + rb"0-9_.]{0,511}\x00")
 _SECTION_NAME = re.compile(rb"[\x20-\x7e\xa0-\xff]{1,512}\x00")
 
+# what a ptr or modifier resolves to as it is, and its btf_resolve_valid accepts: a type
+# with a size of its own (btf_type_id_size), or void, a fwd, a func_proto
+_ALONE_TARGETS = (HAS_SIZE - {DATASEC}) | {ARRAY, PTR, 0, FWD, FUNC_PROTO}
+
 # resolve modes and visit states (enum resolve_mode, enum visit_state)
 TBD, PTR_MODE, STRUCT_OR_ARRAY = 0, 1, 2
 NOT_VISITED, VISITED, RESOLVED = 0, 1, 2
+# env_type_is_resolve_sink's complement per mode: the kinds a resolve pushes when unresolved
+_PUSHED_IN = {
+    TBD: NEEDS_RESOLVE,
+    PTR_MODE: MODIFIERS | {PTR},
+    STRUCT_OR_ARRAY: MODIFIERS | STRUCTS | {ARRAY},
+}
 
 
 
@@ -647,12 +658,7 @@ class _Checker:
     # ---- btf_check_all_types: the resolve walk -------------------------------------
 
     def _sink(self, kind: int) -> bool:
-        mode = self.mode
-        if mode == TBD:
-            return kind not in NEEDS_RESOLVE
-        if mode == PTR_MODE:
-            return kind not in MODIFIERS and kind != PTR
-        return kind not in MODIFIERS and kind != ARRAY and kind not in STRUCTS
+        return kind not in _PUSHED_IN[self.mode]
 
     def _push(self, tid: int) -> str | None:
         """env_stack_push: None, or "E2BIG"/"EEXIST" as the kernel returns them."""
@@ -689,19 +695,61 @@ class _Checker:
         self.visit = visit = bytearray([RESOLVED]) * start + bytearray(n - start)
         self.stack: list[list[int]] = []
         self.mode = TBD
+        # btf_func_proto_check's verdict on an argument already found good (a resolved,
+        # sized type; a valid name or none) cannot change: later protos skip it
+        self.good_args: set[int] = set()
+        self.good_names: set[int] = {0}
         kinds = v.kind
         rids = v.resolved_ids
+        sots = v.sot
+        good_protos: set[int] = set()  # btf_func_check depends on the proto alone
+        ref_alone = self._resolve_ref_alone
         for tid in range(max(start, 1), n):
             kind = kinds[tid]
             if kind == FUNC:
                 if visit[tid] != RESOLVED:  # btf_resolve of a FUNC never pushes: no stack
-                    rids[tid] = self._func_check(tid)
+                    proto = sots[tid]
+                    if proto not in good_protos:
+                        self._func_check(tid)
+                        good_protos.add(proto)
+                    rids[tid] = proto
                     visit[tid] = RESOLVED
             elif kind in NEEDS_RESOLVE:
                 if visit[tid] != RESOLVED:
+                    if kind in REF_KINDS and ref_alone(tid):
+                        continue
                     self._resolve(tid)
             elif kind == FUNC_PROTO:
                 self._func_proto_check(tid)
+
+    def _resolve_ref_alone(self, tid: int) -> bool:
+        """The usual PTR or modifier, whose target needs no push: resolve it as btf_resolve
+        would (push, btf_modifier/ptr_resolve, pop, btf_resolve_valid) without the stack.
+        False, with nothing changed, for anything else, which the full walk then takes,
+        along with every reject and its wording."""
+        v = self.view
+        kinds, visit = v.kind, self.visit
+        nxt = v.sot[tid]
+        if nxt >= len(kinds):
+            return False
+        nk = kinds[nxt]
+        ptr = kinds[tid] == PTR
+        if visit[nxt] != RESOLVED and nk in _PUSHED_IN[PTR_MODE if ptr else TBD]:
+            return False  # the walk would push it
+        if nk in _ALONE_TARGETS:
+            target = nxt
+        elif nk in MODIFIERS:  # resolved, as a modifier is never a sink
+            target = v.resolved_ids[nxt]
+            if ptr and kinds[target] == PTR and visit[target] != RESOLVED:
+                return False  # btf_ptr_resolve pushes that ptr
+            if kinds[target] not in _ALONE_TARGETS:
+                return False
+        else:
+            return False
+        v.resolved_ids[tid] = target
+        v.resolved_sizes[tid] = 0
+        visit[tid] = RESOLVED
+        return True
 
     def _resolve(self, tid: int) -> None:
         """btf_resolve: walk from `tid` until the stack empties, then sanity-check it."""
@@ -837,8 +885,9 @@ class _Checker:
             self._check_member(tid, next_member - 1, w[m + 1], w[m + 2], kflag)
         n = len(kinds)
         sots = v.sot
+        rids, rsizes = v.resolved_ids, v.resolved_sizes
         size = sots[tid]
-        sink = self._sink
+        pushed = _PUSHED_IN[self.mode]
         for i in range(next_member, v.info[tid] & 0xFFFFFF):
             m = base + 3 * i
             m_type = w[m + 1]
@@ -847,24 +896,41 @@ class _Checker:
             kind = kinds[m_type]
             if kind in NOSIZE or kind in SOURCE_ONLY:
                 raise self._fail(tid, "Invalid member", f"member {i}")
-            if not sink(kind) and visit[m_type] != RESOLVED:
+            if kind in pushed and visit[m_type] != RESOLVED:
                 top[1] = i + 1
                 return self._push(m_type)
             m_off = w[m + 2]
-            if not kflag:  # the usual members' check_member inline; the rest (and every
-                # failure, for its wording) goes to _check_member
-                if kind == INT:
-                    data = w[pos[m_type] + 3]
+            # the usual members' check_member (or check_kflag_member) inline, proving them
+            # fine; the rest, and every failure for its wording, goes to _check_member
+            if kind in MODIFIERS:  # resolved (a modifier is never a sink): its sized type
+                m_type = rids[m_type]
+                kind = kinds[m_type]
+            if kind == INT:
+                data = w[pos[m_type] + 3]
+                nr_bits = data & 0xFF
+                if kflag:  # btf_int_check_kflag_member: a regular int only
+                    bit_off = m_off & 0xFFFFFF
+                    if (data >> 16) & 0xFF or nr_bits not in _REGULAR_INT_BITS:
+                        bit_off = -1
+                    elif m_off >> 24:
+                        if m_off >> 24 > nr_bits:
+                            bit_off = -1
+                        nr_bits = m_off >> 24
+                    elif bit_off & 7:
+                        bit_off = -1
+                else:
                     bit_off = m_off + ((data >> 16) & 0xFF)
-                    nr_copy = (data & 0xFF) + (bit_off & 7)
-                    if (bit_off <= U32 and nr_copy <= 128 and size >= bit_off >> 3
-                            and size - (bit_off >> 3) >= (nr_copy + 7) >> 3):
-                        continue
-                elif not m_off & 7 and kind in SIZE_MEMBERS:
-                    need = PTR_SIZE if kind == PTR else sots[m_type]
-                    if (size - (m_off >> 3)) & U32 >= need:
-                        continue
-            self._check_member(tid, i, m_type, m_off, kflag)
+                nr_copy = nr_bits + (bit_off & 7)
+                if (0 <= bit_off <= U32 and nr_copy <= 128 and size >= bit_off >> 3
+                        and size - (bit_off >> 3) >= (nr_copy + 7) >> 3):
+                    continue
+            elif not m_off & 7 and (kind in SIZE_MEMBERS or kind == ARRAY) and not (
+                    kflag and (m_off >> 24 or kind in (ENUM, ENUM64))):
+                need = (PTR_SIZE if kind == PTR else rsizes[m_type] if kind == ARRAY
+                        else sots[m_type])
+                if (size - (m_off >> 3)) & U32 >= need:
+                    continue
+            self._check_member(tid, i, w[m + 1], m_off, kflag)
         self._pop_resolved(0, 0)
         return None
 
@@ -1023,8 +1089,11 @@ class _Checker:
         own_hi = own_lo + len(v.strings)
         strings = v.strings
         ident = _IDENTIFIER.match
+        good_args, good_names = self.good_args, self.good_names
         for i in range(nr_args):
             name_off, arg = words[q + 2 * i], words[q + 2 * i + 1]
+            if arg in good_args and name_off in good_names:
+                continue
             kind = kinds[arg] if arg < n else None
             if kind is None or kind in SOURCE_ONLY:
                 raise self._fail(tid, f"Invalid arg#{i + 1}")
@@ -1039,6 +1108,8 @@ class _Checker:
                 self._resolve(arg)
             if kind not in SIZED_ALWAYS and self._type_id_size(arg) is None:
                 raise self._fail(tid, f"Invalid arg#{i + 1}")
+            good_args.add(arg)  # resolved and sized: true from now on
+            good_names.add(name_off)
 
     # ---- checks after the type section ---------------------------------------------
 
