@@ -10,17 +10,39 @@ the finit_module syscall through ctypes (which the agent imports anyway), not by
 running insmod through subprocess (another exec and ~0.3 s of imports under TCG).
 
     python3 DIR.zip [--insmod MODULE.ko] AGENT-ARGS...     # unpacks into DIR/
+    python3 DIR.zip --serve SDIR                             # the same, per request
 
 Exit 97 with the reason on stderr when the module does not load, so the host can tell
 a module failure from an agent failure.
+
+MANIFEST lines are `member<TAB>identity` (the host's CRC and size of it); a member whose
+identity matches what was unpacked last time (DIR/.unpacked) is not rewritten, so
+libbpf.so keeps its inode and the agent's cached probe of it stays good.
+
+`--serve` is `progs watch`'s persistent agent: an interpreter start, the imports and the
+libbpf probe cost a TCG guest ~0.5 s per round, so one process stays up and runs each
+round's bundle in-process (each job still in its own forked child). Requests come as
+one line `<id>TAB<bundle>[TAB<agent arg>...]` on the FIFO SDIR/in; the answer is SDIR/r<id>.out
+and .err and a line "done <id> <rc>" on the FIFO SDIR/out. Both FIFOs appear (by rename)
+only once the server is ready, and it holds both open read-write, so a client never
+blocks opening them and reads EOF on SDIR/out if the server dies; SDIR is new for each
+server, so FIFOs a killed one left behind are never taken for a new one's. rc 75 (EX_TEMPFAIL):
+this server cannot run the request (agent.py or libbpf.so changed under it, a Python
+it cannot reload) and has exited; the host starts a new one. The server exits by
+itself after SERVE_IDLE_S without a request, so a board keeps no stray process.
 """
 
 import ctypes
 import os
+import select
 import sys
 import zipimport
 
 INSMOD_FAILED = 97
+SERVER_GONE = 75  # EX_TEMPFAIL: the host falls back to a one-shot run, starts a new server
+SERVE_IDLE_S = 600
+# what the server process has imported or dlopened: a new copy needs a new process
+_LOADED_ONCE = ("agent.py", "hidtool.py", "libbpf.so")
 FINIT_MODULE = {"x86_64": 313, "aarch64": 273}  # syscall numbers
 
 
@@ -57,16 +79,41 @@ def _module_loaded(name: str) -> bool:
         return False
 
 
-def main(argv: list[str]) -> int:
-    bundle = os.path.abspath(sys.argv[0])
+def unpack(bundle: str) -> tuple[str, dict[str, str]]:
+    """Unpack `bundle` next to itself (DIR.zip -> DIR/); returns DIR and each member's
+    identity. Members unchanged since the last unpack there are left as they are."""
     here = bundle.removesuffix(".zip")
     os.makedirs(here, exist_ok=True)
     archive = zipimport.zipimporter(bundle)
-    for member in archive.get_data("MANIFEST").decode().splitlines():
-        path = os.path.join(here, member)
+    members: dict[str, str] = {}
+    for line in archive.get_data("MANIFEST").decode().splitlines():
+        name, _, identity = line.partition("\t")
+        members[name] = identity
+    record = os.path.join(here, ".unpacked")
+    before: dict[str, str] = {}
+    try:
+        with open(record) as fh:
+            before = dict(ln.rstrip("\n").split("\t", 1) for ln in fh if "\t" in ln)
+    except OSError:
+        pass
+    for name, identity in members.items():
+        path = os.path.join(here, name)
+        if identity and before.get(name) == identity and os.path.exists(path):
+            continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as out:
-            out.write(archive.get_data(member))
+        tmp = path + ".part"
+        with open(tmp, "wb") as out:
+            out.write(archive.get_data(name))
+        os.replace(tmp, path)  # a new inode: never rewrite a library someone has mapped
+    with open(record + ".part", "w") as fh:
+        fh.writelines(f"{n}\t{i}\n" for n, i in members.items())
+    os.replace(record + ".part", record)
+    return here, members
+
+
+def run_bundle(bundle: str, argv: list[str]) -> int:
+    """One run: unpack, load the module if asked and not loaded, run the agent."""
+    here, _ = unpack(bundle)
     args = list(argv)
     if args[:1] == ["--insmod"]:
         module = os.path.join(here, args[1])
@@ -77,10 +124,96 @@ def main(argv: list[str]) -> int:
             if reason:
                 print(f"insmod {os.path.basename(module)} failed: {reason}", file=sys.stderr)
                 return INSMOD_FAILED
-    sys.path.insert(0, here)  # the unpacked agent.py, not the copy inside the zip
+    if here not in sys.path:
+        sys.path.insert(0, here)  # the unpacked agent.py, not the copy inside the zip
     import agent  # noqa: PLC0415 - unpacked just now
 
     return int(agent.main(args))
+
+
+def serve(sdir: str) -> int:
+    """The persistent agent (see the module docstring)."""
+    os.makedirs(sdir, exist_ok=True)
+    fifos = {}
+    for end in ("in", "out"):
+        path = os.path.join(sdir, end)
+        part = path + ".part"
+        for stale in (path, part):
+            if os.path.lexists(stale):
+                os.unlink(stale)
+        os.mkfifo(part, 0o600)
+        fifos[end] = os.open(part, os.O_RDWR)
+    for end in ("in", "out"):
+        os.rename(os.path.join(sdir, end + ".part"), os.path.join(sdir, end))
+    try:
+        _serve_requests(sdir, fifos["in"], fifos["out"])
+    finally:  # a client arriving later finds no FIFO and no process: it says so at once
+        for end in ("in", "out"):
+            if os.path.lexists(os.path.join(sdir, end)):
+                os.unlink(os.path.join(sdir, end))
+    return 0
+
+
+def _serve_requests(sdir: str, fd_in: int, fd_out: int) -> None:
+    served: dict[str, str] = {}
+    pending = b""
+    last = ""
+    while True:
+        ready, _, _ = select.select([fd_in], [], [], SERVE_IDLE_S)
+        if not ready:
+            return
+        pending += os.read(fd_in, 1 << 16)
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            rid, rc = _serve_one(sdir, line, served, last)
+            last = rid
+            os.write(fd_out, f"done {rid} {rc}\n".encode())
+            if rc == SERVER_GONE:
+                return
+
+
+def _serve_one(sdir: str, line: bytes, served: dict[str, str], last: str) -> tuple[str, int]:
+    """Run one request with stdout and stderr in its answer files; (id, rc)."""
+    fields = line.decode(errors="replace").split("\t")
+    if len(fields) < 2 or not fields[0].isdigit():
+        return "bad", 2
+    rid, bundle, argv = fields[0], fields[1], fields[2:]
+    for old in (f"r{last}.out", f"r{last}.err") if last else ():
+        if os.path.exists(os.path.join(sdir, old)):
+            os.unlink(os.path.join(sdir, old))
+    saved = sys.stdout, sys.stderr
+    with open(os.path.join(sdir, f"r{rid}.out"), "w") as out, \
+            open(os.path.join(sdir, f"r{rid}.err"), "w") as err:
+        sys.stdout, sys.stderr = out, err
+        try:
+            members = _peek_manifest(bundle)
+            changed = [m for m in _LOADED_ONCE
+                       if m in served and members.get(m) != served[m]]
+            if changed:
+                print(f"agent server: {', '.join(changed)} changed; start a new one",
+                      file=err)
+                return rid, SERVER_GONE
+            rc = run_bundle(bundle, argv)
+            served.update({m: members[m] for m in _LOADED_ONCE if m in members})
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # noqa: BLE001 - the answer carries it; the server lives
+            print(f"agent server: {type(exc).__name__}: {exc}", file=err)
+            rc = 1
+        finally:
+            sys.stdout, sys.stderr = saved
+    return rid, rc
+
+
+def _peek_manifest(bundle: str) -> dict[str, str]:
+    text = zipimport.zipimporter(bundle).get_data("MANIFEST").decode()
+    return dict(ln.partition("\t")[::2] for ln in text.splitlines())
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--serve"] and len(argv) == 2:
+        return serve(argv[1])
+    return run_bundle(os.path.abspath(sys.argv[0]), argv)
 
 
 if __name__ == "__main__":

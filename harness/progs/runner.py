@@ -23,6 +23,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import uuid
+import weakref
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -42,11 +44,12 @@ from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.lean import lean_copy
 from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
-from harness.targets.base import RemoteShell
+from harness.targets.base import CommandResult, RemoteShell
 
 AGENT = Path(__file__).with_name("agent.py")
 BUNDLE_MAIN = Path(__file__).with_name("bundle_main.py")
 INSMOD_FAILED = 97  # bundle_main.py's exit status when the module does not load
+SERVER_GONE = 75  # bundle_main.py's server cannot run a request (and has exited)
 HIDTOOL = Path(__file__).with_name("hidtool.py")
 REMOTE_DIR = "/tmp/kfunc-harness-progs"  # guest tmpfs: keep writes off 9p shares
 
@@ -234,25 +237,115 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
         for member, local in members:
             archive.write(local, member)
         archive.writestr("jobs.json", json.dumps(jobs))
-        archive.writestr("MANIFEST", "\n".join([m for m, _ in members] + ["jobs.json"]))
+        # member TAB identity: bundle_main leaves a member unchanged since its last
+        # unpack as it is (libbpf.so keeps its inode: the persistent agent's probe holds)
+        manifest = [f"{m}\t{i.CRC:08x}-{i.file_size}" for m in [*(m for m, _ in members),
+                                                                "jobs.json"]
+                    for i in [archive.getinfo(m)]]
+        archive.writestr("MANIFEST", "\n".join(manifest))
     return Path(name)
+
+
+@dataclass
+class _AgentServer:
+    """A persistent agent (bundle_main.py --serve) on one target."""
+
+    pid: int
+    sdir: str  # its own FIFO dir: a dead server's FIFOs are never mistaken for its
+    next_id: int = 1
+    not_ready: int = 0  # rounds it was still starting
+
+
+# target -> its agent server; weak, so a closed target takes its entry with it
+_SERVERS: weakref.WeakKeyDictionary[object, _AgentServer] = weakref.WeakKeyDictionary()
+SERVE_DIR = "/tmp/kfunc-harness-agent"  # each server's FIFOs are in a subdir of its own
+_NOT_READY, _NOT_RUNNING = 76, SERVER_GONE
+_MAX_NOT_READY = 3  # then its pid was reused (a reboot): start another
+
+
+def _client_script(server: _AgentServer, rid: int, line: str) -> str:
+    """The round's command when a server runs: hand it the request, wait for its answer,
+    print it. Shell builtins only, but for the one `cat` of the answer (every exec costs
+    a TCG guest 40-110 ms); exit 76 if the server is still starting, 75 if it is gone."""
+    d, done, pid = server.sdir, f"done {rid}", server.pid
+    return "\n".join([
+        # a zombie answers kill -0 but holds no FIFO: read its state instead
+        f"alive() {{ read -r _ _ st _ </proc/{pid}/stat && [ \"$st\" != Z ]; }} 2>/dev/null",
+        f"[ -p {d}/in ] || {{ alive && exit {_NOT_READY}; exit {_NOT_RUNNING}; }}",
+        f"alive || exit {_NOT_RUNNING}",
+        f"exec 3<{d}/out",
+        f"printf '%s\\n' {shlex.quote(line)} 1<>{d}/in",
+        f"while read -r a b c <&3; do [ \"$a $b\" = '{done}' ] && break; done",
+        f"[ \"$a $b\" = '{done}' ] || exit {_NOT_RUNNING}",
+        f"cat {d}/r{rid}.out",
+        f"[ \"$c\" = 0 ] || cat {d}/r{rid}.err >&2",
+        'exit "$c"',
+    ])
+
+
+def _via_server(target: RemoteShell, args: list[str], timeout: float) -> CommandResult | None:
+    """The round through the target's agent server; None when there is none to use."""
+    try:
+        server = _SERVERS.get(target)
+    except TypeError:  # a target that cannot be weakly referenced: no server
+        return None
+    if server is None:
+        return None
+    rid = server.next_id
+    server.next_id += 1
+    if any(c in a for a in args for c in "\t\n"):
+        return None
+    line = "\t".join([str(rid), f"{REMOTE_DIR}.zip", *args])
+    res = target.run(_client_script(server, rid, line), timeout=timeout)
+    if res.rc == _NOT_READY:
+        server.not_ready += 1
+        if server.not_ready > _MAX_NOT_READY:
+            del _SERVERS[target]
+        return None
+    if res.rc == _NOT_RUNNING:
+        del _SERVERS[target]
+        return None
+    return res
+
+
+def _start_server(target: RemoteShell) -> None:
+    """Start an agent server for the next rounds; it gets ready while the user edits."""
+    try:
+        if target in _SERVERS:
+            return
+    except TypeError:
+        return
+    sdir = f"{SERVE_DIR}/{uuid.uuid4().hex[:12]}"
+    res = target.run(f"mkdir -p {SERVE_DIR} && python3 -S {REMOTE_DIR}.zip --serve {sdir} "
+                     f"</dev/null >/dev/null 2>{sdir}.err & echo $!", timeout=30)
+    if res.rc == 0 and res.out.strip().isdigit():
+        _SERVERS[target] = _AgentServer(int(res.out.strip()), sdir)
 
 
 def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str],
                   jobs: list[dict[str, object]], timeout: float,
-                  module: Path | None = None) -> str:
-    """Ship one bundle through the Target protocol and run it: one put, one command."""
+                  module: Path | None = None, keep_agent: bool = False) -> str:
+    """Ship one bundle through the Target protocol and run it: one put, one command.
+
+    `keep_agent` (a watch loop's rounds): run it through a persistent agent on the
+    target, started after the first round (bundle_main.py --serve)."""
     bundle = _bundle(libbpf_so, objects, jobs, module, target.arch)
     try:
         target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)
     finally:
         bundle.unlink()
-    insmod = f"--insmod {shlex.quote(module.name)} " if module is not None else ""
-    # -S: the agent is stdlib-only, and site's .pth scan is slow on a fresh guest's 9p root
     # --mark-console: each job is named in the kernel log first (progs/isolation.py)
-    cmd = (f"python3 -S {REMOTE_DIR}.zip {insmod}--mark-console --libbpf {REMOTE_DIR}/libbpf.so "
-           f"--timeout {timeout:g} run {REMOTE_DIR}/jobs.json")
-    res = target.run(cmd, timeout=timeout * (len(jobs) + 2) + 30)
+    args = (["--insmod", module.name] if module is not None else []) + [
+        "--mark-console", "--libbpf", f"{REMOTE_DIR}/libbpf.so", "--timeout", f"{timeout:g}",
+        "run", f"{REMOTE_DIR}/jobs.json"]
+    budget = timeout * (len(jobs) + 2) + 30
+    res = _via_server(target, args, budget) if keep_agent else None
+    if res is None:
+        # -S: the agent is stdlib-only, and site's .pth scan is slow on a 9p root
+        cmd = f"python3 -S {REMOTE_DIR}.zip " + " ".join(shlex.quote(a) for a in args)
+        res = target.run(cmd, timeout=budget)
+        if keep_agent and res.rc == 0:
+            _start_server(target)
     if res.rc == INSMOD_FAILED:
         raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:
@@ -262,10 +355,13 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
 
 
 def execute(jobs: list[Job], libbpf_so: str | Path, target: RemoteShell | None = None, *,
-            timeout: float = 60.0, module: Path | None = None) -> list[ProgResult]:
+            timeout: float = 60.0, module: Path | None = None,
+            keep_agent: bool = False) -> list[ProgResult]:
     """Run the non-skipped jobs through the agent (on ``target``, else this host); judge all.
 
     ``module`` (bpf_testmod.ko) is loaded on the target first unless it is loaded already.
+    ``keep_agent``: the caller will run more rounds on this target (a watch loop), so
+    keep an agent running there between them (see _remote_agent).
     """
     libbpf_so = Path(libbpf_so)
     arch = target.arch if target is not None else LocalHost().arch
@@ -289,7 +385,8 @@ def execute(jobs: list[Job], libbpf_so: str | Path, target: RemoteShell | None =
         if target is None:
             out = LocalHost().agent(libbpf_so, payload, timeout)
         else:
-            out = _remote_agent(target, libbpf_so, remote, payload, timeout, module)
+            out = _remote_agent(target, libbpf_so, remote, payload, timeout, module,
+                                keep_agent)
         try:
             data = json.loads(out)
         except ValueError:
@@ -335,7 +432,7 @@ def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
                 target: RemoteShell | None = None,
                 *, arch: str | None = None, kernel_files: Iterable[str | Path] = (),
                 only: str | None = None, timeout: float = 60.0,
-                module: Path | None = None) -> list[ProgResult]:
+                module: Path | None = None, keep_agent: bool = False) -> list[ProgResult]:
     """Plan and execute: the one call for already-compiled objects.
 
     `kernel_files` (the target kernel's vmlinux and modules, or /sys/kernel/btf files)
@@ -344,12 +441,14 @@ def run_objects(objects: Iterable[str | Path], libbpf_so: str | Path,
     arch = arch or (target.arch if target is not None else LocalHost.arch)
     implicit = kernel_implicit_kfuncs(kernel_files)
     jobs = plan(objects, arch, implicit_kfuncs=implicit, only=only)
-    return execute(jobs, libbpf_so, target, timeout=timeout, module=module)
+    return execute(jobs, libbpf_so, target, timeout=timeout, module=module,
+                   keep_agent=keep_agent)
 
 
 def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Path], *,
               only: str | None = None, timeout: float = 60.0,
-              clang: str = "clang", flavor: str = DEFAULT_FLAVOR) -> list[ProgResult]:
+              clang: str = "clang", flavor: str = DEFAULT_FLAVOR,
+              keep_agent: bool = False) -> list[ProgResult]:
     """Compile ``sources`` with ``clang`` (a command or path) as test_progs ``flavor``
     builds them, for a build (``BuildArtifacts``), and judge them on ``target``.
 
@@ -363,7 +462,8 @@ def run_suite(artifacts: object, target: RemoteShell, sources: Iterable[str | Pa
     return run_objects(objects, artifacts.libbpf_so, target,  # type: ignore[attr-defined]
                        arch=artifacts.arch,  # type: ignore[attr-defined]
                        kernel_files=kernel_files_of(artifacts),
-                       only=only, timeout=timeout, module=testmod_of(artifacts))
+                       only=only, timeout=timeout, module=testmod_of(artifacts),
+                       keep_agent=keep_agent)
 
 
 def testmod_of(artifacts: object) -> Path | None:

@@ -36,11 +36,12 @@ class Round:
 def judge_once(artifacts: Any, target: Target, sources: Sequence[Path], *,
                only: str | None = None, timeout: float = 60.0, clang: str = "clang",
                flavor: str = DEFAULT_FLAVOR) -> Round:
-    """Compile `sources` (cached by content) and judge them on the running `target`."""
+    """Compile `sources` (cached by content) and judge them on the running `target`;
+    after the first round a persistent agent there runs them (runner._remote_agent)."""
     started = time.monotonic()
     try:
         results = run_suite(artifacts, target, sources, only=only, timeout=timeout,
-                            clang=clang, flavor=flavor)
+                            clang=clang, flavor=flavor, keep_agent=True)
     except CompileError as exc:
         return Round([], time.monotonic() - started, f"compile: {exc}")
     except TargetError as exc:

@@ -1,0 +1,152 @@
+"""The persistent agent (bundle_main.py --serve) and its shell client, on this host.
+
+The protocol tests run the real bundle and the real client script under /bin/sh; the
+last test runs real programs on this host's kernel through LocalTarget, as a watch loop
+does on a guest: one-shot first, then through the server, and back to one-shot when the
+server is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.progs import runner
+from harness.progs.runner import SERVER_GONE, _AgentServer, _bundle, _client_script, plan
+from harness.targets.local import LocalTarget
+from tests.progs.conftest import can_load_bpf
+
+
+def _make_bundle(tmp_path: Path, libbpf: bytes, name: str = "run.zip") -> Path:
+    lib = tmp_path / "fake-libbpf.so"
+    lib.write_bytes(libbpf)
+    bundle = _bundle(lib, {}, [], None)
+    dest = tmp_path / name
+    shutil.move(bundle, dest)
+    return dest
+
+
+def _wait_ready(sdir: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not (sdir / "in").exists():
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.05)
+
+
+def _client(pid: int, rid: int, line: str, sdir: Path) -> subprocess.CompletedProcess:
+    script = _client_script(_AgentServer(pid, str(sdir)), rid, line)
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # noqa: ANN201 - (process, bundle, serve dir)
+    bundle = _make_bundle(tmp_path, b"libbpf v1")
+    sdir = tmp_path / "agent"
+    proc = subprocess.Popen([sys.executable, "-S", str(bundle), "--serve", str(sdir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        _wait_ready(sdir)
+        yield proc, bundle, sdir
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_unpack_keeps_unchanged_members(tmp_path: Path) -> None:
+    """Same libbpf.so: same inode (a cached probe stays good); new content: a new file."""
+    sys.path.insert(0, str(Path(runner.BUNDLE_MAIN).parent))
+    try:
+        import bundle_main  # noqa: PLC0415 - the file the bundle runs as __main__
+    finally:
+        sys.path.pop(0)
+    here, members = bundle_main.unpack(str(_make_bundle(tmp_path, b"one")))
+    first = os.stat(Path(here) / "libbpf.so").st_ino
+    assert set(members) >= {"agent.py", "libbpf.so", "jobs.json"}
+    bundle_main.unpack(str(_make_bundle(tmp_path, b"one")))
+    assert os.stat(Path(here) / "libbpf.so").st_ino == first
+    bundle_main.unpack(str(_make_bundle(tmp_path, b"two")))
+    assert (Path(here) / "libbpf.so").read_bytes() == b"two"
+    assert os.stat(Path(here) / "libbpf.so").st_ino != first
+
+
+def test_a_request_is_answered_with_the_agents_rc_and_stderr(server) -> None:  # noqa: ANN001
+    proc, bundle, sdir = server
+    res = _client(proc.pid, 1, f"1\t{bundle}\t--libbpf\tx\tnonsense", sdir)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "agent: unknown command nonsense"
+    assert res.stdout == ""
+    # the server lives on and answers the next one
+    res = _client(proc.pid, 2, f"2\t{bundle}\t--libbpf\tx\tnonsense", sdir)
+    assert res.returncode == 2 and proc.poll() is None
+    assert not (sdir / "r1.err").exists(), "answers of earlier requests are cleaned up"
+
+
+def test_a_changed_libbpf_retires_the_server(server, tmp_path: Path) -> None:  # noqa: ANN001
+    """The server keeps the libbpf it loaded; a new one needs a new process (rc 75)."""
+    proc, bundle, sdir = server
+    # a run the agent refuses still unpacks, and the server records what it served
+    assert _client(proc.pid, 1, f"1\t{bundle}\t--libbpf\tx\tnonsense", sdir).returncode == 2
+    changed = _make_bundle(tmp_path, b"libbpf v2", "run2.zip")
+    res = _client(proc.pid, 2, f"2\t{changed}\t--libbpf\tx\tnonsense", sdir)
+    assert res.returncode == SERVER_GONE
+    assert "libbpf.so changed" in res.stderr
+    assert proc.wait(timeout=10) == 0
+
+
+def test_a_dead_or_starting_server_is_told_apart(server, tmp_path: Path) -> None:  # noqa: ANN001
+    proc, bundle, sdir = server
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _client(proc.pid, 1, f"1\t{bundle}", sdir).returncode == SERVER_GONE
+    # a live process whose FIFOs are not there yet: still starting (76)
+    starting = subprocess.Popen(["sleep", "30"])
+    try:
+        res = _client(starting.pid, 1, f"1\t{bundle}", tmp_path / "not-yet")
+        assert res.returncode == 76
+    finally:
+        starting.kill()
+        starting.wait()
+
+
+@pytest.mark.skipif(not can_load_bpf(), reason="needs root and kernel BTF")
+def test_rounds_go_through_the_server_and_survive_its_death(
+        host_basic: Path, libbpf_so: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "REMOTE_DIR", str(tmp_path / "progs"))
+    monkeypatch.setattr(runner, "SERVE_DIR", str(tmp_path / "agent"))
+    jobs = plan([host_basic], "x86_64", only="host_retval")
+
+    def round_() -> None:
+        results = runner.execute(jobs, libbpf_so, target, keep_agent=True, timeout=10)
+        assert [r.verdict for r in results] == ["pass"] * len(jobs)
+        assert results[0].retval == 42
+
+    with LocalTarget() as target:
+        round_()  # one-shot; starts the server
+        first = runner._SERVERS[target]
+        _wait_ready(Path(first.sdir))
+        round_()
+        round_()
+        assert first.next_id == 3 and runner._SERVERS[target] is first
+        assert (Path(first.sdir) / "r2.out").is_file()  # answered by the server
+        os.kill(first.pid, signal.SIGKILL)
+        round_()  # the client finds it gone: one-shot again, and a new server
+        second = runner._SERVERS[target]
+        assert second.pid != first.pid and second.sdir != first.sdir
+        round_()  # most likely still starting: one-shot, and it is kept
+        _wait_ready(Path(second.sdir))
+        round_()
+        assert runner._SERVERS[target] is second
+        assert list(Path(second.sdir).glob("r*.out")), "answered by the new server"
+    # closing the target leaves no agent server behind (a guest's dies with it)
+    stat = Path(f"/proc/{second.pid}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"
