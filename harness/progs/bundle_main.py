@@ -11,6 +11,7 @@ running insmod through subprocess (another exec and ~0.3 s of imports under TCG)
 
     python3 DIR.zip [--insmod MODULE.ko] AGENT-ARGS...     # unpacks into DIR/
     python3 DIR.zip --serve SDIR                             # the same, per request
+    python3 DIR.zip --then-serve SDIR AGENT-ARGS...          # one run, then --serve
 
 Exit 97 with the reason on stderr when the module does not load, so the host can tell
 a module failure from an agent failure.
@@ -21,7 +22,10 @@ libbpf.so keeps its inode and the agent's cached probe of it stays good.
 
 `--serve` is `progs watch`'s persistent agent: an interpreter start, the imports and the
 libbpf probe cost a TCG guest ~0.5 s per round, so one process stays up and runs each
-round's bundle in-process (each job still in its own forked child). Requests come as
+round's bundle in-process (each job still in its own forked child). `--then-serve` is
+how a watch loop's first round starts it: after a successful run the process forks, the
+parent exits (ending the command) and the child, imports done and libbpf probed, serves
+at once. SDIR/pid names the serving process. Requests come as
 one line `<id>TAB<bundle>[TAB<agent arg>...]` on the FIFO SDIR/in; the answer is SDIR/r<id>.out
 and .err and a line "done <id> <rc>" on the FIFO SDIR/out. Both FIFOs appear (by rename)
 only once the server is ready, and it holds both open read-write, so a client never
@@ -79,12 +83,24 @@ def _module_loaded(name: str) -> bool:
         return False
 
 
+def _open_zip(bundle: str) -> zipimport.zipimporter:
+    """The zip as it is now: zipimport caches a zip's directory by path, and a server sees
+    a new bundle at the same path each round (stale offsets: "bad local file header")."""
+    archive = zipimport.zipimporter(bundle)
+    if hasattr(archive, "invalidate_caches"):  # 3.10+
+        archive.invalidate_caches()
+    else:  # pragma: no cover - older targets' python3
+        zipimport._zip_directory_cache.pop(bundle, None)  # type: ignore[attr-defined]
+        archive = zipimport.zipimporter(bundle)
+    return archive
+
+
 def unpack(bundle: str) -> tuple[str, dict[str, str]]:
     """Unpack `bundle` next to itself (DIR.zip -> DIR/); returns DIR and each member's
     identity. Members unchanged since the last unpack there are left as they are."""
     here = bundle.removesuffix(".zip")
     os.makedirs(here, exist_ok=True)
-    archive = zipimport.zipimporter(bundle)
+    archive = _open_zip(bundle)
     members: dict[str, str] = {}
     for line in archive.get_data("MANIFEST").decode().splitlines():
         name, _, identity = line.partition("\t")
@@ -131,9 +147,12 @@ def run_bundle(bundle: str, argv: list[str]) -> int:
     return int(agent.main(args))
 
 
-def serve(sdir: str) -> int:
-    """The persistent agent (see the module docstring)."""
+def serve(sdir: str, served: dict[str, str] | None = None) -> int:
+    """The persistent agent (see the module docstring). `served`: what this process has
+    loaded already (member -> identity)."""
     os.makedirs(sdir, exist_ok=True)
+    with open(os.path.join(sdir, "pid"), "w") as fh:
+        fh.write(f"{os.getpid()}\n")
     fifos = {}
     for end in ("in", "out"):
         path = os.path.join(sdir, end)
@@ -146,7 +165,7 @@ def serve(sdir: str) -> int:
     for end in ("in", "out"):
         os.rename(os.path.join(sdir, end + ".part"), os.path.join(sdir, end))
     try:
-        _serve_requests(sdir, fifos["in"], fifos["out"])
+        _serve_requests(sdir, fifos["in"], fifos["out"], dict(served or {}))
     finally:  # a client arriving later finds no FIFO and no process: it says so at once
         for end in ("in", "out"):
             if os.path.lexists(os.path.join(sdir, end)):
@@ -154,8 +173,7 @@ def serve(sdir: str) -> int:
     return 0
 
 
-def _serve_requests(sdir: str, fd_in: int, fd_out: int) -> None:
-    served: dict[str, str] = {}
+def _serve_requests(sdir: str, fd_in: int, fd_out: int, served: dict[str, str]) -> None:
     pending = b""
     last = ""
     while True:
@@ -206,14 +224,40 @@ def _serve_one(sdir: str, line: bytes, served: dict[str, str], last: str) -> tup
 
 
 def _peek_manifest(bundle: str) -> dict[str, str]:
-    text = zipimport.zipimporter(bundle).get_data("MANIFEST").decode()
+    text = _open_zip(bundle).get_data("MANIFEST").decode()
     return dict(ln.partition("\t")[::2] for ln in text.splitlines())
 
 
+def _become_server(sdir: str, bundle: str) -> None:
+    """Fork: the parent returns (and exits, ending the host's command), the child detaches
+    from the command's files and session and serves, with this run's imports and probe."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork():
+        return
+    try:
+        os.setsid()
+        os.makedirs(sdir, exist_ok=True)
+        null = os.open(os.devnull, os.O_RDWR)
+        err = os.open(os.path.join(sdir, "server.err"), os.O_WRONLY | os.O_CREAT, 0o600)
+        for fd, target in ((0, null), (1, null), (2, err)):
+            os.dup2(target, fd)
+        members = _peek_manifest(bundle)
+        serve(sdir, {m: members[m] for m in _LOADED_ONCE if m in members})
+    finally:
+        os._exit(0)
+
+
 def main(argv: list[str]) -> int:
+    bundle = os.path.abspath(sys.argv[0])
     if argv[:1] == ["--serve"] and len(argv) == 2:
         return serve(argv[1])
-    return run_bundle(os.path.abspath(sys.argv[0]), argv)
+    if argv[:1] == ["--then-serve"] and len(argv) >= 2:
+        rc = run_bundle(bundle, argv[2:])
+        if rc == 0:
+            _become_server(argv[1], bundle)
+        return rc
+    return run_bundle(bundle, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ reproduces the probe as written and the explicit variant gives the coverage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -250,33 +251,29 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
 class _AgentServer:
     """A persistent agent (bundle_main.py --serve) on one target."""
 
-    pid: int
     sdir: str  # its own FIFO dir: a dead server's FIFOs are never mistaken for its
     next_id: int = 1
-    not_ready: int = 0  # rounds it was still starting
 
 
 # target -> its agent server; weak, so a closed target takes its entry with it
 _SERVERS: weakref.WeakKeyDictionary[object, _AgentServer] = weakref.WeakKeyDictionary()
 SERVE_DIR = "/tmp/kfunc-harness-agent"  # each server's FIFOs are in a subdir of its own
-_NOT_READY, _NOT_RUNNING = 76, SERVER_GONE
-_MAX_NOT_READY = 3  # then its pid was reused (a reboot): start another
 
 
 def _client_script(server: _AgentServer, rid: int, line: str) -> str:
     """The round's command when a server runs: hand it the request, wait for its answer,
     print it. Shell builtins only, but for the one `cat` of the answer (every exec costs
-    a TCG guest 40-110 ms); exit 76 if the server is still starting, 75 if it is gone."""
-    d, done, pid = server.sdir, f"done {rid}", server.pid
+    a TCG guest 40-110 ms); exit 75 (SERVER_GONE) if there is no server to ask."""
+    d, done, gone = server.sdir, f"done {rid}", SERVER_GONE
     return "\n".join([
-        # a zombie answers kill -0 but holds no FIFO: read its state instead
-        f"alive() {{ read -r _ _ st _ </proc/{pid}/stat && [ \"$st\" != Z ]; }} 2>/dev/null",
-        f"[ -p {d}/in ] || {{ alive && exit {_NOT_READY}; exit {_NOT_RUNNING}; }}",
-        f"alive || exit {_NOT_RUNNING}",
+        # a zombie still has a pid but holds no FIFO: read its state, not kill -0
+        f"{{ [ -p {d}/in ] && read -r pid <{d}/pid && read -r _ _ st _ </proc/$pid/stat; }} "
+        f"2>/dev/null || exit {gone}",
+        f"[ \"$st\" != Z ] || exit {gone}",
         f"exec 3<{d}/out",
         f"printf '%s\\n' {shlex.quote(line)} 1<>{d}/in",
         f"while read -r a b c <&3; do [ \"$a $b\" = '{done}' ] && break; done",
-        f"[ \"$a $b\" = '{done}' ] || exit {_NOT_RUNNING}",
+        f"[ \"$a $b\" = '{done}' ] || exit {gone}",
         f"cat {d}/r{rid}.out",
         f"[ \"$c\" = 0 ] || cat {d}/r{rid}.err >&2",
         'exit "$c"',
@@ -289,37 +286,16 @@ def _via_server(target: RemoteShell, args: list[str], timeout: float) -> Command
         server = _SERVERS.get(target)
     except TypeError:  # a target that cannot be weakly referenced: no server
         return None
-    if server is None:
+    if server is None or any(c in a for a in args for c in "\t\n"):
         return None
     rid = server.next_id
     server.next_id += 1
-    if any(c in a for a in args for c in "\t\n"):
-        return None
     line = "\t".join([str(rid), f"{REMOTE_DIR}.zip", *args])
     res = target.run(_client_script(server, rid, line), timeout=timeout)
-    if res.rc == _NOT_READY:
-        server.not_ready += 1
-        if server.not_ready > _MAX_NOT_READY:
-            del _SERVERS[target]
-        return None
-    if res.rc == _NOT_RUNNING:
+    if res.rc == SERVER_GONE:
         del _SERVERS[target]
         return None
     return res
-
-
-def _start_server(target: RemoteShell) -> None:
-    """Start an agent server for the next rounds; it gets ready while the user edits."""
-    try:
-        if target in _SERVERS:
-            return
-    except TypeError:
-        return
-    sdir = f"{SERVE_DIR}/{uuid.uuid4().hex[:12]}"
-    res = target.run(f"mkdir -p {SERVE_DIR} && python3 -S {REMOTE_DIR}.zip --serve {sdir} "
-                     f"</dev/null >/dev/null 2>{sdir}.err & echo $!", timeout=30)
-    if res.rc == 0 and res.out.strip().isdigit():
-        _SERVERS[target] = _AgentServer(int(res.out.strip()), sdir)
 
 
 def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str],
@@ -341,11 +317,15 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
     budget = timeout * (len(jobs) + 2) + 30
     res = _via_server(target, args, budget) if keep_agent else None
     if res is None:
+        sdir = f"{SERVE_DIR}/{uuid.uuid4().hex[:12]}"
+        then_serve = ["--then-serve", sdir] if keep_agent else []
         # -S: the agent is stdlib-only, and site's .pth scan is slow on a 9p root
-        cmd = f"python3 -S {REMOTE_DIR}.zip " + " ".join(shlex.quote(a) for a in args)
+        cmd = f"python3 -S {REMOTE_DIR}.zip " + " ".join(
+            shlex.quote(a) for a in then_serve + args)
         res = target.run(cmd, timeout=budget)
-        if keep_agent and res.rc == 0:
-            _start_server(target)
+        if then_serve and res.rc == 0:
+            with contextlib.suppress(TypeError):  # no weak reference: no server
+                _SERVERS[target] = _AgentServer(sdir)
     if res.rc == INSMOD_FAILED:
         raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:
