@@ -18,7 +18,8 @@ a module failure from an agent failure.
 
 MANIFEST lines are `member<TAB>identity` (the host's CRC and size of it); a member whose
 identity matches what was unpacked last time (DIR/.unpacked) is not rewritten, so
-libbpf.so keeps its inode and the agent's cached probe of it stays good.
+libbpf.so keeps its inode and the agent's cached probe of it stays good, and the host
+leaves such members out of a served round's zip (exit 74 if one is not here after all).
 
 `--serve` is `progs watch`'s persistent agent: an interpreter start, the imports and the
 libbpf probe cost a TCG guest ~0.5 s per round, so one process stays up and runs each
@@ -44,6 +45,7 @@ import zipimport
 
 INSMOD_FAILED = 97
 SERVER_GONE = 75  # EX_TEMPFAIL: the host falls back to a one-shot run, starts a new server
+MISSING_MEMBER = 74  # a served request's bundle left out what this target lacks
 SERVE_IDLE_S = 600
 # what the server process has imported or dlopened: a new copy needs a new process
 _LOADED_ONCE = ("agent.py", "hidtool.py", "libbpf.so")
@@ -95,6 +97,10 @@ def _open_zip(bundle: str) -> zipimport.zipimporter:
     return archive
 
 
+class MissingMember(Exception):
+    """A manifest member neither in the zip nor unpacked here before."""
+
+
 def unpack(bundle: str) -> tuple[str, dict[str, str]]:
     """Unpack `bundle` next to itself (DIR.zip -> DIR/); returns DIR and each member's
     identity. Members unchanged since the last unpack there are left as they are."""
@@ -116,10 +122,14 @@ def unpack(bundle: str) -> tuple[str, dict[str, str]]:
         path = os.path.join(here, name)
         if identity and before.get(name) == identity and os.path.exists(path):
             continue
+        try:
+            data = archive.get_data(name)
+        except OSError:  # not shipped, as the host thought this target had it
+            raise MissingMember(name) from None
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".part"
         with open(tmp, "wb") as out:
-            out.write(archive.get_data(name))
+            out.write(data)
         os.replace(tmp, path)  # a new inode: never rewrite a library someone has mapped
     with open(record + ".part", "w") as fh:
         fh.writelines(f"{n}\t{i}\n" for n, i in members.items())
@@ -129,7 +139,11 @@ def unpack(bundle: str) -> tuple[str, dict[str, str]]:
 
 def run_bundle(bundle: str, argv: list[str]) -> int:
     """One run: unpack, load the module if asked and not loaded, run the agent."""
-    here, _ = unpack(bundle)
+    try:
+        here, _ = unpack(bundle)
+    except MissingMember as exc:
+        print(f"bundle member {exc} is neither in {bundle} nor here", file=sys.stderr)
+        return MISSING_MEMBER
     args = list(argv)
     if args[:1] == ["--insmod"]:
         module = os.path.join(here, args[1])
@@ -212,6 +226,8 @@ def _serve_one(sdir: str, line: bytes, served: dict[str, str], last: str) -> tup
                       file=err)
                 return rid, SERVER_GONE
             rc = run_bundle(bundle, argv)
+            if rc == MISSING_MEMBER:  # the host's idea of this target is wrong: start over
+                return rid, SERVER_GONE
             served.update({m: members[m] for m in _LOADED_ONCE if m in members})
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else 1

@@ -27,7 +27,8 @@ import tempfile
 import uuid
 import weakref
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -216,11 +217,21 @@ class LocalHost:
         return proc.stdout
 
 
+def _identity(data: bytes) -> str:
+    """What bundle_main compares to tell a member it already has: CRC-32 and size."""
+    return f"{zlib.crc32(data):08x}-{len(data)}"
+
+
 def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, object]],
-            module: Path | None, arch: str | None = None) -> Path:
+            module: Path | None, arch: str | None = None,
+            present: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
     """One zip with everything a run needs; bundle_main.py unpacks it on the target.
+    Returns the zip and its manifest (member -> identity).
 
     With `arch`, the shared library and the module travel without debug info (lean.py).
+    `present`: what the target holds from an earlier bundle (member -> identity); those
+    members are listed but not shipped again (libbpf.so and the module: most of a watch
+    round's transfer).
     """
     def ship(path: Path) -> Path:
         return lean_copy(path, arch) if arch is not None else path
@@ -231,20 +242,21 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
     members += [(remote.removeprefix(REMOTE_DIR + "/"), local) for local, remote in objects.items()]
     if module is not None:
         members.append((module.name, ship(module)))
+    contents = [(member, local.read_bytes()) for member, local in members]
+    contents.append(("jobs.json", json.dumps(jobs).encode()))
+    manifest = {member: _identity(data) for member, data in contents}
     fd, name = tempfile.mkstemp(suffix=".zip")
     os.close(fd)
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         archive.write(BUNDLE_MAIN, "__main__.py")
-        for member, local in members:
-            archive.write(local, member)
-        archive.writestr("jobs.json", json.dumps(jobs))
-        # member TAB identity: bundle_main leaves a member unchanged since its last
-        # unpack as it is (libbpf.so keeps its inode: the persistent agent's probe holds)
-        manifest = [f"{m}\t{i.CRC:08x}-{i.file_size}" for m in [*(m for m, _ in members),
-                                                                "jobs.json"]
-                    for i in [archive.getinfo(m)]]
-        archive.writestr("MANIFEST", "\n".join(manifest))
-    return Path(name)
+        for member, data in contents:
+            if present is None or present.get(member) != manifest[member]:
+                archive.writestr(member, data)
+        # member TAB identity: bundle_main leaves a member it has as it is (libbpf.so
+        # keeps its inode: the persistent agent's probe holds), and takes one not in the
+        # zip from what it has
+        archive.writestr("MANIFEST", "\n".join(f"{m}\t{i}" for m, i in manifest.items()))
+    return Path(name), manifest
 
 
 @dataclass
@@ -252,6 +264,7 @@ class _AgentServer:
     """A persistent agent (bundle_main.py --serve) on one target."""
 
     sdir: str  # its own FIFO dir: a dead server's FIFOs are never mistaken for its
+    present: dict[str, str]  # the bundle members unpacked there (member -> identity)
     next_id: int = 1
 
 
@@ -280,14 +293,17 @@ def _client_script(server: _AgentServer, rid: int, line: str) -> str:
     ])
 
 
-def _via_server(target: RemoteShell, args: list[str], timeout: float) -> CommandResult | None:
-    """The round through the target's agent server; None when there is none to use."""
+def _via_server(target: RemoteShell, ship: Callable[[dict[str, str] | None], dict[str, str]],
+                args: list[str], timeout: float) -> CommandResult | None:
+    """The round through the target's agent server, shipping only what it lacks; None
+    when there is no server to use (none yet, or it is gone)."""
     try:
         server = _SERVERS.get(target)
     except TypeError:  # a target that cannot be weakly referenced: no server
         return None
     if server is None or any(c in a for a in args for c in "\t\n"):
         return None
+    manifest = ship(server.present)
     rid = server.next_id
     server.next_id += 1
     line = "\t".join([str(rid), f"{REMOTE_DIR}.zip", *args])
@@ -295,6 +311,7 @@ def _via_server(target: RemoteShell, args: list[str], timeout: float) -> Command
     if res.rc == SERVER_GONE:
         del _SERVERS[target]
         return None
+    server.present = manifest
     return res
 
 
@@ -304,19 +321,23 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
     """Ship one bundle through the Target protocol and run it: one put, one command.
 
     `keep_agent` (a watch loop's rounds): run it through a persistent agent on the
-    target, started after the first round (bundle_main.py --serve)."""
-    bundle = _bundle(libbpf_so, objects, jobs, module, target.arch)
-    try:
-        target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)
-    finally:
-        bundle.unlink()
+    target, which the first round's agent turns into (bundle_main.py --then-serve)."""
+    def ship(present: dict[str, str] | None) -> dict[str, str]:
+        bundle, manifest = _bundle(libbpf_so, objects, jobs, module, target.arch, present)
+        try:
+            target.put(bundle, f"{REMOTE_DIR}.zip", timeout=120)
+        finally:
+            bundle.unlink()
+        return manifest
+
     # --mark-console: each job is named in the kernel log first (progs/isolation.py)
     args = (["--insmod", module.name] if module is not None else []) + [
         "--mark-console", "--libbpf", f"{REMOTE_DIR}/libbpf.so", "--timeout", f"{timeout:g}",
         "run", f"{REMOTE_DIR}/jobs.json"]
     budget = timeout * (len(jobs) + 2) + 30
-    res = _via_server(target, args, budget) if keep_agent else None
+    res = _via_server(target, ship, args, budget) if keep_agent else None
     if res is None:
+        manifest = ship(None)
         sdir = f"{SERVE_DIR}/{uuid.uuid4().hex[:12]}"
         then_serve = ["--then-serve", sdir] if keep_agent else []
         # -S: the agent is stdlib-only, and site's .pth scan is slow on a 9p root
@@ -325,7 +346,7 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
         res = target.run(cmd, timeout=budget)
         if then_serve and res.rc == 0:
             with contextlib.suppress(TypeError):  # no weak reference: no server
-                _SERVERS[target] = _AgentServer(sdir)
+                _SERVERS[target] = _AgentServer(sdir, manifest)
     if res.rc == INSMOD_FAILED:
         raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:

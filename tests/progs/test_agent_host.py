@@ -101,7 +101,7 @@ def test_bundle_unpacks_and_runs_the_agent(host_basic: Path, libbpf_so: Path,
     """The one-transfer bundle a target gets, run by this host's python3 like a guest's."""
     remote = str(tmp_path / "run" / "obj" / "0-basic.bpf.o")
     jobs = [j.agent_job(remote) for j in plan([host_basic], "x86_64", only="host_retval")]
-    bundle = _bundle(libbpf_so, {host_basic: remote.replace(str(tmp_path / "run"), REMOTE_DIR)},
+    bundle, _ = _bundle(libbpf_so, {host_basic: remote.replace(str(tmp_path / "run"), REMOTE_DIR)},
                      jobs, None)
     target = tmp_path / "run.zip"
     shutil.move(bundle, target)
@@ -119,7 +119,7 @@ def test_bundle_reports_a_module_that_does_not_load(libbpf_so: Path, tmp_path: P
     """A module that cannot load: exit 97 with insmod's reason, and no agent run."""
     module = tmp_path / "bpf_testmod.ko"
     module.write_bytes(b"\x7fELF not really a module")
-    bundle = _bundle(libbpf_so, {}, [], module)
+    bundle, _ = _bundle(libbpf_so, {}, [], module)
     target = tmp_path / "run.zip"
     shutil.move(bundle, target)
     proc = subprocess.run([sys.executable, str(target), "--insmod", "bpf_testmod.ko",

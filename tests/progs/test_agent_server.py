@@ -26,10 +26,11 @@ from tests.progs.conftest import can_load_bpf
 
 
 def _make_bundle(tmp_path: Path, libbpf: bytes, name: str = "run.zip",
-                 jobs: list[dict[str, object]] | None = None) -> Path:
+                 jobs: list[dict[str, object]] | None = None,
+                 present: dict[str, str] | None = None) -> Path:
     lib = tmp_path / "fake-libbpf.so"
     lib.write_bytes(libbpf)
-    bundle = _bundle(lib, {}, jobs or [], None)
+    bundle, _ = _bundle(lib, {}, jobs or [], None, present=present)
     dest = tmp_path / name
     shutil.move(bundle, dest)
     return dest
@@ -43,7 +44,7 @@ def _wait_ready(sdir: Path) -> None:
 
 
 def _client(rid: int, line: str, sdir: Path) -> subprocess.CompletedProcess:
-    script = _client_script(_AgentServer(str(sdir)), rid, line)
+    script = _client_script(_AgentServer(str(sdir), {}), rid, line)
     return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
                           timeout=60)
 
@@ -65,11 +66,7 @@ def server(tmp_path: Path):  # noqa: ANN201 - (process, bundle, serve dir)
 
 def test_unpack_keeps_unchanged_members(tmp_path: Path) -> None:
     """Same libbpf.so: same inode (a cached probe stays good); new content: a new file."""
-    sys.path.insert(0, str(Path(runner.BUNDLE_MAIN).parent))
-    try:
-        import bundle_main  # noqa: PLC0415 - the file the bundle runs as __main__
-    finally:
-        sys.path.pop(0)
+    bundle_main = _bundle_main()
     here, members = bundle_main.unpack(str(_make_bundle(tmp_path, b"one")))
     first = os.stat(Path(here) / "libbpf.so").st_ino
     assert set(members) >= {"agent.py", "libbpf.so", "jobs.json"}
@@ -78,6 +75,40 @@ def test_unpack_keeps_unchanged_members(tmp_path: Path) -> None:
     bundle_main.unpack(str(_make_bundle(tmp_path, b"two")))
     assert (Path(here) / "libbpf.so").read_bytes() == b"two"
     assert os.stat(Path(here) / "libbpf.so").st_ino != first
+
+
+def _bundle_main():  # noqa: ANN202 - the module the bundle runs as __main__
+    sys.path.insert(0, str(Path(runner.BUNDLE_MAIN).parent))
+    try:
+        import bundle_main  # noqa: PLC0415
+    finally:
+        sys.path.pop(0)
+    return bundle_main
+
+
+def test_members_the_target_has_are_not_shipped_again(tmp_path: Path) -> None:
+    bundle_main = _bundle_main()
+    lib = tmp_path / "fake-libbpf.so"
+    lib.write_bytes(b"x" * 100_000)
+    full, manifest = _bundle(lib, {}, [], None)
+    partial, again = _bundle(lib, {}, [{"id": "new job"}], None, present=manifest)
+    assert again.keys() == manifest.keys() and again["jobs.json"] != manifest["jobs.json"]
+    assert partial.stat().st_size < full.stat().st_size - 90_000
+    here = tmp_path / "run"
+    shutil.move(full, tmp_path / "run.zip")
+    bundle_main.unpack(str(tmp_path / "run.zip"))
+    shutil.move(partial, tmp_path / "run.zip")
+    bundle_main.unpack(str(tmp_path / "run.zip"))
+    assert (here / "libbpf.so").read_bytes() == b"x" * 100_000
+    assert json.loads((here / "jobs.json").read_text()) == [{"id": "new job"}]
+    # the same partial zip where nothing was unpacked before: refused, nothing run
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    shutil.copy(tmp_path / "run.zip", elsewhere / "run.zip")
+    proc = subprocess.run([sys.executable, "-S", str(elsewhere / "run.zip"), "--libbpf", "x",
+                           "probe"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == bundle_main.MISSING_MEMBER
+    assert proc.stderr.startswith("bundle member agent.py is neither in")
 
 
 def test_a_request_is_answered_with_the_agents_rc_and_stderr(server) -> None:  # noqa: ANN001
@@ -143,6 +174,14 @@ def test_rounds_go_through_the_server_and_survive_its_death(
         assert results[0].retval == 42
 
     with LocalTarget() as target:
+        sizes: list[int] = []
+        put = target.put
+
+        def sized_put(local: Path | str, remote: str, timeout: float = 60.0) -> None:
+            sizes.append(Path(local).stat().st_size)
+            put(local, remote, timeout)
+
+        target.put = sized_put  # type: ignore[method-assign]
         round_()  # one-shot; the agent then forks into the server
         first = runner._SERVERS[target]
         _wait_ready(Path(first.sdir))
@@ -150,6 +189,7 @@ def test_rounds_go_through_the_server_and_survive_its_death(
         round_()
         assert first.next_id == 3 and runner._SERVERS[target] is first
         assert (Path(first.sdir) / "r2.out").is_file()  # answered by the server
+        assert sizes[1] < sizes[0] // 4, sizes  # without libbpf.so and agent.py again
         first_pid = int((Path(first.sdir) / "pid").read_text())
         os.kill(first_pid, signal.SIGKILL)
         round_()  # the client finds it gone: one-shot again, and a new server
