@@ -144,6 +144,18 @@ class CapData(ctypes.Structure):
 PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
+_LIBBPF: dict[str, Libbpf] = {}
+
+
+def libbpf_for(path: str) -> Libbpf:
+    """One Libbpf per process and path: a job's forked child uses the one its parent made
+    for the probe (typing the entry points cost each job 6-12 ms on a TCG guest)."""
+    lb = _LIBBPF.get(path)
+    if lb is None:
+        lb = _LIBBPF[path] = Libbpf(path)
+    return lb
+
+
 class Libbpf:
     """The few libbpf entry points the agent needs, typed once."""
 
@@ -629,7 +641,7 @@ def _then_run(lb: Libbpf, obj: int, then: dict) -> dict:
 
 def _child(libbpf: str, job: dict, testing_flags: int | None, wfd: int) -> None:
     try:
-        lb = Libbpf(libbpf)
+        lb = libbpf_for(libbpf)
         flags = testing_prog_flags(lb) if testing_flags is None else testing_flags
         res = run_job(lb, job, flags)
         res["testing_flags"] = flags
@@ -796,7 +808,7 @@ def mark_console(job_id: object) -> None:
 
 def probe(libbpf: str) -> dict:
     """Facts about the target the host needs (and that every job would re-probe otherwise)."""
-    lb = Libbpf(libbpf)
+    lb = libbpf_for(libbpf)
     return {
         "machine": os.uname().machine,  # not platform: its import costs 0.3 s on a TCG guest
         "release": os.uname().release,
@@ -805,7 +817,7 @@ def probe(libbpf: str) -> dict:
         "unpriv_disabled": unpriv_disabled(),
         "stream_read": lb.has_stream_read,
         "btf_vmlinux": os.path.exists("/sys/kernel/btf/vmlinux"),
-        "libbpf_log": lb.messages,
+        "libbpf_log": list(lb.messages),
     }
 
 
