@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ntypes = len(Btf.from_bytes(btf_bytes(args.file), base, validate=False).types)
     print(f"{args.file}: {ntypes} types" + (f" on {args.base}" if args.base else ""))
     print(f"{'job':16} {'wall s':>8} {'RSS before MiB':>15} {'peak RSS MiB':>13} {'= libbpf':>9}")
+    seconds: dict[str, float] = {}
     for row in args.rows.split(","):
         cmd = [sys.executable, __file__, args.file, "--child", row, "--repeat", str(args.repeat)]
         if args.base:
@@ -167,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row:16} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
             continue
         res = json.loads(r.stdout)
+        seconds[row] = res["seconds"]
         print(f"{row:16} {res['seconds']:8.3f} {res['rss_before_mib']:15.1f} "
               f"{res['rss_mib']:13.1f} {'yes' if res['identical'] else 'NO':>9}")
+    if "dedup" in seconds and "libbpf dedup" in seconds:
+        print(f"dedup / libbpf's, this run: {seconds['dedup'] / seconds['libbpf dedup']:.2f}x "
+              "(issue 29's target: 2x)")
     return 0
 
 
