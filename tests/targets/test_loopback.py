@@ -100,3 +100,25 @@ def test_a_deploy_hook_flashes_and_power_cycles(board_build: BuildArtifacts,
             assert target.run(f"cat {BOOT_ID}").out.strip() != before
             assert done.identity.btf_sha256 == build_btf_sha256(board_build.vmlinux)
         assert loopback.load(made.dir).kernel == made.dir / "flash" / "bzImage"
+
+
+def test_watch_rounds_on_the_board_go_through_its_agent_server(
+        loopback_board: loopback.LoopbackBoard, board_build: BuildArtifacts) -> None:
+    """`progs watch` on a board: the first round's agent forks into a server without
+    holding the SSH command open, and the next rounds go through it with the same
+    verdicts; the server is the board's only leftover, and it goes when idle."""
+    from harness.progs import runner  # noqa: PLC0415
+    from harness.progs.watch import judge_once  # noqa: PLC0415
+
+    board = inventory_board(loopback_board)
+    with SshTarget(board) as target:
+        rounds = [judge_once(board_build, target, [REJECTED], only="implicit_plain")
+                  for _ in range(3)]
+        server = runner._SERVERS[target]
+        pid = target.run(f"cat {server.sdir}/pid").out.strip()
+        assert target.run(f"kill {pid}").rc == 0
+    verdicts = [[(r.program, r.verdict) for r in rnd.results] for rnd in rounds]
+    assert all(rnd.error is None for rnd in rounds), [rnd.error for rnd in rounds]
+    assert verdicts[0] and verdicts[1] == verdicts[0] and verdicts[2] == verdicts[0]
+    assert server.next_id == 3  # rounds 2 and 3 were served
+    assert rounds[0].seconds < 60 and rounds[1].seconds < rounds[0].seconds
