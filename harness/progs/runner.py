@@ -16,7 +16,6 @@ reproduces the probe as written and the explicit variant gives the coverage.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -24,16 +23,15 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import uuid
-import weakref
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.arch import host
 from harness.errors import HarnessError
+from harness.progs.agent_server import new_server_dir, remember_server, served_run
 from harness.progs.expectations import (
     BPF_F_TEST_RND_HI32,
     Mode,
@@ -46,12 +44,11 @@ from harness.progs.judge import ERROR, SKIP, Verdict, describe, judge
 from harness.progs.lean import lean_copy
 from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.results import ProgResult
-from harness.targets.base import CommandResult, RemoteShell
+from harness.targets.base import RemoteShell
 
 AGENT = Path(__file__).with_name("agent.py")
 BUNDLE_MAIN = Path(__file__).with_name("bundle_main.py")
 INSMOD_FAILED = 97  # bundle_main.py's exit status when the module does not load
-SERVER_GONE = 75  # bundle_main.py's server cannot run a request (and has exited)
 HIDTOOL = Path(__file__).with_name("hidtool.py")
 REMOTE_DIR = "/tmp/kfunc-harness-progs"  # guest tmpfs: keep writes off 9p shares
 
@@ -259,62 +256,6 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
     return Path(name), manifest
 
 
-@dataclass
-class _AgentServer:
-    """A persistent agent (bundle_main.py --serve) on one target."""
-
-    sdir: str  # its own FIFO dir: a dead server's FIFOs are never mistaken for its
-    present: dict[str, str]  # the bundle members unpacked there (member -> identity)
-    next_id: int = 1
-
-
-# target -> its agent server; weak, so a closed target takes its entry with it
-_SERVERS: weakref.WeakKeyDictionary[object, _AgentServer] = weakref.WeakKeyDictionary()
-SERVE_DIR = "/tmp/kfunc-harness-agent"  # each server's FIFOs are in a subdir of its own
-
-
-def _client_script(server: _AgentServer, rid: int, line: str) -> str:
-    """The round's command when a server runs: hand it the request, wait for its answer,
-    print it. Shell builtins only, but for the one `cat` of the answer (every exec costs
-    a TCG guest 40-110 ms); exit 75 (SERVER_GONE) if there is no server to ask."""
-    d, done, gone = server.sdir, f"done {rid}", SERVER_GONE
-    return "\n".join([
-        # a zombie still has a pid but holds no FIFO: read its state, not kill -0
-        f"{{ [ -p {d}/in ] && read -r pid <{d}/pid && read -r _ _ st _ </proc/$pid/stat; }} "
-        f"2>/dev/null || exit {gone}",
-        f"[ \"$st\" != Z ] || exit {gone}",
-        f"exec 3<{d}/out",
-        f"printf '%s\\n' {shlex.quote(line)} 1<>{d}/in",
-        f"while read -r a b c <&3; do [ \"$a $b\" = '{done}' ] && break; done",
-        f"[ \"$a $b\" = '{done}' ] || exit {gone}",
-        f"cat {d}/r{rid}.out",
-        f"[ \"$c\" = 0 ] || cat {d}/r{rid}.err >&2",
-        'exit "$c"',
-    ])
-
-
-def _via_server(target: RemoteShell, ship: Callable[[dict[str, str] | None], dict[str, str]],
-                args: list[str], timeout: float) -> CommandResult | None:
-    """The round through the target's agent server, shipping only what it lacks; None
-    when there is no server to use (none yet, or it is gone)."""
-    try:
-        server = _SERVERS.get(target)
-    except TypeError:  # a target that cannot be weakly referenced: no server
-        return None
-    if server is None or any(c in a for a in args for c in "\t\n"):
-        return None
-    manifest = ship(server.present)
-    rid = server.next_id
-    server.next_id += 1
-    line = "\t".join([str(rid), f"{REMOTE_DIR}.zip", *args])
-    res = target.run(_client_script(server, rid, line), timeout=timeout)
-    if res.rc == SERVER_GONE:
-        del _SERVERS[target]
-        return None
-    server.present = manifest
-    return res
-
-
 def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str],
                   jobs: list[dict[str, object]], timeout: float,
                   module: Path | None = None, keep_agent: bool = False) -> str:
@@ -335,18 +276,17 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
         "--mark-console", "--libbpf", f"{REMOTE_DIR}/libbpf.so", "--timeout", f"{timeout:g}",
         "run", f"{REMOTE_DIR}/jobs.json"]
     budget = timeout * (len(jobs) + 2) + 30
-    res = _via_server(target, ship, args, budget) if keep_agent else None
+    res = served_run(target, ship, f"{REMOTE_DIR}.zip", args, budget) if keep_agent else None
     if res is None:
         manifest = ship(None)
-        sdir = f"{SERVE_DIR}/{uuid.uuid4().hex[:12]}"
+        sdir = new_server_dir()
         then_serve = ["--then-serve", sdir] if keep_agent else []
         # -S: the agent is stdlib-only, and site's .pth scan is slow on a 9p root
         cmd = f"python3 -S {REMOTE_DIR}.zip " + " ".join(
             shlex.quote(a) for a in then_serve + args)
         res = target.run(cmd, timeout=budget)
         if then_serve and res.rc == 0:
-            with contextlib.suppress(TypeError):  # no weak reference: no server
-                _SERVERS[target] = _AgentServer(sdir, manifest)
+            remember_server(target, sdir, manifest)
     if res.rc == INSMOD_FAILED:
         raise RunnerError(res.err.strip() or "insmod failed")
     if res.rc != 0:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.progs import runner
-from harness.progs.runner import SERVER_GONE, _AgentServer, _bundle, _client_script, plan
+from harness.progs import agent_server, runner
+from harness.progs.agent_server import SERVER_GONE, AgentServer, client_script
+from harness.progs.runner import _bundle, plan
 from harness.targets.local import LocalTarget
 from tests.progs.conftest import can_load_bpf
 
@@ -44,7 +45,7 @@ def _wait_ready(sdir: Path) -> None:
 
 
 def _client(rid: int, line: str, sdir: Path) -> subprocess.CompletedProcess:
-    script = _client_script(_AgentServer(str(sdir), {}), rid, line)
+    script = client_script(AgentServer(str(sdir), {}), rid, line)
     return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
                           timeout=60)
 
@@ -165,7 +166,7 @@ def test_rounds_go_through_the_server_and_survive_its_death(
         host_basic: Path, libbpf_so: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "REMOTE_DIR", str(tmp_path / "progs"))
-    monkeypatch.setattr(runner, "SERVE_DIR", str(tmp_path / "agent"))
+    monkeypatch.setattr(agent_server, "SERVE_DIR", str(tmp_path / "agent"))
     jobs = plan([host_basic], "x86_64", only="host_retval")
 
     def round_() -> None:
@@ -183,21 +184,21 @@ def test_rounds_go_through_the_server_and_survive_its_death(
 
         target.put = sized_put  # type: ignore[method-assign]
         round_()  # one-shot; the agent then forks into the server
-        first = runner._SERVERS[target]
+        first = agent_server.server_of(target)
         _wait_ready(Path(first.sdir))
         round_()
         round_()
-        assert first.next_id == 3 and runner._SERVERS[target] is first
+        assert first.next_id == 3 and agent_server.server_of(target) is first
         assert (Path(first.sdir) / "r2.out").is_file()  # answered by the server
         assert sizes[1] < sizes[0] // 4, sizes  # without libbpf.so and agent.py again
         first_pid = int((Path(first.sdir) / "pid").read_text())
         os.kill(first_pid, signal.SIGKILL)
         round_()  # the client finds it gone: one-shot again, and a new server
-        second = runner._SERVERS[target]
+        second = agent_server.server_of(target)
         assert second.sdir != first.sdir
         _wait_ready(Path(second.sdir))
         round_()
-        assert runner._SERVERS[target] is second and second.next_id == 2
+        assert agent_server.server_of(target) is second and second.next_id == 2
         second_pid = int((Path(second.sdir) / "pid").read_text())
     # closing the target leaves no agent server behind (a guest's dies with it)
     stat = Path(f"/proc/{second_pid}/stat")

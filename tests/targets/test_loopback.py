@@ -107,14 +107,15 @@ def test_watch_rounds_on_the_board_go_through_its_agent_server(
     """`progs watch` on a board: the first round's agent forks into a server without
     holding the SSH command open, and the next rounds go through it with the same
     verdicts; the server is the board's only leftover, and it goes when idle."""
-    from harness.progs import runner  # noqa: PLC0415
+    from harness.progs.agent_server import server_of  # noqa: PLC0415
     from harness.progs.watch import judge_once  # noqa: PLC0415
 
     board = inventory_board(loopback_board)
     with SshTarget(board) as target:
         rounds = [judge_once(board_build, target, [REJECTED], only="implicit_plain")
                   for _ in range(3)]
-        server = runner._SERVERS[target]
+        server = server_of(target)
+        assert server is not None
         pid = target.run(f"cat {server.sdir}/pid").out.strip()
         assert target.run(f"kill {pid}").rc == 0
     verdicts = [[(r.program, r.verdict) for r in rnd.results] for rnd in rounds]
