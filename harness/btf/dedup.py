@@ -349,7 +349,7 @@ class _Dedup:
             raise BTFError("dedup: base type count does not match the split start id")
         self.own: list[BtfType] = list(btf.types)
         self.types: list[BtfType] = [VOID, *base_types, *self.own]
-        self.kinds: list[int] = [t.kind.value for t in self.types]
+        self.kinds: list[int] = [t.kind_id for t in self.types]
         n = len(self.types)
         # map[id]: the canonical (or equivalent) type id, or a marker
         self.map: list[int] = [_UNPROCESSED] * n

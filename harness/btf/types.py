@@ -60,7 +60,16 @@ class BtfType:
 
     __slots__ = ()
     kind: ClassVar[Kind] = Kind.UNKN
+    kind_id: ClassVar[int] = 0  # int(kind): a plain int hashes and compares in C
     name_off: int
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Set `kind_id`, and make `info` a class constant where vlen and kflag are
+        always 0 (PTR, TYPEDEF, INT, ARRAY, ...): dedup reads it for every type."""
+        super().__init_subclass__(**kwargs)
+        cls.kind_id = int(cls.kind)
+        if cls.vlen is BtfType.vlen and cls.kflag is BtfType.kflag:
+            cls.info = info_word(cls.kind_id)  # type: ignore[assignment]
 
     @property
     def vlen(self) -> int:
