@@ -26,15 +26,20 @@ libbpf probe cost a TCG guest ~0.5 s per round, so one process stays up and runs
 round's bundle in-process (each job still in its own forked child). `--then-serve` is
 how a watch loop's first round starts it: after a successful run the process forks, the
 parent exits (ending the command) and the child, imports done and libbpf probed, serves
-at once. SDIR/pid names the serving process. Requests come as
-one line `<id>TAB<bundle>[TAB<agent arg>...]` on the FIFO SDIR/in; the answer is SDIR/r<id>.out
-and .err and a line "done <id> <rc>" on the FIFO SDIR/out. Both FIFOs appear (by rename)
-only once the server is ready, and it holds both open read-write, so a client never
-blocks opening them and reads EOF on SDIR/out if the server dies; SDIR is new for each
-server, so FIFOs a killed one left behind are never taken for a new one's. rc 75 (EX_TEMPFAIL):
-this server cannot run the request (agent.py or libbpf.so changed under it, a Python
-it cannot reload) and has exited; the host starts a new one. The server exits by
-itself after SERVE_IDLE_S without a request, so a board keeps no stray process.
+at once.
+
+- SDIR/pid names the serving process; SDIR is new for each server, so FIFOs a killed
+  one left behind are never taken for a new one's.
+- A request is one line `<id>TAB<bundle>[TAB<agent arg>...]` on the FIFO SDIR/in; the
+  answer is SDIR/r<id>.out and .err, then a line `done <id> <rc>` on the FIFO SDIR/out.
+- Both FIFOs appear (by rename) only once the server is ready, and it holds both open
+  read-write: a client never blocks opening them, and reads EOF on SDIR/out if the
+  server dies.
+- rc 75 (EX_TEMPFAIL): this server cannot run the request (agent.py, hidtool.py or
+  libbpf.so changed under it, or a member the host left out is not here) and has
+  exited; the host runs the round one-shot and so starts a new one.
+- The server exits by itself after SERVE_IDLE_S without a request, so a board keeps
+  no stray process.
 """
 
 import ctypes
