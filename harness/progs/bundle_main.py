@@ -42,6 +42,8 @@ at once.
   no stray process.
 """
 
+from __future__ import annotations  # `X | None` in signatures on a board's python3.9
+
 import ctypes
 import os
 import select
