@@ -374,6 +374,7 @@ class _Dedup:
         self.shapes: list[int | None] = [None] * n
         self.shape_ids: dict[tuple[object, ...], int] = {}
         self.sig_cache: dict[int, tuple[int, ...]] = {}
+        self.enum_bodies: dict[int, tuple[object, ...]] = {}  # first_equal_enum's
         self.shallow_cache: dict[int, Hashable] = {}
         self.infos: list[int] = [t.info for t in self.types]
 
@@ -533,14 +534,7 @@ class _Dedup:
                     # btf_equal_enum() first, then btf_compat_enum(), per candidate:
                     # a full enum equals only an identical one and is compatible
                     # only with forward declarations, which then resolve to it
-                    body = _enum_body(t)  # type: ignore[arg-type]
-                    for cand_id in cands:
-                        cand = types[cand_id]
-                        if not cand.values:  # type: ignore[attr-defined]
-                            m[cand_id] = tid
-                        elif _enum_body(cand) == body:  # type: ignore[arg-type]
-                            new_id = cand_id
-                            break
+                    new_id = self.first_equal_enum(tid, cands)
             elif kind in (_INT, _FWD, _FLOAT):
                 key = _KEY_FNS[kind](t)
                 found = table.first(key)
@@ -550,6 +544,32 @@ class _Dedup:
             m[tid] = new_id
             if new_id == tid:
                 table.add(key, tid)
+
+    def first_equal_enum(self, tid: int, cands: list[int]) -> int:
+        """btf_equal_enum() first, then btf_compat_enum(), per candidate in order: the
+        first identical full enum, else tid; forward declarations met before it resolve
+        to tid. The scan runs in C over cached bodies (list.index): all anonymous enums
+        share one key (vmlinux: ~940 of them, 442k pairs)."""
+        body = _enum_body(self.types[tid])  # type: ignore[arg-type]
+        bodies = self.enum_bodies
+        row = list(map(bodies.get, cands))
+        k = 0
+        while True:  # bodies not worked out yet; () for a forward declaration
+            k = _index(row, None, k)
+            if k == len(row):
+                break
+            cand = self.types[cands[k]]
+            row[k] = bodies[cands[k]] = (
+                _enum_body(cand) if cand.values else ())  # type: ignore[attr-defined,arg-type]
+        found = _index(row, body, 0)
+        k = 0
+        while True:  # the forward declarations before it
+            k = _index(row, (), k)
+            if k >= found:
+                break
+            self.map[cands[k]] = tid
+            k += 1
+        return cands[found] if found < len(cands) else tid
 
     # ---- phase 3: structs, unions, typedefs ---------------------------------------------
 
