@@ -1,11 +1,14 @@
 """BTF library benchmark: wall seconds and peak RSS per job, next to libbpf.
 
-    python benchmarks/btf.py [FILE] [--base BASE] [--repeat N] [--rows ROW,...]
+    python benchmarks/btf.py [FILE] [--base BASE] [--repeat N] [--rounds N] [--rows ROW,...]
 
 FILE defaults to /sys/kernel/btf/vmlinux (raw BTF or an ELF with .BTF). Each
 row runs in a fresh child process so its peak RSS (getrusage ru_maxrss) is its
 own; `rss_before` is the child's RSS after reading the input, before the job.
-Wall time is the best of --repeat runs inside that child.
+Wall time is the best of --repeat runs inside that child; every row runs once per round,
+rows interleaved, and the table shows medians over --rounds rounds. Ratios are the
+median of each round's ratio (the two rows of a round ran moments apart), so a noisy
+machine moves both sides of a ratio together.
 
 To add a row (dedup, sort, ...): write `def row_x(data, base) -> None` doing
 the job once and register it in ROWS. `data` and `base` are raw BTF bytes.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -116,35 +120,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="every row once per round; medians over the rounds")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.file, args.base, args.repeat)))
         return 0
     # Nothing big is loaded here: a child's ru_maxrss starts from its parent's RSS.
-    print(f"{args.file}")
+    rows = args.rows.split(",")
+    runs: dict[str, list[dict[str, float]]] = {row: [] for row in rows}
+    failed: dict[str, str] = {}
+    for _ in range(args.rounds):  # rows interleaved: a slow spell hits every row alike
+        for row in rows:
+            if row in failed:
+                continue
+            cmd = [sys.executable, __file__, args.file, "--child", row,
+                   "--repeat", str(args.repeat)]
+            if args.base:
+                cmd += ["--base", args.base]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                failed[row] = str((r.stderr or r.stdout).strip().splitlines()[-1:])
+                continue
+            runs[row].append(json.loads(r.stdout))
+    print(f"{args.file}: median of {args.rounds} rounds, each the best of {args.repeat}")
     print(f"{'job':28} {'wall s':>8} {'peak RSS MiB':>13} {'(before job)':>13}")
-    seconds: dict[str, float] = {}
-    for row in args.rows.split(","):
-        cmd = [sys.executable, __file__, args.file, "--child", row, "--repeat", str(args.repeat)]
-        if args.base:
-            cmd += ["--base", args.base]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            print(f"{row:28} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    for row in rows:
+        if row in failed:
+            print(f"{row:28} failed: {failed[row]}")
             continue
-        res = json.loads(r.stdout)
-        secs, rss, before = res["seconds"], res["rss_mib"], res["rss_before_mib"]
-        print(f"{row:28} {secs:8.3f} {rss:13.1f} {before:13.1f}")
-        seconds[row] = secs
-    if "strict parse+write" in seconds and "parse+write" in seconds:
-        print(f"strict / lenient parse+write: "
-              f"{seconds['strict parse+write'] / seconds['parse+write']:.2f}x (issue 19's "
-              "target: 1.2x)")
-    if "libbpf parse+write" in seconds and "parse+write" in seconds:
-        print(f"parse+write / libbpf's, this run: "
-              f"{seconds['parse+write'] / seconds['libbpf parse+write']:.2f}x (issue 29's "
-              "target: 2x)")
+        got = runs[row]
+        print(f"{row:28} {statistics.median(g['seconds'] for g in got):8.3f} "
+              f"{max(g['rss_mib'] for g in got):13.1f} "
+              f"{statistics.median(g['rss_before_mib'] for g in got):13.1f}")
+    for mine, theirs, what in (("strict parse+write", "parse+write", "issue 19's target: 1.2x"),
+                               ("parse+write", "libbpf parse+write", "issue 29's target: 2x")):
+        if runs.get(mine) and runs.get(theirs) and len(runs[mine]) == len(runs[theirs]):
+            ratio = statistics.median(a["seconds"] / b["seconds"]
+                                      for a, b in zip(runs[mine], runs[theirs], strict=True))
+            print(f"{mine} / {theirs}: {ratio:.2f}x, median of the rounds' ratios ({what})")
     return 0
 
 
