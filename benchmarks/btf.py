@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from paired import median, paired_ratio, run_rounds  # noqa: E402 - benchmarks/paired.py
 
 from harness.btf import Btf, kernel_rules  # noqa: E402
 from harness.btf.kernel_rules import KERNEL_7_3  # noqa: E402
@@ -129,21 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Nothing big is loaded here: a child's ru_maxrss starts from its parent's RSS.
     rows = args.rows.split(",")
-    runs: dict[str, list[dict[str, float]]] = {row: [] for row in rows}
-    failed: dict[str, str] = {}
-    for _ in range(args.rounds):  # rows interleaved: a slow spell hits every row alike
-        for row in rows:
-            if row in failed:
-                continue
-            cmd = [sys.executable, __file__, args.file, "--child", row,
-                   "--repeat", str(args.repeat)]
-            if args.base:
-                cmd += ["--base", args.base]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode:
-                failed[row] = str((r.stderr or r.stdout).strip().splitlines()[-1:])
-                continue
-            runs[row].append(json.loads(r.stdout))
+    child_args = [args.file, "--repeat", str(args.repeat)]
+    if args.base:
+        child_args += ["--base", args.base]
+    runs, failed = run_rounds(__file__, child_args, rows, args.rounds)
     print(f"{args.file}: median of {args.rounds} rounds, each the best of {args.repeat}")
     print(f"{'job':28} {'wall s':>8} {'peak RSS MiB':>13} {'(before job)':>13}")
     for row in rows:
@@ -151,14 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row:28} failed: {failed[row]}")
             continue
         got = runs[row]
-        print(f"{row:28} {statistics.median(g['seconds'] for g in got):8.3f} "
-              f"{max(g['rss_mib'] for g in got):13.1f} "
-              f"{statistics.median(g['rss_before_mib'] for g in got):13.1f}")
+        print(f"{row:28} {median(got):8.3f} {max(g['rss_mib'] for g in got):13.1f} "
+              f"{median(got, 'rss_before_mib'):13.1f}")
     for mine, theirs, what in (("strict parse+write", "parse+write", "issue 19's target: 1.2x"),
                                ("parse+write", "libbpf parse+write", "issue 29's target: 2x")):
-        if runs.get(mine) and runs.get(theirs) and len(runs[mine]) == len(runs[theirs]):
-            ratio = statistics.median(a["seconds"] / b["seconds"]
-                                      for a, b in zip(runs[mine], runs[theirs], strict=True))
+        ratio = paired_ratio(runs, mine, theirs)
+        if ratio is not None:
             print(f"{mine} / {theirs}: {ratio:.2f}x, median of the rounds' ratios ({what})")
     return 0
 

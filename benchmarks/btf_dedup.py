@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from paired import median, paired_ratio, run_rounds  # noqa: E402 - benchmarks/paired.py
 
 from harness.btf import Btf  # noqa: E402
 from harness.btf.dedup import dedup  # noqa: E402
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", help="base BTF when FILE is split BTF")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="every row once per round; medians over the rounds")
     ap.add_argument("--inflate", nargs=2, metavar=("N", "OUT"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -157,22 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     base = Btf.from_bytes(btf_bytes(args.base), validate=False) if args.base else None
     ntypes = len(Btf.from_bytes(btf_bytes(args.file), base, validate=False).types)
     print(f"{args.file}: {ntypes} types" + (f" on {args.base}" if args.base else ""))
+    rows = args.rows.split(",")
+    child_args = [args.file, "--repeat", str(args.repeat)]
+    if args.base:
+        child_args += ["--base", args.base]
+    runs, failed = run_rounds(__file__, child_args, rows, args.rounds)
+    print(f"median of {args.rounds} rounds, each the best of {args.repeat}")
     print(f"{'job':16} {'wall s':>8} {'RSS before MiB':>15} {'peak RSS MiB':>13} {'= libbpf':>9}")
-    seconds: dict[str, float] = {}
-    for row in args.rows.split(","):
-        cmd = [sys.executable, __file__, args.file, "--child", row, "--repeat", str(args.repeat)]
-        if args.base:
-            cmd += ["--base", args.base]
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if r.returncode:
-            print(f"{row:16} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    for row in rows:
+        if row in failed:
+            print(f"{row:16} failed: {failed[row]}")
             continue
-        res = json.loads(r.stdout)
-        seconds[row] = res["seconds"]
-        print(f"{row:16} {res['seconds']:8.3f} {res['rss_before_mib']:15.1f} "
-              f"{res['rss_mib']:13.1f} {'yes' if res['identical'] else 'NO':>9}")
-    if "dedup" in seconds and "libbpf dedup" in seconds:
-        print(f"dedup / libbpf's, this run: {seconds['dedup'] / seconds['libbpf dedup']:.2f}x "
+        got = runs[row]
+        same = all(g["identical"] for g in got)
+        print(f"{row:16} {median(got):8.3f} {median(got, 'rss_before_mib'):15.1f} "
+              f"{max(g['rss_mib'] for g in got):13.1f} {'yes' if same else 'NO':>9}")
+    ratio = paired_ratio(runs, "dedup", "libbpf dedup")
+    if ratio is not None:
+        print(f"dedup / libbpf dedup: {ratio:.2f}x, median of the rounds' ratios "
               "(issue 29's target: 2x)")
     return 0
 
