@@ -128,14 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.file, args.base, args.repeat)))
         return 0
     # Nothing big is loaded here: a child's ru_maxrss starts from its parent's RSS.
-    rows = args.rows.split(",")
-    child_args = [args.file, "--repeat", str(args.repeat)]
-    if args.base:
-        child_args += ["--base", args.base]
-    runs, failed = run_rounds(__file__, child_args, rows, args.rounds)
+    runs, failed = run_rounds(__file__, args)
     print(f"{args.file}: median of {args.rounds} rounds, each the best of {args.repeat}")
     print(f"{'job':28} {'wall s':>8} {'peak RSS MiB':>13} {'(before job)':>13}")
-    for row in rows:
+    for row in runs:
         if row in failed:
             print(f"{row:28} failed: {failed[row]}")
             continue

@@ -160,14 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Btf.from_bytes(btf_bytes(args.base), validate=False) if args.base else None
     ntypes = len(Btf.from_bytes(btf_bytes(args.file), base, validate=False).types)
     print(f"{args.file}: {ntypes} types" + (f" on {args.base}" if args.base else ""))
-    rows = args.rows.split(",")
-    child_args = [args.file, "--repeat", str(args.repeat)]
-    if args.base:
-        child_args += ["--base", args.base]
-    runs, failed = run_rounds(__file__, child_args, rows, args.rounds)
+    runs, failed = run_rounds(__file__, args)
     print(f"median of {args.rounds} rounds, each the best of {args.repeat}")
     print(f"{'job':16} {'wall s':>8} {'RSS before MiB':>15} {'peak RSS MiB':>13} {'= libbpf':>9}")
-    for row in rows:
+    for row in runs:
         if row in failed:
             print(f"{row:16} failed: {failed[row]}")
             continue

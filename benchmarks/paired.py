@@ -8,24 +8,30 @@ Used by btf.py and btf_dedup.py, whose children print one JSON object with "seco
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
 import sys
 
 
-def run_rounds(script: str, args: list[str], rows: list[str],
-               rounds: int) -> tuple[dict[str, list[dict]], dict[str, str]]:
-    """`python script *args --child ROW` for every row, once per round; returns each
-    row's results (in round order) and, for a row that failed, its last error line."""
+def run_rounds(script: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
+                                                                dict[str, str]]:
+    """`python script FILE --repeat N [--base B] --child ROW` for every row of args.rows,
+    once per round (args.rounds); returns each row's results (in round order) and, for
+    a row that failed, its last error line."""
+    rows = args.rows.split(",")
+    cmd = [sys.executable, script, args.file, "--repeat", str(args.repeat)]
+    if args.base:
+        cmd += ["--base", args.base]
     runs: dict[str, list[dict]] = {row: [] for row in rows}
     failed: dict[str, str] = {}
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         for row in rows:
             if row in failed:
                 continue
-            r = subprocess.run([sys.executable, script, *args, "--child", row],
-                               capture_output=True, text=True, check=False)
+            r = subprocess.run([*cmd, "--child", row], capture_output=True, text=True,
+                               check=False)
             if r.returncode:
                 failed[row] = str((r.stderr or r.stdout).strip().splitlines()[-1:])
                 continue
