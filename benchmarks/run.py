@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from boot import boot_to_exit  # benchmarks/boot.py
+
 from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.progs.suite import run_arch
 from harness.progs.watch import judge_once
@@ -45,14 +47,6 @@ ONE_PROGRAM = "implicit_plain"
 def edit(copy: Path, n: int) -> None:
     """A real edit: new bytes, so the compile cache misses."""
     copy.write_text(PROGRAM.read_text() + f"\n/* edit {n} at {time.time_ns()} */\n")
-
-
-def bare_boot(artifacts: object, arch: str) -> float:
-    """The yardstick: boot the same kernel, run `true`, stop (vng --exec true's job)."""
-    started = time.monotonic()
-    with QemuTarget(artifacts, arch) as target:
-        target.run("true", timeout=60)
-    return time.monotonic() - started
 
 
 def expect_pass(arch: str, results: list, error: str | None) -> None:
@@ -74,7 +68,9 @@ def measure(arch: str, runs: int) -> dict[str, float]:
             fresh.append(time.monotonic() - started)
             boots.append(run.boot_s or 0.0)
             expect_pass(arch, run.results, run.error)
-            bare.append(bare_boot(artifacts, arch))
+            # the yardstick: the same kernel booted to run `true` (vng --exec true's job),
+            # KVM only where run_arch would use it
+            bare.append(boot_to_exit(Path(artifacts.boot_image), arch, kvm=True)[1])
         figures["edit->verdict, fresh guest (median)"] = statistics.median(fresh)
         figures["  of which boot (median)"] = statistics.median(boots)
         figures["  bare boot running `true` (median)"] = statistics.median(bare)

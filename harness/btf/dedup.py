@@ -550,17 +550,10 @@ class _Dedup:
         first identical full enum, else tid; forward declarations met before it resolve
         to tid. The scan runs in C over cached bodies (list.index): all anonymous enums
         share one key (vmlinux: ~940 of them, 442k pairs)."""
-        body = _enum_body(self.types[tid])  # type: ignore[arg-type]
-        bodies = self.enum_bodies
-        row = list(map(bodies.get, cands))
-        k = 0
-        while True:  # bodies not worked out yet; () for a forward declaration
-            k = _index(row, None, k)
-            if k == len(row):
-                break
-            cand = self.types[cands[k]]
-            row[k] = bodies[cands[k]] = (
-                _enum_body(cand) if cand.values else ())  # type: ignore[attr-defined,arg-type]
+        types = self.types
+        body = _enum_body(types[tid])  # type: ignore[arg-type]
+        row = _cached_row(cands, self.enum_bodies,  # () for a forward declaration
+                          lambda c: _enum_body(types[c]) if types[c].values else ())  # type: ignore[attr-defined,arg-type]
         found = _index(row, body, 0)
         k = 0
         while True:  # the forward declarations before it
@@ -611,13 +604,7 @@ class _Dedup:
         candidates (vmlinux: 1,600 anonymous two-member unions, 1.28M pairs).
         """
         sig = self.ref_shapes(tid)
-        sigs = list(map(self.sig_cache.get, cands))
-        k = 0
-        while True:  # shapes not worked out yet (a candidate that never had one to meet)
-            k = _index(sigs, None, k)
-            if k == len(sigs):
-                break
-            sigs[k] = self.ref_shapes(cands[k])
+        sigs = _cached_row(cands, self.sig_cache, self.ref_shapes)
         i = 0
         while i < len(cands):
             if sig is _UNKNOWN:
@@ -1008,6 +995,17 @@ class _Dedup:
             for t in kept:
                 t.remap_type_ids(remap)
         return final
+
+
+def _cached_row(ids: list[int], cache: dict[int, Any], compute: Callable[[int], Any]) -> list[Any]:
+    """[cache[i] for i in ids], computing (and caching) the missing ones; the lookups run
+    in C, only the misses in Python."""
+    row = list(map(cache.get, ids))
+    k = _index(row, None, 0)
+    while k < len(row):
+        row[k] = cache[ids[k]] = compute(ids[k])
+        k = _index(row, None, k + 1)
+    return row
 
 
 def _index(items: list[Any], value: object, start: int) -> int:

@@ -75,7 +75,13 @@ ANON_REFS = _kinds(_K.PTR, _K.CONST, _K.VOLATILE, _K.RESTRICT)  # must have no n
     _K.INT, _K.PTR, _K.ARRAY, _K.STRUCT, _K.UNION, _K.ENUM, _K.FWD, _K.TYPEDEF, _K.FUNC,
     _K.FUNC_PROTO, _K.VAR, _K.DATASEC, _K.FLOAT, _K.DECL_TAG, _K.TYPE_TAG, _K.ENUM64))
 FLOAT_SIZES = frozenset({2, 4, 8, 12, 16})
-_REGULAR_INT_BITS = frozenset({8, 16, 32, 64, 128})  # btf_type_int_is_regular, no offset
+# btf_type_int_is_regular: no bit offset, whole bytes, 1/2/4/8/16 of them
+_REGULAR_INT_BITS = frozenset({8, 16, 32, 64, 128})
+
+
+def _int_data_regular(data: int) -> bool:
+    """btf_type_int_is_regular on an INT's data word."""
+    return not (data >> 16) & 0xFF and data & 0xFF in _REGULAR_INT_BITS
 INT_ENCODINGS = frozenset({0, 1, 2, 4})
 
 # lib/ctype.c: isalpha/isalnum/isprint over Latin-1, as the kernel's _ctype table has them
@@ -649,11 +655,7 @@ class _Checker:
         return self.view.words[self.view.pos[tid] + 3 + k]
 
     def _int_regular(self, tid: int) -> bool:
-        data = self._word(tid, 0)
-        nr_bits = data & 0xFF
-        nr_bytes = _roundup_bytes(nr_bits) & 0xFF
-        return (not nr_bits & 7 and not (data >> 16) & 0xFF and nr_bytes <= 16
-                and _is_pow2(nr_bytes))
+        return _int_data_regular(self._word(tid, 0))
 
     # ---- btf_check_all_types: the resolve walk -------------------------------------
 
@@ -910,7 +912,7 @@ class _Checker:
                 nr_bits = data & 0xFF
                 if kflag:  # btf_int_check_kflag_member: a regular int only
                     bit_off = m_off & 0xFFFFFF
-                    if (data >> 16) & 0xFF or nr_bits not in _REGULAR_INT_BITS:
+                    if not _int_data_regular(data):
                         bit_off = -1
                     elif m_off >> 24:
                         if m_off >> 24 > nr_bits:

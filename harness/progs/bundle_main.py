@@ -114,10 +114,7 @@ def unpack(bundle: str) -> tuple[str, dict[str, str]]:
     here = bundle.removesuffix(".zip")
     os.makedirs(here, exist_ok=True)
     archive = _open_zip(bundle)
-    members: dict[str, str] = {}
-    for line in archive.get_data("MANIFEST").decode().splitlines():
-        name, _, identity = line.partition("\t")
-        members[name] = identity
+    members = _manifest(archive)
     record = os.path.join(here, ".unpacked")
     before: dict[str, str] = {}
     try:
@@ -225,7 +222,7 @@ def _serve_one(sdir: str, line: bytes, served: dict[str, str], last: str) -> tup
             open(os.path.join(sdir, f"r{rid}.err"), "w") as err:
         sys.stdout, sys.stderr = out, err
         try:
-            members = _peek_manifest(bundle)
+            members = _manifest(_open_zip(bundle))
             changed = [m for m in _LOADED_ONCE
                        if m in served and members.get(m) != served[m]]
             if changed:
@@ -246,8 +243,9 @@ def _serve_one(sdir: str, line: bytes, served: dict[str, str], last: str) -> tup
     return rid, rc
 
 
-def _peek_manifest(bundle: str) -> dict[str, str]:
-    text = _open_zip(bundle).get_data("MANIFEST").decode()
+def _manifest(archive: zipimport.zipimporter) -> dict[str, str]:
+    """The bundle's MANIFEST: member -> identity."""
+    text = archive.get_data("MANIFEST").decode()
     return dict(ln.partition("\t")[::2] for ln in text.splitlines())
 
 
@@ -265,7 +263,7 @@ def _become_server(sdir: str, bundle: str) -> None:
         err = os.open(os.path.join(sdir, "server.err"), os.O_WRONLY | os.O_CREAT, 0o600)
         for fd, target in ((0, null), (1, null), (2, err)):
             os.dup2(target, fd)
-        members = _peek_manifest(bundle)
+        members = _manifest(_open_zip(bundle))
         serve(sdir, {m: members[m] for m in _LOADED_ONCE if m in members})
     finally:
         os._exit(0)
