@@ -28,6 +28,7 @@ from harness.progs.results import ProgResult
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
 from harness.targets.registry import check_kernel_target, open_target
+from harness.targets.vng import GUEST_CPUS
 
 Say = Callable[[str], None]
 
@@ -46,7 +47,7 @@ class RunRequest:
     only: str | None = None  # judge only programs whose name contains this
     timeout: float = 60.0  # per program (s)
     memory: str = "1G"
-    cpus: int = 1
+    cpus: int = GUEST_CPUS
     kvm: bool | None = None  # None: probe
     # Options of the target kind beyond the machine's (a board: board=, deploy=).
     target_options: Mapping[str, Any] = field(default_factory=dict)

@@ -23,6 +23,7 @@ Usage::
     agent.py --libbpf /path/libbpf.so probe
     agent.py --libbpf /path/libbpf.so run JOBS.json      # JSON list of jobs -> JSON results
     agent.py --mark-console --libbpf ... run JOBS.json   # log "kfunc-harness: job ID" first
+    agent.py --parallel N --libbpf ... run JOBS.json     # N jobs at once (0: one per CPU)
     agent.py hid probe | hid run SCENARIO                  # uhid/hidraw plumbing (hidtool.py)
 
 A job with ``hid`` (the harness's ``__hid`` tag) makes a /dev/uhid device
@@ -656,50 +657,100 @@ def _child(libbpf: str, job: dict, testing_flags: int | None, wfd: int) -> None:
     os.close(wfd)
 
 
-def run_isolated(libbpf: str, job: dict, testing_flags: int | None, timeout: float) -> dict:
-    """Run one job in a forked child with a deadline; crashes and hangs become results."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        code = 0
-        try:
-            _child(libbpf, job, testing_flags, wfd)
-        except BaseException:  # noqa: BLE001 - the child must always exit here
-            code = 1
-        os._exit(code)
-    os.close(wfd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    timed_out = False
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select([rfd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(rfd, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(rfd)
-    if timed_out:
-        os.kill(pid, SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    base = {"id": job.get("id"), "program": job.get("program"), "loaded": False}
-    if timed_out:
-        base["agent_error"] = f"job timed out after {timeout:.0f} s"
-        return base
-    if os.WIFSIGNALED(status):
-        base["agent_error"] = f"job process killed by signal {os.WTERMSIG(status)}"
-        return base
-    try:
-        return json_loads(b"".join(chunks))  # type: ignore[return-value]
-    except ValueError:
-        base["agent_error"] = f"job process exited {os.waitstatus_to_exitcode(status)} without JSON"
-        return base
+class _Child:
+    """One job running in a forked child with a deadline; its crash or hang becomes its
+    result, not the agent's."""
+
+    def __init__(self, libbpf: str, job: dict, testing_flags: int | None,
+                 timeout: float) -> None:
+        self.job = job
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.chunks: list[bytes] = []
+        self.rfd, wfd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.rfd)
+            code = 0
+            try:
+                _child(libbpf, job, testing_flags, wfd)
+            except BaseException:  # noqa: BLE001 - the child must always exit here
+                code = 1
+            os._exit(code)
+        os.close(wfd)
+
+    def read(self) -> bool:
+        """Take what the child wrote; True at its end of file."""
+        chunk = os.read(self.rfd, 1 << 16)
+        self.chunks.append(chunk)
+        return not chunk
+
+    def finish(self, timed_out: bool) -> dict:
+        """Reap the child (killed first when past its deadline): its result."""
+        os.close(self.rfd)
+        if timed_out:
+            os.kill(self.pid, SIGKILL)
+        _, status = os.waitpid(self.pid, 0)
+        job = self.job
+        base = {"id": job.get("id"), "program": job.get("program"), "loaded": False}
+        if timed_out:
+            base["agent_error"] = f"job timed out after {self.timeout:.0f} s"
+            res = base
+        elif os.WIFSIGNALED(status):
+            base["agent_error"] = f"job process killed by signal {os.WTERMSIG(status)}"
+            res = base
+        else:
+            try:
+                res = json_loads(b"".join(self.chunks))  # type: ignore[assignment]
+            except ValueError:
+                base["agent_error"] = (f"job process exited "
+                                       f"{os.waitstatus_to_exitcode(status)} without JSON")
+                res = base
+        res["wall_ms"] = round((time.monotonic() - self.started) * 1000, 3)
+        return res
+
+
+def run_jobs(libbpf: str, jobs: list, testing_flags: int | None, timeout: float,
+             parallel: int = 1, mark: bool = False) -> list:
+    """Every job's result, in job order, with up to `parallel` jobs running at once.
+
+    A job marked ``alone`` (it may attach a struct_ops map for the whole system) runs
+    with no other. With `mark`, the kernel log gets ``job ID`` as each job
+    starts and ``done ID`` as it ends, so a splat can be put on the jobs running then
+    (progs/isolation.py)."""
+    origin = time.monotonic()
+    results: list = [None] * len(jobs)
+    waiting = list(range(len(jobs)))
+    waiting.reverse()
+    running: dict[int, tuple[int, _Child]] = {}  # read fd -> (job index, child)
+    alone_running = False
+    while waiting or running:
+        while waiting and len(running) < max(parallel, 1) and not alone_running:
+            job = jobs[waiting[-1]]
+            alone = parallel <= 1 or bool(job.get("alone"))
+            if alone and running:
+                break
+            n = waiting.pop()
+            if mark:
+                mark_console(job.get("id"))
+            child = _Child(libbpf, job, testing_flags, timeout)
+            running[child.rfd] = (n, child)
+            alone_running = alone
+        left = min(child.deadline for _, child in running.values()) - time.monotonic()
+        ready = select.select(list(running), [], [], max(left, 0))[0] if left > 0 else []
+        now = time.monotonic()
+        for rfd, (n, child) in list(running.items()):
+            ended = rfd in ready and child.read()
+            if ended or now >= child.deadline:
+                del running[rfd]
+                results[n] = child.finish(timed_out=not ended)
+                results[n]["start_ms"] = round((child.started - origin) * 1000, 3)
+                if mark:
+                    mark_console(child.job.get("id"), CONSOLE_DONE)
+        if not running:
+            alone_running = False
+    return results
 
 
 class _DecodeContext:
@@ -787,11 +838,14 @@ def _float_text(value: float) -> str:
     return float.__repr__(value)
 
 
-CONSOLE_MARK = "kfunc-harness: job "  # progs/isolation.py reads these off the console
+# progs/isolation.py reads these off the console: the jobs started and not done when a
+# splat came are the ones it can be put on
+CONSOLE_MARK = "kfunc-harness: job "
+CONSOLE_DONE = "kfunc-harness: done "
 
 
-def mark_console(job_id: object) -> None:
-    """One kernel log line naming the job about to run: a splat that follows is its.
+def mark_console(job_id: object, mark: str = CONSOLE_MARK) -> None:
+    """One kernel log line naming a job that starts (or, with CONSOLE_DONE, ended).
 
     A fresh open per line: /dev/kmsg rate-limits writes per open file (10 per 5 s)."""
     try:
@@ -799,7 +853,7 @@ def mark_console(job_id: object) -> None:
     except OSError:
         return
     try:
-        os.write(fd, f"{CONSOLE_MARK}{job_id}\n".encode())
+        os.write(fd, f"{mark}{job_id}\n".encode())
     except OSError:
         pass
     finally:
@@ -840,6 +894,7 @@ def main(argv: list[str]) -> int:
     libbpf = None
     timeout = 60.0
     mark = False
+    parallel = 1
     while args and args[0].startswith("--"):
         opt = args.pop(0)
         if opt == "--mark-console":
@@ -848,6 +903,8 @@ def main(argv: list[str]) -> int:
             libbpf = args.pop(0)
         elif opt == "--timeout":
             timeout = float(args.pop(0))
+        elif opt == "--parallel":  # 0: one per CPU
+            parallel = int(args.pop(0))
         else:
             print(f"agent: unknown option {opt}", file=sys.stderr)
             return 2
@@ -873,14 +930,8 @@ def main(argv: list[str]) -> int:
         with open(args[0]) as fh:
             jobs = json_loads(fh.read())
         info = probe_once(libbpf)
-        results = []
-        for job in jobs:
-            if mark:
-                mark_console(job.get("id"))
-            start = time.monotonic()
-            res = run_isolated(libbpf, job, info["testing_flags"], timeout)
-            res["wall_ms"] = round((time.monotonic() - start) * 1000, 3)
-            results.append(res)
+        results = run_jobs(libbpf, jobs, info["testing_flags"], timeout,
+                           parallel or os.cpu_count() or 1, mark)
         print(json_dumps({"probe": info, "results": results}))
         return 0
     print(f"agent: unknown command {cmd}", file=sys.stderr)

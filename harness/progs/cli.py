@@ -16,6 +16,7 @@ from harness.cache import cache_root
 from harness.errors import UsageError
 from harness.progs.expectations import object_specs, spec_to_json
 from harness.progs.results import table, to_json
+from harness.targets.vng import GUEST_CPUS
 
 if TYPE_CHECKING:
     from harness.progs.reference import Pair
@@ -159,7 +160,7 @@ def _register_selftests(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--memory", default="1G", help="guest memory (default %(default)s)")
     compare.add_argument("--no-kvm", action="store_true", help="force TCG")
     compare.add_argument("--json", action="store_true", help="print the pairs as JSON")
-    compare.set_defaults(func=_compare, only=None, cpus=1, target="qemu")
+    compare.set_defaults(func=_compare, only=None, cpus=GUEST_CPUS, target="qemu")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -359,7 +360,8 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--only", help="run only programs whose name contains this")
     run.add_argument("--timeout", type=float, default=60.0, help="per-program timeout (s)")
     run.add_argument("--memory", default="1G", help="guest memory (default %(default)s)")
-    run.add_argument("--cpus", type=int, default=1, help="guest vCPUs (default %(default)s)")
+    run.add_argument("--cpus", type=int, default=GUEST_CPUS,
+                     help="guest vCPUs; the agent runs a program per vCPU (default %(default)s)")
     run.add_argument("--no-kvm", action="store_true", help="force TCG")
     run.add_argument("--json", action="store_true", help="print result records as JSON")
     run.add_argument("-v", "--verbose", action="store_true",
@@ -400,7 +402,7 @@ def run_request(args: argparse.Namespace, arches: list[str], sources: list[Path]
     builds, target, options = target_for(args, [request_from_args(args, a) for a in arches])
     return RunRequest(builds=tuple(builds), target=target, target_options=options,
                       sources=tuple(sources), only=args.only, timeout=args.timeout,
-                      memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", 1),
+                      memory=getattr(args, "memory", "1G"), cpus=getattr(args, "cpus", GUEST_CPUS),
                       kvm=False if getattr(args, "no_kvm", False) else None,
                       denylist=getattr(args, "denylist", None),
                       retry=getattr(args, "retry", False), clang=args.clang,

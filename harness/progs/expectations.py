@@ -171,6 +171,11 @@ class ObjectSpecs:
                 return spec
         raise KeyError(name)
 
+    @property
+    def has_struct_ops(self) -> bool:
+        """A struct_ops program: executing any run attaches its map system-wide."""
+        return any(spec.section.lstrip("?").startswith("struct_ops") for spec in self.specs)
+
     def auxiliaries(self, unpriv: bool) -> list[str]:
         """Programs test_loader also loads with every run of the given mode."""
         out = []

@@ -3,9 +3,11 @@
 Why: the tree's selftests corpus is thousands of programs judged in one boot, and a
 kernel splat, panic or hang under one of them must cost that program's result, not the
 rest of the run. Jobs go to the agent in batches of a few objects, so a crash re-runs
-only its own batch. The agent logs ``kfunc-harness: job ID`` to the kernel log before
-each job (agent.py --mark-console), so the console names the job a splat followed; when
-no console shows it (a board without a serial line, a crash before the first job), the
+only its own batch. The agent logs ``kfunc-harness: job ID`` to the kernel log as each
+job starts and ``kfunc-harness: done ID`` as it ends (agent.py --mark-console), so the
+console names the job a splat came under. The agent runs a job per CPU at once; when
+several were running, those run again alone, so the next splat names one. When no
+console shows it (a board without a serial line, a crash before the first job), the
 batch is halved until the job that kills the target is alone. Either way the target is
 restarted (``Target.reboot``: a new guest, a board's power cycle) before the rest run.
 """
@@ -16,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from harness.progs.agent import CONSOLE_MARK
+from harness.progs.agent import CONSOLE_DONE, CONSOLE_MARK
 from harness.progs.judge import ERROR, describe
 from harness.progs.results import ProgResult
 from harness.progs.runner import Job
@@ -36,18 +38,32 @@ def no_verdict(job: Job, arch: str, reason: str) -> ProgResult:
                       reason=reason)
 
 
-def marked_job(console: str, since: int = 0) -> str | None:
-    """The job the agent named last before the first splat in `console[since:]` (a
-    WARNING lets the batch run on and name later jobs), or last of all when no splat is
-    there (a hang); None when it named none."""
+def running_jobs(console: str, since: int = 0) -> list[str]:
+    """The jobs the agent had started and not ended (its ``job ID`` and ``done ID``
+    marks) when the first splat in `console[since:]` came (a WARNING lets the batch run
+    on and name later jobs), or at the end when no splat is there (a hang). When none
+    was running then (a splat after its job ended), the one started last; [] when the
+    agent named none."""
     text = console[since:]
     splats = find_splats(text)
     if splats:
         text = "\n".join(text.splitlines()[:splats[0].start])
-    at = text.rfind(CONSOLE_MARK)
-    if at < 0:
-        return None
-    return text[at + len(CONSOLE_MARK):].split("\n", 1)[0].strip() or None
+    running: list[str] = []
+    last: str | None = None
+    for line in text.splitlines():
+        for mark in (CONSOLE_MARK, CONSOLE_DONE):
+            at = line.find(mark)
+            if at < 0:
+                continue
+            job = line[at + len(mark):].strip()
+            if not job:
+                continue
+            if mark is CONSOLE_MARK:
+                running.append(job)
+                last = job
+            elif job in running:
+                running.remove(job)
+    return running or ([last] if last is not None else [])
 
 
 def batches(jobs: Sequence[Job], objects: int = BATCH_OBJECTS) -> list[list[Job]]:
@@ -120,10 +136,13 @@ class Isolated:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         console = console_text(self.target.console)
         runnable = [job for job in batch if job.skip is None]
-        named = marked_job(console, since)
-        blamed = next((job for job in runnable if job.id == named), None)
+        named = running_jobs(console, since)
+        suspects = [job for job in runnable if job.id in named]
+        blamed = suspects[0] if len(suspects) == 1 else None
         if blamed is None and len(runnable) == 1:
             blamed = runnable[0]
+        for job in suspects if blamed is None else ():
+            job.alone = True
         self.consoles.append(console)
         self.restarts.append(Restart(reason, blamed.id if blamed is not None else None))
         if len(self.restarts) > self.max_restarts:
@@ -132,7 +151,7 @@ class Isolated:
             return
         if self.progress is not None:
             self.progress(f"{self.arch}: target died ({reason}) under "
-                          f"{blamed.id if blamed else f'one of {len(runnable)} jobs'}; "
+                          f"{blamed.id if blamed else f'one of {len(suspects or runnable)} jobs'}; "
                           "restarting it")
         try:
             self.target.reboot()
@@ -146,6 +165,9 @@ class Isolated:
             rest = [job for job in batch if job is not blamed]
             if rest:
                 queue.appendleft(rest)
+            return
+        if suspects:  # it ran beside others: again, with them alone
+            queue.appendleft(batch)
             return
         half = len(batch) // 2  # no console names it: halve until it is alone
         queue.appendleft(batch[half:])

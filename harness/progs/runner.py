@@ -71,6 +71,9 @@ class Job:
     skip: str | None = None
     # __btf_path: the object test_loader opens with btf_custom_path, built for this run
     btf_object: Path | None = None
+    # runs with no other job at once: it may attach a struct_ops map for the whole
+    # system, or it ran beside others when the target died (isolation.py)
+    alone: bool = False
 
     @property
     def name(self) -> str:
@@ -98,6 +101,7 @@ class Job:
             "unpriv": self.run.unpriv,
             "caps": mode.caps,
             "xlated": bool(mode.xlated),
+            "alone": self.alone,
         }
         if remote_btf is not None:
             job["btf_custom_path"] = remote_btf
@@ -176,7 +180,11 @@ def error_job(path: Path, stem: str, spec: Spec | str, reason: str) -> Job:
 
 def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
               implicit: bool) -> list[Job]:
-    base = Job(f"{stem}/{run.name}", obj, stem, run, autoload=specs.auxiliaries(run.unpriv))
+    # a HID run's struct_ops map is bound to its own uhid device; any other run of an
+    # object with struct_ops programs may attach a map for the whole system
+    alone = specs.has_struct_ops and not run.spec.hid
+    base = Job(f"{stem}/{run.name}", obj, stem, run, autoload=specs.auxiliaries(run.unpriv),
+               alone=alone)
     skip = run.arch_skip(arch)
     reasons = run.unsupported(arch)
     if skip is None and reasons:
@@ -187,7 +195,7 @@ def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
     out = [base]
     if implicit:
         out.append(Job(f"{stem}/{run.name}@rnd_hi32", obj, stem, run, "rnd_hi32",
-                       BPF_F_TEST_RND_HI32, list(base.autoload), skip))
+                       BPF_F_TEST_RND_HI32, list(base.autoload), skip, alone=alone))
     return out
 
 
@@ -203,7 +211,8 @@ class LocalHost:
             json.dump(jobs, fh)
         try:
             proc = subprocess.run([sys.executable, str(AGENT), "--libbpf", str(libbpf_so),
-                                   "--timeout", str(timeout), "run", fh.name],
+                                   "--timeout", str(timeout), "--parallel", "0",
+                                   "run", fh.name],
                                   capture_output=True, text=True,
                                   timeout=timeout * (len(jobs) + 2))
         finally:
@@ -271,10 +280,11 @@ def _remote_agent(target: RemoteShell, libbpf_so: Path, objects: dict[Path, str]
             bundle.unlink()
         return manifest
 
-    # --mark-console: each job is named in the kernel log first (progs/isolation.py)
+    # --mark-console: each job is named in the kernel log as it starts and ends
+    # (progs/isolation.py); --parallel 0: a job per target CPU at once
     args = (["--insmod", module.name] if module is not None else []) + [
         "--mark-console", "--libbpf", f"{REMOTE_DIR}/libbpf.so", "--timeout", f"{timeout:g}",
-        "run", f"{REMOTE_DIR}/jobs.json"]
+        "--parallel", "0", "run", f"{REMOTE_DIR}/jobs.json"]
     budget = timeout * (len(jobs) + 2) + 30
     res = served_run(target, ship, f"{REMOTE_DIR}.zip", args, budget) if keep_agent else None
     if res is None:

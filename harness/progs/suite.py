@@ -41,6 +41,7 @@ from harness.progs.runner import (
     testmod_of,
 )
 from harness.targets.base import BootProtocol, Target, TargetIdentity
+from harness.targets.vng import GUEST_CPUS
 
 COMPILE = "(compile)"  # the program name a source's compile error is reported under
 # Console lines worth showing next to a failing program, newest last.
@@ -231,7 +232,7 @@ class _Boot:
 
 def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
              only: str | None = None, timeout: float = 60.0, memory: str = "1G",
-             cpus: int = 1, kvm: bool | None = None, boot_timeout: float = 180.0,
+             cpus: int = GUEST_CPUS, kvm: bool | None = None, boot_timeout: float = 180.0,
              target: Target | None = None, target_name: str = "qemu",
              target_options: Mapping[str, Any] | None = None,
              lists: Lists | None = None, retry: bool = False,

@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.arch import arch_arg
 from harness.targets.inventory import add_lab_option
 from harness.targets.registry import open_target
+from harness.targets.vng import GUEST_CPUS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--root", default=None,
                         help="guest root tree (default: cached Debian tree; 'host': this host's /)")
     parser.add_argument("--memory", default="1G")
-    parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--cpus", type=int, default=GUEST_CPUS)
     parser.add_argument("--no-kvm", action="store_true", help="force TCG")
     parser.add_argument("--append", action="append", default=[], help="kernel cmdline option")
     parser.add_argument("--boot-timeout", type=float, default=120.0)

@@ -43,7 +43,7 @@ from harness.targets.errors import (
     TargetSetupError,
 )
 from harness.targets.kvm import probe_kvm
-from harness.targets.vng import BootSpec, ensure_udev, ensure_vng, vng_command
+from harness.targets.vng import GUEST_CPUS, BootSpec, ensure_udev, ensure_vng, vng_command
 
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
 # After a frame whose taint changed, wait this long for the splat's console lines.
@@ -80,7 +80,7 @@ class QemuTarget(Lifecycle):
         *,
         root: Path | str | None = None,
         memory: str = "1G",
-        cpus: int = 1,
+        cpus: int = GUEST_CPUS,
         kvm: bool | None = None,
         boot_timeout: float = 120.0,
         append: tuple[str, ...] | list[str] = (),

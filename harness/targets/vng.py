@@ -23,6 +23,12 @@ UDEVD = "/lib/systemd/systemd-udevd"
 CACHED_ROOTFLAGS = "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose"
 
 
+# Two vCPUs by default: QEMU runs each in its own host thread even under TCG, and the agent
+# runs a job per CPU (progs/agent.py --parallel 0). The x86_64 suite took 13.0 s with one
+# and 9.8 s with two on this 2-core machine; the boot costs 0.06 s more.
+GUEST_CPUS = 2
+
+
 @dataclass(frozen=True)
 class BootSpec:
     """Everything that decides how one guest boots (hashable, printable, reusable)."""
@@ -36,7 +42,7 @@ class BootSpec:
     # command's round trip 0.15 s instead of 0.02 s.
     cache_root: bool = False
     memory: str = "1G"
-    cpus: int = 1
+    cpus: int = GUEST_CPUS
     kvm_cpu: str | None = None  # None: TCG (--disable-kvm); else the -cpu model KVM booted
     append: tuple[str, ...] = ()
     rwdirs: tuple[str, ...] = ()  # vng --rwdir values (guestpath=hostpath)

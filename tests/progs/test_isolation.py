@@ -10,18 +10,19 @@ batch.
 
 from __future__ import annotations
 
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
 
 from harness.kbuild.artifacts import BuildArtifacts
 from harness.progs.expectations import Mode, Run, Spec
-from harness.progs.isolation import Isolated, batches, marked_job
+from harness.progs.isolation import Isolated, batches, running_jobs
 from harness.progs.judge import PASS
 from harness.progs.results import ProgResult
 from harness.progs.runner import Job
 from harness.progs.suite import run_arch
-from harness.targets.errors import CommandTimeout
+from harness.targets.errors import CommandTimeout, KernelSplat
 from harness.targets.local import LocalTarget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,8 +42,11 @@ def test_a_program_that_kills_the_guest_costs_only_its_result(
     assert verdicts and {v for v, _ in verdicts.values()} == {PASS}, verdicts
     assert "warns_in_kfunc/after_the_warning[x86_64]" in verdicts
     assert run.error is None
-    assert [(r.blamed, r.reason.split(":")[0]) for r in run.restarts] == [
-        ("warns_in_kfunc/warns", "KernelPanic" if append else "KernelSplat")]
+    # two vCPUs, a job per vCPU: when another job ran beside it, both ran again alone
+    restarts = [(r.blamed, r.reason.split(":")[0]) for r in run.restarts]
+    kind = "KernelPanic" if append else "KernelSplat"
+    assert restarts in ([("warns_in_kfunc/warns", kind)],
+                        [(None, kind), ("warns_in_kfunc/warns", kind)]), restarts
     # Both boots' consoles are kept, the splat's lines in the first, with the restart noted.
     first, _, second = run.console.partition("----- harness: the target died under "
                                              "warns_in_kfunc/warns")
@@ -86,6 +90,45 @@ def test_without_console_marks_the_batch_is_halved_to_the_job_that_kills_it() ->
                      ["p6", "p7"], ["p6"], ["p7"], ["p8", "p9"]]
 
 
+class _ConsoleTarget(LocalTarget):
+    """This host as the target, with the console the executor below writes."""
+
+    text = ""
+
+    def console(self) -> str:
+        return self.text
+
+
+def test_a_splat_under_two_jobs_at_once_runs_them_again_alone() -> None:
+    jobs = [_job("obj", f"p{n}") for n in range(4)]
+    bad = jobs[2]
+    calls: list[list[tuple[str, bool]]] = []
+
+    def execute(some: list[Job]) -> list[ProgResult]:
+        """The agent's marks: two jobs at a time unless alone; the bad one splats."""
+        calls.append([(j.name, j.alone) for j in some])
+        at = 0
+        while at < len(some):
+            group = some[at:at + 1] if some[at].alone else list(
+                takewhile(lambda j: not j.alone, some[at:at + 2]))
+            at += len(group)
+            target.text += "".join(f"kfunc-harness: job {j.id}\n" for j in group)
+            if bad in group:
+                target.text += "BUG: kernel NULL pointer dereference, address: 0\n"
+                raise KernelSplat("BUG", ["BUG: kernel NULL pointer dereference"])
+            target.text += "".join(f"kfunc-harness: done {j.id}\n" for j in group)
+        return [ProgResult(j.object_stem, j.name, "x86_64", PASS, "success") for j in some]
+
+    with _ConsoleTarget() as target:
+        isolated = Isolated(target, execute, "x86_64")
+        results = isolated(jobs)
+    assert [r.verdict for r in results] == [PASS, PASS, "error", PASS]
+    # p2 and p3 were running when it splatted: both again, alone; then p2 is named
+    assert [r.blamed for r in isolated.restarts] == [None, "obj/p2"]
+    assert calls[1] == [("p0", False), ("p1", False), ("p2", True), ("p3", True)]
+    assert calls[2] == [("p0", False), ("p1", False), ("p3", True)]
+
+
 def test_a_target_that_keeps_dying_ends_the_run_with_every_job_unjudged() -> None:
     jobs = [_job("obj", f"p{n}") for n in range(3)]
 
@@ -106,10 +149,20 @@ def test_marks_and_batches() -> None:
                "[ 1.2] WARNING: CPU: 0 PID: 9 at lib/x.c:1 f+0x0/0x10\n"
                "[ 1.3] ---[ end trace 0000000000000000 ]---\n"
                "[ 1.4] kfunc-harness: job c/z\n")
-    assert marked_job(console) == "b/y"  # the splat's, not the batch's last job
-    assert marked_job(console, since=console.index("[ 1.3]")) == "c/z"  # no splat: a hang
-    assert marked_job(console, since=console.index("[ 1.2]")) is None
-    assert marked_job("") is None
+    assert running_jobs(console) == ["a/x", "b/y"]  # no done marks: both may be running
+    assert running_jobs(console, since=console.index("[ 1.3]")) == ["c/z"]  # a hang
+    assert running_jobs(console, since=console.index("[ 1.2]")) == []
+    assert running_jobs("") == []
+    serial = ("[ 1.0] kfunc-harness: job a/x\n[ 1.0] kfunc-harness: done a/x\n"
+              "[ 1.1] kfunc-harness: job b/y\n[ 1.2] BUG: kernel NULL pointer dereference\n")
+    assert running_jobs(serial) == ["b/y"]
+    parallel = ("[ 1.0] kfunc-harness: job a/x\n[ 1.0] kfunc-harness: job b/y\n"
+                "[ 1.1] kfunc-harness: done a/x\n[ 1.1] kfunc-harness: job c/z\n"
+                "[ 1.2] BUG: kernel NULL pointer dereference\n[ 1.3] kfunc-harness: done c/z\n")
+    assert running_jobs(parallel) == ["b/y", "c/z"]
+    # a splat after its job ended (a callback that ran later): the job started last
+    late = "[ 1.0] kfunc-harness: job a/x\n[ 1.1] kfunc-harness: done a/x\n[ 1.2] BUG: x\n"
+    assert running_jobs(late) == ["a/x"]
     jobs = [_job(f"o{n // 3}", f"p{n}") for n in range(9)]  # 3 objects, 3 jobs each
     assert [[j.name for j in b] for b in batches(jobs, 2)] == [
         [f"p{n}" for n in range(6)], ["p6", "p7", "p8"]]
