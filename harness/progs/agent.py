@@ -22,7 +22,7 @@ Usage::
 
     agent.py --libbpf /path/libbpf.so probe
     agent.py --libbpf /path/libbpf.so run JOBS.json      # JSON list of jobs -> JSON results
-    agent.py --mark-console --libbpf ... run JOBS.json   # log "kfunc-harness: job ID" first
+    agent.py --mark-console --libbpf ... run JOBS.json   # log "kfunc-harness: job ID pid N" first
     agent.py --parallel N --libbpf ... run JOBS.json     # N jobs at once (0: one per CPU)
     agent.py hid probe | hid run SCENARIO                  # uhid/hidraw plumbing (hidtool.py)
 
@@ -662,7 +662,7 @@ class _Child:
     result, not the agent's."""
 
     def __init__(self, libbpf: str, job: dict, testing_flags: int | None,
-                 timeout: float) -> None:
+                 timeout: float, mark: bool) -> None:
         self.job = job
         self.timeout = timeout
         self.started = time.monotonic()
@@ -674,6 +674,8 @@ class _Child:
             os.close(self.rfd)
             code = 0
             try:
+                if mark:  # before anything it does: a splat's PID is this process's
+                    mark_console(f"{job.get('id')} pid {os.getpid()}")
                 _child(libbpf, job, testing_flags, wfd)
             except BaseException:  # noqa: BLE001 - the child must always exit here
                 code = 1
@@ -716,9 +718,9 @@ def run_jobs(libbpf: str, jobs: list, testing_flags: int | None, timeout: float,
     """Every job's result, in job order, with up to `parallel` jobs running at once.
 
     A job marked ``alone`` (it may attach a struct_ops map for the whole system) runs
-    with no other. With `mark`, the kernel log gets ``job ID`` as each job
-    starts and ``done ID`` as it ends, so a splat can be put on the jobs running then
-    (progs/isolation.py)."""
+    with no other. With `mark`, the kernel log gets ``job ID pid N`` from each job's
+    process as it starts and ``done ID`` as it ends, so a splat can be put on the jobs
+    running then, and on the one whose PID it names (progs/isolation.py)."""
     origin = time.monotonic()
     results: list = [None] * len(jobs)
     waiting = list(range(len(jobs)))
@@ -732,9 +734,7 @@ def run_jobs(libbpf: str, jobs: list, testing_flags: int | None, timeout: float,
             if alone and running:
                 break
             n = waiting.pop()
-            if mark:
-                mark_console(job.get("id"))
-            child = _Child(libbpf, job, testing_flags, timeout)
+            child = _Child(libbpf, job, testing_flags, timeout, mark)
             running[child.rfd] = (n, child)
             alone_running = alone
         left = min(child.deadline for _, child in running.values()) - time.monotonic()

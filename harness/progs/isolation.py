@@ -3,10 +3,11 @@
 Why: the tree's selftests corpus is thousands of programs judged in one boot, and a
 kernel splat, panic or hang under one of them must cost that program's result, not the
 rest of the run. Jobs go to the agent in batches of a few objects, so a crash re-runs
-only its own batch. The agent logs ``kfunc-harness: job ID`` to the kernel log as each
-job starts and ``kfunc-harness: done ID`` as it ends (agent.py --mark-console), so the
-console names the job a splat came under. The agent runs a job per CPU at once; when
-several were running, those run again alone, so the next splat names one. When no
+only its own batch. The agent logs ``kfunc-harness: job ID pid N`` to the kernel log as
+each job starts and ``kfunc-harness: done ID`` as it ends (agent.py --mark-console), so
+the console names the jobs a splat came under. The agent runs a job per CPU at once: the
+splat's PID picks one of them when it names the job's process; else (a splat in a
+kworker, a softirq) those jobs run again alone, so the next splat names one. When no
 console shows it (a board without a serial line, a crash before the first job), the
 batch is halved until the job that kills the target is alone. Either way the target is
 restarted (``Target.reboot``: a new guest, a board's power cycle) before the rest run.
@@ -39,31 +40,31 @@ def no_verdict(job: Job, arch: str, reason: str) -> ProgResult:
 
 
 def running_jobs(console: str, since: int = 0) -> list[str]:
-    """The jobs the agent had started and not ended (its ``job ID`` and ``done ID``
+    """The jobs the agent had started and not ended (its ``job ID pid N`` and ``done ID``
     marks) when the first splat in `console[since:]` came (a WARNING lets the batch run
-    on and name later jobs), or at the end when no splat is there (a hang). When none
-    was running then (a splat after its job ended), the one started last; [] when the
-    agent named none."""
+    on and name later jobs), or at the end when no splat is there (a hang); only the one
+    whose process the splat names, when it names one of theirs. When none was running
+    (a splat after its job ended), the one started last; [] when the agent named none."""
     text = console[since:]
     splats = find_splats(text)
     if splats:
         text = "\n".join(text.splitlines()[:splats[0].start])
-    running: list[str] = []
-    last: str | None = None
+    running: dict[str, int | None] = {}
+    last: list[str] = []
     for line in text.splitlines():
-        for mark in (CONSOLE_MARK, CONSOLE_DONE):
-            at = line.find(mark)
-            if at < 0:
-                continue
-            job = line[at + len(mark):].strip()
-            if not job:
-                continue
-            if mark is CONSOLE_MARK:
-                running.append(job)
-                last = job
-            elif job in running:
-                running.remove(job)
-    return running or ([last] if last is not None else [])
+        at = line.find(CONSOLE_MARK)
+        if at >= 0:
+            job, _, pid = line[at + len(CONSOLE_MARK):].strip().partition(" pid ")
+            if job:
+                running[job] = int(pid) if pid.isdigit() else None
+                last = [job]
+            continue
+        at = line.find(CONSOLE_DONE)
+        if at >= 0:
+            running.pop(line[at + len(CONSOLE_DONE):].strip(), None)
+    pid = splats[0].pid if splats else None
+    named = [job for job, job_pid in running.items() if pid is not None and job_pid == pid]
+    return named or list(running) or last
 
 
 def batches(jobs: Sequence[Job], objects: int = BATCH_OBJECTS) -> list[list[Job]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.kbuild.toolchains import DEFAULT_CLANG
-from harness.progs.agent import CONSOLE_MARK
+from harness.progs.agent import CONSOLE_DONE, CONSOLE_MARK
 from harness.progs.compile import CompileError
 from harness.progs.isolation import Isolated, Progress, Restart, no_verdict
 from harness.progs.lists import Lists
@@ -94,7 +94,8 @@ class ArchRun:
 
 
 # overlayfs: every 9p boot; the agent's per-job marks (a splat's own lines say enough)
-_NOISE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?(?:overlayfs: |" + re.escape(CONSOLE_MARK) + ")")
+_NOISE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?(?:overlayfs: |" + re.escape(CONSOLE_MARK) + "|"
+                    + re.escape(CONSOLE_DONE) + ")")
 
 
 def console_excerpt(console: str, lines: int = CONSOLE_EXCERPT_LINES) -> str:

@@ -48,6 +48,7 @@ def taint_means_splat(before: int, after: int) -> bool:
 _TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")
 _END = re.compile(r"---\[ end (trace|Kernel panic)")
 _CUT = "------------[ cut here ]------------"
+_PID = re.compile(r"\bPID: (\d+)\b|\bCPU#\d+: \S+/(\d+)\b")
 MAX_LINES = 80
 
 
@@ -58,6 +59,16 @@ class Splat:
     kind: str
     start: int
     lines: tuple[str, ...]
+
+    @property
+    def pid(self) -> int | None:
+        """The task the report ran in: its "PID: N" (a BUG's or Oops's CPU line, a WARNING
+        before 7.2) or 7.2+'s "CPU#0: comm/N"; None when it names none."""
+        for line in self.lines:
+            found = _PID.search(line)
+            if found:
+                return int(found.group(1) or found.group(2))
+        return None
 
     @property
     def head(self) -> str:

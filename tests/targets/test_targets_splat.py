@@ -51,6 +51,21 @@ def test_warning_report_lines_end_at_marker() -> None:
     assert only.head.startswith("[    5.100001] WARNING: CPU: 0")
 
 
+@pytest.mark.parametrize(("text", "pid"), [
+    (WARN, 77),
+    ("WARNING: bpf_testmod.c:1043 at bpf_kfunc_call_test_offset+0x5/0x8 [bpf_testmod], "
+     "CPU#1: kworker/1:2/218", 218),
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+     "#PF: supervisor read access in kernel mode\n"
+     "CPU: 1 UID: 0 PID: 4242 Comm: python3 Tainted: G O 7.3.0 #1\n", 4242),
+    ("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100", None),
+])
+def test_the_task_a_report_names(text: str, pid: int | None) -> None:
+    """Which process a report ran in: isolation.py puts it on the job with that PID."""
+    (splat,) = find_splats(text)
+    assert splat.pid == pid
+
+
 @pytest.mark.parametrize(
     "noise",
     [
