@@ -715,28 +715,20 @@ class _Child:
 
 def run_jobs(libbpf: str, jobs: list, testing_flags: int | None, timeout: float,
              parallel: int = 1, mark: bool = False) -> list:
-    """Every job's result, in job order, with up to `parallel` jobs running at once.
-
-    A job marked ``alone`` (it may attach a struct_ops map for the whole system) runs
-    with no other. With `mark`, the kernel log gets ``job ID pid N`` from each job's
-    process as it starts and ``done ID`` as it ends, so a splat can be put on the jobs
-    running then, and on the one whose PID it names (progs/isolation.py)."""
+    """Every job's result, in job order, with up to `parallel` jobs on the CPUs at once
+    (_may_start says which may join). With `mark`, the kernel log gets ``job ID pid N``
+    from each job's process as it starts and ``done ID`` as it ends, so a splat can be put
+    on the jobs running then, and on the one whose PID it names (progs/isolation.py)."""
     origin = time.monotonic()
     results: list = [None] * len(jobs)
-    waiting = list(range(len(jobs)))
-    waiting.reverse()
+    queue = list(range(len(jobs)))[::-1]  # the next job last
     running: dict[int, tuple[int, _Child]] = {}  # read fd -> (job index, child)
-    alone_running = False
-    while waiting or running:
-        while waiting and len(running) < max(parallel, 1) and not alone_running:
-            job = jobs[waiting[-1]]
-            alone = parallel <= 1 or bool(job.get("alone"))
-            if alone and running:
-                break
-            n = waiting.pop()
-            child = _Child(libbpf, job, testing_flags, timeout, mark)
+    while queue or running:
+        while queue and _may_start(jobs[queue[-1]], [c for _, c in running.values()],
+                                   parallel):
+            n = queue.pop()
+            child = _Child(libbpf, jobs[n], testing_flags, timeout, mark)
             running[child.rfd] = (n, child)
-            alone_running = alone
         left = min(child.deadline for _, child in running.values()) - time.monotonic()
         ready = select.select(list(running), [], [], max(left, 0))[0] if left > 0 else []
         now = time.monotonic()
@@ -748,9 +740,20 @@ def run_jobs(libbpf: str, jobs: list, testing_flags: int | None, timeout: float,
                 results[n]["start_ms"] = round((child.started - origin) * 1000, 3)
                 if mark:
                     mark_console(child.job.get("id"), CONSOLE_DONE)
-        if not running:
-            alone_running = False
     return results
+
+
+def _may_start(job: dict, running: list, parallel: int) -> bool:
+    """Room for `job` beside the `running` children: none beside a job marked ``alone``
+    (it may attach a struct_ops map for the whole system); a job that ``waits`` (a HID
+    scenario: on its device, not on a CPU) needs no free CPU unless jobs run one by one."""
+    if any(child.job.get("alone") for child in running):
+        return False
+    if job.get("alone"):
+        return not running
+    if job.get("waits") and parallel > 1:
+        return True
+    return sum(not child.job.get("waits") for child in running) < max(parallel, 1)
 
 
 class _DecodeContext:

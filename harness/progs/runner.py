@@ -74,6 +74,8 @@ class Job:
     # runs with no other job at once: it may attach a struct_ops map for the whole
     # system, or it ran beside others when the target died (isolation.py)
     alone: bool = False
+    # a HID scenario: it spends its time waiting for its device's events, not on a CPU
+    waits: bool = False
 
     @property
     def name(self) -> str:
@@ -102,6 +104,7 @@ class Job:
             "caps": mode.caps,
             "xlated": bool(mode.xlated),
             "alone": self.alone,
+            "waits": self.waits,
         }
         if remote_btf is not None:
             job["btf_custom_path"] = remote_btf
@@ -183,8 +186,9 @@ def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
     # a HID run's struct_ops map is bound to its own uhid device; any other run of an
     # object with struct_ops programs may attach a map for the whole system
     alone = specs.has_struct_ops and not run.spec.hid
+    waits = bool(run.spec.hid) and not run.mode.expect_failure
     base = Job(f"{stem}/{run.name}", obj, stem, run, autoload=specs.auxiliaries(run.unpriv),
-               alone=alone)
+               alone=alone, waits=waits)
     skip = run.arch_skip(arch)
     reasons = run.unsupported(arch)
     if skip is None and reasons:
@@ -195,7 +199,8 @@ def _jobs_for(specs: ObjectSpecs, stem: str, obj: Path, run: Run, arch: str,
     out = [base]
     if implicit:
         out.append(Job(f"{stem}/{run.name}@rnd_hi32", obj, stem, run, "rnd_hi32",
-                       BPF_F_TEST_RND_HI32, list(base.autoload), skip, alone=alone))
+                       BPF_F_TEST_RND_HI32, list(base.autoload), skip, alone=alone,
+                       waits=waits))
     return out
 
 

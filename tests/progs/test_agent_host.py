@@ -100,15 +100,19 @@ def test_jobs_run_one_per_cpu_at_once_but_alone_ones_alone(host_basic: Path,
                                                           libbpf_so: Path) -> None:
     (job,) = [j.agent_job(str(host_basic)) for j in plan([host_basic], "x86_64",
                                                           only="host_retval")]
-    jobs = [dict(job, id=f"j{n}", alone=n == 2) for n in range(5)]
+    jobs = [dict(job, id=f"j{n}", waits=n == 2, alone=n == 3) for n in range(6)]
     results = agent_module.run_jobs(str(libbpf_so), jobs, 0, 60.0, parallel=2)
     assert [r["id"] for r in results] == [j["id"] for j in jobs]
     assert all(r["loaded"] and r["retval"] == 42 for r in results), results
     span = [(r["start_ms"], r["start_ms"] + r["wall_ms"]) for r in results]
     assert span[1][0] < span[0][1]  # j0 and j1 ran at once
-    assert span[2][0] >= max(span[0][1], span[1][1])  # j2 waited for both, alone
-    assert min(span[3][0], span[4][0]) >= span[2][1]  # and the next waited for it
-    assert span[4][0] < span[3][1]
+    assert span[2][0] < min(span[0][1], span[1][1])  # j2 waits on a device: a third
+    assert span[3][0] >= max(end for _, end in span[:3])  # j3 waited for all, alone
+    assert min(span[4][0], span[5][0]) >= span[3][1]  # and the next waited for it
+    assert span[5][0] < span[4][1]
+    serial = agent_module.run_jobs(str(libbpf_so), jobs[:3], 0, 60.0, parallel=1)
+    span = [(r["start_ms"], r["start_ms"] + r["wall_ms"]) for r in serial]
+    assert span[1][0] >= span[0][1] and span[2][0] >= span[1][1]  # one by one
 
 
 def test_bundle_unpacks_and_runs_the_agent(host_basic: Path, libbpf_so: Path,
