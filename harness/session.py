@@ -25,6 +25,7 @@ from harness.progs.lists import Lists, load_lists
 from harness.progs.makeflags import DEFAULT_FLAVOR
 from harness.progs.reference import Allowlist, Pair, Reference
 from harness.progs.results import ProgResult
+from harness.progs.runner import agent_warmup
 from harness.progs.suite import ArchRun, run_arch, suite_sources
 from harness.targets.base import Target
 from harness.targets.registry import check_kernel_target, open_target
@@ -113,7 +114,8 @@ def build_all(request: RunRequest, *, quiet: bool = False) -> dict[str, BuildArt
 def open_for(request: RunRequest, artifacts: BuildArtifacts) -> Target:
     """An unstarted target of the request's kind for `artifacts`."""
     return open_target(request.target, artifacts, artifacts.arch, memory=request.memory,
-                       cpus=request.cpus, kvm=request.kvm, **request.target_options)
+                       cpus=request.cpus, kvm=request.kvm, warm=agent_warmup(),
+                       **request.target_options)
 
 
 def sources_for(request: RunRequest, artifacts: BuildArtifacts) -> Sequence[Path]:

@@ -32,6 +32,7 @@ from harness.progs.makeflags import DEFAULT_FLAVOR, SELFTESTS
 from harness.progs.results import ProgResult
 from harness.progs.runner import (
     Job,
+    agent_warmup,
     default_sources,
     error_job,
     execute,
@@ -263,7 +264,7 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
     try:
         if own:  # the guest boots while the sources compile: an edit costs the longer only
             target = open_target(target_name, artifacts, arch, memory=memory, cpus=cpus,
-                                 kvm=kvm, boot_timeout=boot_timeout,
+                                 kvm=kvm, boot_timeout=boot_timeout, warm=agent_warmup(),
                                  **(target_options or {}))
             booting = _Boot(target)
         # compile errors raise: user's to fix

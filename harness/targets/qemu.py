@@ -86,6 +86,7 @@ class QemuTarget(Lifecycle):
         append: tuple[str, ...] | list[str] = (),
         rwdirs: tuple[str, ...] | list[str] = (),
         vng: str = "vng",
+        warm: str = "",
     ) -> None:
         image, image_arch = _boot_image(kernel)
         if not image.is_file():
@@ -115,6 +116,7 @@ class QemuTarget(Lifecycle):
         )
         self.boot_timeout = boot_timeout
         self._vng = vng
+        self._warm = warm  # channel.loop_script: what the guest reads in as it comes up
         self._proc: subprocess.Popen[bytes] | None = None
         self._marker = ""
         self._lock = threading.Condition()
@@ -144,7 +146,7 @@ class QemuTarget(Lifecycle):
         self._eof = False
         self._checked = 0
         self._next_id = 1
-        argv = vng_command(self.spec, loop_script(nonce), vng=vng)
+        argv = vng_command(self.spec, loop_script(nonce, self._warm), vng=vng)
         env = dict(os.environ, **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
         self._started()

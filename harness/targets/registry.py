@@ -24,8 +24,10 @@ def _qemu(kernel: Any, arch: str | None, **options: Any) -> Target:
     return QemuTarget(kernel, arch, **options)
 
 
-# Machine options a booted target takes and the host has no use for.
-_MACHINE_OPTIONS = frozenset({"memory", "cpus", "kvm", "boot_timeout", "root", "append"})
+# Machine options a booted target takes and the host has no use for (warm: a command a
+# booted guest runs in the background as it comes up, channel.loop_script).
+_MACHINE_OPTIONS = frozenset({"memory", "cpus", "kvm", "boot_timeout", "root", "append",
+                              "warm"})
 
 
 def _local(kernel: Any, arch: str | None, **options: Any) -> Target:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.progs.runner import agent_warmup
 from harness.targets.channel import (
     Frame,
     FrameParser,
@@ -53,8 +54,10 @@ def test_requests_and_loop_fit_the_kernel_command_line() -> None:
     assert get_request(4, "/x") == b"G 4\n/x\n"
     with pytest.raises(ValueError):
         put_request(5, "/a\nb", b"", 0o644)
-    # vng base64-encodes the script into virtme.exec=; COMMAND_LINE_SIZE is 2048
+    # vng base64-encodes the script into virtme.exec=; COMMAND_LINE_SIZE is 2048, and a
+    # guest's /proc/cmdline was 1640 bytes long with the agent's warm-up in it
     assert len(base64.b64encode(loop_script("0" * 16).encode())) < 1000
+    assert len(base64.b64encode(loop_script("0" * 16, agent_warmup()).encode())) < 1100
 
 
 class _HostLoop:
@@ -78,6 +81,29 @@ class _HostLoop:
             select.select([self.proc.stdout], [], [], 0.5)
             self.buf += os.read(self.proc.stdout.fileno(), 65536)
         return frame
+
+
+def test_the_warm_up_runs_beside_the_loop_with_a_second_cpu(tmp_path: Path) -> None:
+    """`warm` runs in the background (this host has CPUs 0-1 online) and none of its
+    output reaches the frames."""
+    if Path("/sys/devices/system/cpu/online").read_text().strip() == "0":
+        pytest.skip("one CPU online: the loop does not warm up")
+    marker = tmp_path / "warmed"
+    proc = subprocess.Popen(
+        ["sh", "-c", loop_script("n0nce", f"echo noise; echo noise >&2; echo x >{marker}")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ, HW=str(tmp_path)))
+    try:
+        out, _ = proc.communicate(run_request(1, "echo answer"), timeout=20)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 10  # it runs in the background: it may end later
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "x\n"
+    assert b"noise" not in out and b"answer" in out
+    frames = FrameParser("n0nce")
+    buf = bytearray(out)
+    assert [f.req_id for f in iter(lambda: frames.take(buf), None)] == [0, 1]
 
 
 @pytest.mark.parametrize("shell", ["sh", "busybox sh"])
