@@ -17,10 +17,19 @@ arm64 whole suite <= 2 min; issue 29: fresh <= 2 s x86_64 / 2.5 s arm64, warm <=
 whole suite <= 10 s.
 
 Where a warm round goes (x86_64, TCG, 2026-12-07): compile 0.06-0.08 s, transfer 0.03 s
-(only what the guest lacks), the persistent agent's two jobs 0.2-0.3 s (each ~95 ms: fork
-4, open 4, set-up 11, bpf_object__load ~55 of which libbpf parses the kernel's BTF and
-probes features again in every child, test run and streams 1-25). The whole suite: boot
-2.5 s plus 80 jobs in ~10 s, HID scenarios 2.2 s of it.
+(only what the guest lacks), the persistent agent's two jobs side by side 0.1-0.15 s (each
+~95 ms: fork 3, open 7, set-up 10, bpf_object__load ~50 of which libbpf parses the
+kernel's BTF and probes features again in every child, test run and streams 1-25, exit
+and reap ~15).
+
+The whole suite: boot 2.3-2.8 s, then the agent 6.3-6.9 s: interpreter start, unpack,
+insmod of bpf_testmod and probe ~1.1 s, then 80 jobs in ~5.1 s (x86_64) / ~5.8 s (arm64),
+a job per vCPU of the two-vCPU guest (agent.py --parallel; one vCPU took 13.0 s in all),
+the six HID scenarios beside them (they wait on their devices, not on a CPU).
+A fresh guest after its boot: identity 0.16 s, the bundle's put 0.13 s, the one-shot
+agent ~1 s (unpack and insmod ~0.45, interpreter start 0.14 with the boot-time warm-up
+(runner.agent_warmup), imports 0.08, probe 0.04, the two jobs 0.15); the boot itself is
+the bound under TCG (2.2-2.5 s), so the 2 s fresh target cannot be met here.
 """
 
 from __future__ import annotations
@@ -87,14 +96,21 @@ def measure(arch: str, runs: int) -> dict[str, float]:
         figures["edit->verdict, warm guest / watch (median)"] = statistics.median(warm)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    started = time.monotonic()
-    whole = run_arch(artifacts)
-    if whole.error:
-        raise SystemExit(f"{arch}: {whole.error}")
-    figures["whole suite incl. boot"] = time.monotonic() - started
-    figures["  boot"] = whole.boot_s or 0.0
+    suites, suite_boots = [], []
+    for _ in range(runs):
+        started = time.monotonic()
+        whole = run_arch(artifacts)
+        if whole.error:
+            raise SystemExit(f"{arch}: {whole.error}")
+        suites.append(time.monotonic() - started)
+        suite_boots.append(whole.boot_s or 0.0)
+        not_passing = [r.test_id for r in whole.results if r.verdict != "pass"]
+        if not_passing:
+            raise SystemExit(f"{arch}: the suite did not pass: {not_passing}")
+    figures["whole suite incl. boot (median)"] = statistics.median(suites)
+    figures["  the suite's boot (median)"] = statistics.median(suite_boots)
+    figures["  whole suite, best run"] = min(suites)
     figures["  suite programs"] = float(len(whole.results))
-    figures["  suite not passing"] = float(sum(r.verdict != "pass" for r in whole.results))
     return figures
 
 
