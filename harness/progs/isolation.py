@@ -16,8 +16,9 @@ restarted (``Target.reboot``: a new guest, a board's power cycle) before the res
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from harness.progs.agent import CONSOLE_DONE, CONSOLE_MARK
 from harness.progs.judge import ERROR, describe
@@ -80,6 +81,55 @@ def batches(jobs: Sequence[Job], objects: int = BATCH_OBJECTS) -> list[list[Job]
     return out
 
 
+Item = TypeVar("Item")
+
+
+class CrashQueue(Generic[Item]):
+    """The batches still to run, and what a target's death under one does to them.
+
+    Both runners use it: ours (Isolated: jobs the console can name) and the tree's
+    test_progs (reference.run_isolated: tests it cannot). The item a death is put on
+    leaves its batch and the rest run again; one nobody is named for halves the batch
+    until the item is alone. Past `max_restarts` deaths the target is taken to be
+    broken, not one item.
+    """
+
+    def __init__(self, batches: Iterable[list[Item]], max_restarts: int) -> None:
+        self.pending: deque[list[Item]] = deque(batches)
+        self.max_restarts = max_restarts
+        self.deaths = 0
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        while self.pending:
+            yield self.pending.popleft()
+
+    def died(self) -> bool:
+        """Count a death; False once there were more than max_restarts (give up)."""
+        self.deaths += 1
+        return self.deaths <= self.max_restarts
+
+    def requeue(self, batch: list[Item], blamed: Item | None = None, *,
+                again: bool = False) -> None:
+        """After the restart: `batch` without the item the death was put on, or all of it
+        once more (`again`: the items it ran beside now run alone), or its two halves."""
+        if blamed is not None:
+            rest = [item for item in batch if item is not blamed]
+            if rest:
+                self.pending.appendleft(rest)
+        elif again or len(batch) < 2:
+            self.pending.appendleft(batch)
+        else:
+            half = len(batch) // 2
+            self.pending.appendleft(batch[half:])
+            self.pending.appendleft(batch[:half])
+
+    def left(self) -> list[Item]:
+        """Every item not run yet, the queue emptied: a run given up."""
+        items = [item for batch in self.pending for item in batch]
+        self.pending.clear()
+        return items
+
+
 @dataclass
 class Restart:
     """One time the target died under a batch: why, and whom it was blamed on."""
@@ -109,11 +159,10 @@ class Isolated:
     def __call__(self, jobs: list[Job]) -> list[ProgResult]:
         results: dict[int, ProgResult] = {}
         index = {id(job): n for n, job in enumerate(jobs)}
-        queue = deque(batches(jobs, self.batch_objects))
+        queue = CrashQueue(batches(jobs, self.batch_objects), self.max_restarts)
         total = len({job.object for job in jobs})
         done: set[object] = set()
-        while queue:
-            batch = queue.popleft()
+        for batch in queue:
             if any(job.skip is None for job in batch):
                 since = len(console_text(self.target.console))
                 try:
@@ -131,9 +180,10 @@ class Isolated:
                               + (f", {len(self.restarts)} restarts" if self.restarts else ""))
         return [results[n] for n in range(len(jobs))]
 
-    def _crashed(self, batch: list[Job], exc: TargetError, since: int, queue: deque,
-                 results: dict[int, ProgResult], index: dict[int, int]) -> None:
-        """Blame a job (the console's mark, else halve the batch), restart, requeue."""
+    def _crashed(self, batch: list[Job], exc: TargetError, since: int,
+                 queue: CrashQueue[Job], results: dict[int, ProgResult],
+                 index: dict[int, int]) -> None:
+        """Blame a job (the console's marks, else halve the batch), restart, requeue."""
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         console = console_text(self.target.console)
         runnable = [job for job in batch if job.skip is None]
@@ -146,7 +196,7 @@ class Isolated:
             job.alone = True
         self.consoles.append(console)
         self.restarts.append(Restart(reason, blamed.id if blamed is not None else None))
-        if len(self.restarts) > self.max_restarts:
+        if not queue.died():
             self._give_up(batch, queue, results, index, f"{reason} (the target died "
                           f"{len(self.restarts)} times; not restarted again)")
             return
@@ -163,21 +213,11 @@ class Isolated:
         if blamed is not None:
             results[index[id(blamed)]] = no_verdict(
                 blamed, self.arch, f"the target died under this program: {reason}")
-            rest = [job for job in batch if job is not blamed]
-            if rest:
-                queue.appendleft(rest)
-            return
-        if suspects:  # it ran beside others: again, with them alone
-            queue.appendleft(batch)
-            return
-        half = len(batch) // 2  # no console names it: halve until it is alone
-        queue.appendleft(batch[half:])
-        queue.appendleft(batch[:half])
+        queue.requeue(batch, blamed, again=bool(suspects))
 
-    def _give_up(self, batch: list[Job], queue: deque, results: dict[int, ProgResult],
-                 index: dict[int, int], why: str) -> None:
+    def _give_up(self, batch: list[Job], queue: CrashQueue[Job],
+                 results: dict[int, ProgResult], index: dict[int, int], why: str) -> None:
         """No more restarts: every job not judged yet is an error, and so is the run."""
         self.fatal = why
-        for job in [*batch, *(j for rest in queue for j in rest)]:
+        for job in [*batch, *queue.left()]:
             results[index[id(job)]] = no_verdict(job, self.arch, f"no verdict: {why}")
-        queue.clear()

@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from harness.cache import cache_dir, locked, staging_dir, touch_used
 from harness.errors import HarnessError
 from harness.kbuild.make import MakeError, run_make
 from harness.progs.corpus import Corpus
+from harness.progs.isolation import CrashQueue
 from harness.progs.makeflags import SELFTESTS
 from harness.progs.results import ProgResult
 from harness.targets.base import console_text
@@ -302,14 +302,13 @@ def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
     from harness.targets.errors import TargetError  # noqa: PLC0415
     from harness.targets.splat import find_splats  # noqa: PLC0415
 
-    queue = deque(tests[i:i + batch] for i in range(0, len(tests), batch))
+    queue = CrashQueue((tests[i:i + batch] for i in range(0, len(tests), batch)),
+                       max_restarts)
     found: dict[tuple[str, str], Verdict] = {}
     outputs: list[str] = []
     crashed: dict[str, str] = {}
     consoles: list[str] = []
-    restarts = 0
-    while queue:
-        some = queue.popleft()
+    for some in queue:
         since = len(console_text(console))
         try:
             output = run_batch(some)
@@ -320,20 +319,18 @@ def run_isolated(tests: list[str], run_batch: Callable[[list[str]], str],
             splats = find_splats(text)
             if splats:
                 reason += f"; first splat: {splats[0].head[:200]}"
-            restarts += 1
             say(f"harness: test_progs took the kernel down under one of {', '.join(some)}: "
                 f"{reason[:160]}")
-            if restarts > max_restarts:
-                crashed.update({t: f"{reason} (not restarted again)" for t in
-                                [*some, *(t for rest in queue for t in rest)]})
+            if not queue.died():
+                crashed.update({t: f"{reason} (not restarted again)"
+                                for t in [*some, *queue.left()]})
                 break
             restart()
-            if len(some) == 1:
-                crashed[some[0]] = reason
-            else:
-                queue.appendleft(some[len(some) // 2:])
-                queue.appendleft(some[:len(some) // 2])
+            blamed = some[0] if len(some) == 1 else None  # no console marks: halve
+            if blamed is not None:
+                crashed[blamed] = reason
+            queue.requeue(some, blamed)
             continue
         outputs.append(output)
         found.update(verdicts(output))
-    return ReferenceRun(found, "".join(outputs), crashed, restarts, consoles)
+    return ReferenceRun(found, "".join(outputs), crashed, queue.deaths, consoles)
