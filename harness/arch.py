@@ -29,7 +29,16 @@ class Architecture:
     qemu_binary: str
     expected_make_steps: int  # a cold build's make lines, for progress before a build log exists
     bpf_syscall: int  # __NR_bpf, for calling bpf(2) on a host of this arch
+    # LLVM's name of the target (LLVMInitialize<this>Disassembler), and the CPU and
+    # features that decode all this arch's BPF JIT emits on a host of another arch
+    # (progs/jit_disasm.py; on a host of this arch, the host's own, as test_progs does)
+    llvm_target: str
+    llvm_cross_cpu: tuple[str, str]
     aliases: tuple[str, ...] = ()  # other spellings users type
+
+    @property
+    def llvm_triple(self) -> str:
+        return f"{self.uname}-unknown-linux-gnu"
 
     @property
     def cross_prefix(self) -> str:
@@ -53,7 +62,9 @@ X86_64 = Architecture(
     name="x86_64", kernel_arch="x86", uname="x86_64", debian="amd64",
     gnu_triplet="x86_64-linux-gnu", boot_image="arch/x86/boot/bzImage",
     target_arch_define="x86", tcg_cpu=None, qemu_binary="qemu-system-x86_64",
-    expected_make_steps=2000, bpf_syscall=321, aliases=("amd64", "x86"),
+    expected_make_steps=2000, bpf_syscall=321, llvm_target="X86",
+    llvm_cross_cpu=("generic", ""),  # the x86 decoder does not depend on features
+    aliases=("amd64", "x86"),
 )
 ARM64 = Architecture(
     name="arm64", kernel_arch="arm64", uname="aarch64", debian="arm64",
@@ -61,7 +72,12 @@ ARM64 = Architecture(
     # vng's default cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some
     # programs
     target_arch_define="arm64", tcg_cpu="max", qemu_binary="qemu-system-aarch64",
-    expected_make_steps=1700, bpf_syscall=280, aliases=("aarch64",),
+    expected_make_steps=1700, bpf_syscall=280, llvm_target="AArch64",
+    # v8.5a implies LSE (ldaddal, swpal, casal), RCpc, PAuth (paciasp), BTI and SB; each
+    # is also named, so it means the same to an LLVM whose v8.5a differs (14 takes it,
+    # and rejects "+all"); the arm64 guests run QEMU's -cpu max, which has all of them
+    llvm_cross_cpu=("generic", "+v8.5a,+lse,+rcpc,+pauth,+bti,+sb"),
+    aliases=("aarch64",),
 )
 ARCHES: dict[str, Architecture] = {a.name: a for a in (X86_64, ARM64)}
 NAMES: tuple[str, ...] = tuple(ARCHES)

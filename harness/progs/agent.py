@@ -371,24 +371,55 @@ def _test_run(lb: Libbpf, fd: int, empty_opts: bool, linear_size: int) -> dict:
 
 
 # struct bpf_prog_info: the two xlated fields test_loader's get_xlated_program uses
-_INFO_SIZE, _XLATED_LEN, _XLATED_INSNS = 256, 20, 32
+# struct bpf_prog_info (uapi/linux/bpf.h): its size and the offsets the agent reads
+_INFO_SIZE = 256
+_JITED_LEN, _XLATED_LEN, _JITED_INSNS, _XLATED_INSNS = 16, 20, 24, 32
+_NR_JITED_FUNC_LENS, _JITED_FUNC_LENS = 108, 120
+
+
+def _prog_info(lb: Libbpf, fd: int, fields: dict | None = None):  # noqa: ANN202
+    """`fd`'s bpf_prog_info, `fields` (offset -> (struct format, value)) set in it first:
+    the buffers the kernel fills and their lengths. A str (the failure) if the call fails."""
+    info = ctypes.create_string_buffer(_INFO_SIZE)
+    for off, (fmt, value) in (fields or {}).items():
+        struct.pack_into(fmt, info, off, value)
+    size = ctypes.c_uint32(_INFO_SIZE)
+    if lb.lib.bpf_prog_get_info_by_fd(fd, info, ctypes.byref(size)):
+        return f"bpf_prog_get_info_by_fd: {_errno_name(ctypes.get_errno())}"
+    return info
 
 
 def _xlated(lb: Libbpf, fd: int) -> dict:
     """The program's translated instructions as hex (the host disassembles them)."""
-    info = ctypes.create_string_buffer(_INFO_SIZE)
-    size = ctypes.c_uint32(_INFO_SIZE)
-    if lb.lib.bpf_prog_get_info_by_fd(fd, info, ctypes.byref(size)):
-        return {"error": f"bpf_prog_get_info_by_fd: {_errno_name(ctypes.get_errno())}"}
+    info = _prog_info(lb, fd)
+    if isinstance(info, str):
+        return {"error": info}
     length = struct.unpack_from("=I", info, _XLATED_LEN)[0]
     insns = ctypes.create_string_buffer(length)
-    info = ctypes.create_string_buffer(_INFO_SIZE)
-    struct.pack_into("=I", info, _XLATED_LEN, length)
-    struct.pack_into("=Q", info, _XLATED_INSNS, ctypes.addressof(insns))
-    size = ctypes.c_uint32(_INFO_SIZE)
-    if lb.lib.bpf_prog_get_info_by_fd(fd, info, ctypes.byref(size)):
-        return {"error": f"bpf_prog_get_info_by_fd: {_errno_name(ctypes.get_errno())}"}
+    info = _prog_info(lb, fd, {_XLATED_LEN: ("=I", length),
+                               _XLATED_INSNS: ("=Q", ctypes.addressof(insns))})
+    if isinstance(info, str):
+        return {"error": info}
     return {"hex": insns.raw[:length].hex()}
+
+
+def _jited(lb: Libbpf, fd: int) -> dict:
+    """The program's JIT image as hex and each function's length in it (the host
+    disassembles them with LLVM: jit_disasm.py), as get_jited_program_text reads them."""
+    info = _prog_info(lb, fd)
+    if isinstance(info, str):
+        return {"error": info}
+    length = struct.unpack_from("=I", info, _JITED_LEN)[0]
+    funcs = struct.unpack_from("=I", info, _NR_JITED_FUNC_LENS)[0]
+    image = ctypes.create_string_buffer(max(length, 1))
+    lens = (ctypes.c_uint32 * max(funcs, 1))()
+    info = _prog_info(lb, fd, {_JITED_LEN: ("=I", length),
+                               _JITED_INSNS: ("=Q", ctypes.addressof(image)),
+                               _NR_JITED_FUNC_LENS: ("=I", funcs),
+                               _JITED_FUNC_LENS: ("=Q", ctypes.addressof(lens))})
+    if isinstance(info, str):
+        return {"error": info}
+    return {"hex": image.raw[:length].hex(), "func_lens": list(lens)[:funcs]}
 
 
 def _read_stream(lb: Libbpf, fd: int, stream_id: int) -> dict:
@@ -570,6 +601,8 @@ def run_job(lb: Libbpf, job: dict, testing_flags: int) -> dict:
             saved_caps = None
         if job.get("xlated"):  # after the caps: the kernel hides program info otherwise
             res["xlated"] = _xlated(lb, lb.lib.bpf_program__fd(tprog))
+        if job.get("jited"):
+            res["jited"] = _jited(lb, lb.lib.bpf_program__fd(tprog))
         if not job.get("execute"):
             return res
 

@@ -9,9 +9,9 @@ tag by tag and default by default, so an upstream selftest gets the verdict it
 gets upstream. Kernels before the counter (6.x) wrote ``comment:test_...``
 without a number and read tags in BTF order; such objects are read that way.
 
-Everything is parsed; what the runner cannot do yet (``__jited``,
-custom BTF paths, ...) is listed per run in :attr:`Run.unsupported` so it is
-reported as a skip with its reason, never dropped.
+Everything is parsed; what the runner cannot do here (``__jited`` with no libLLVM
+to disassemble the JIT image, ``__btf_func_path``, ...) is listed per run in
+:attr:`Run.unsupported` so it is reported as a skip with its reason, never dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.progs import jit_disasm
 from harness.progs.matching import Pattern, PatternError, make_pattern
 from harness.progs.objinfo import ObjectInfo, read_object
 from harness.progs.strverscmp import strverscmp_key
@@ -145,8 +146,10 @@ class Run:
     def unsupported(self, arch: str | None = None) -> list[str]:
         """Reasons this harness cannot judge the run (each becomes a skip reason)."""
         reasons: list[str] = []
-        if self.mode.jited:
-            reasons.append("__jited needs an LLVM disassembler of the JIT image (not implemented)")
+        if self.mode.jited:  # test_loader skips these when it was built without LLVM
+            why = jit_disasm.available(arch or self.spec.arch)
+            if why is not None:
+                reasons.append(f"__jited: {why}")
         if self.spec.btf_custom_func_path:  # test_loader rewrites the object's BTF with it
             reasons.append("__btf_func_path's BTF fix-up is not implemented")
         return reasons

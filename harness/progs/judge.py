@@ -2,7 +2,9 @@
 
 test_loader.c's ``run_subtest`` decides: the object must open, the load must
 succeed or fail as ``__success``/``__failure`` say, the verifier log must
-match ``__msg``/``__not_msg``, and only for an expected success with
+match ``__msg``/``__not_msg``, the translated and the JITed program
+``__xlated``/``__jited`` (disasm.py and jit_disasm.py make their text on the host
+from the images the agent fetched), and only for an expected success with
 ``__retval`` is the program run, its return value compared (``POINTER_VALUE``
 accepts anything) and its streams matched. The first failing check is the
 reason; libbpf's own warnings go with it because for a kfunc with broken BTF
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 from harness.progs.disasm import program_text
 from harness.progs.expectations import POINTER_VALUE, Mode, Run
+from harness.progs.jit_disasm import JitDisasmError, jited_program_text
 from harness.progs.matching import validate
 
 PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
@@ -83,6 +86,10 @@ def judge(run: Run, raw: dict) -> Verdict:
         report = validate(program_text(bytes.fromhex(xlated["hex"])), list(mode.xlated))
         if not report.ok:
             return Verdict(FAIL, f"expect_xlated: {report.summary()}", report.details)
+    if mode.jited and raw.get("loaded"):
+        verdict = _judge_jited(run, raw.get("jited") or {})
+        if verdict is not None:
+            return verdict
     if run.spec.hid and not mode.expect_failure:
         verdict = _judge_hid(raw)
         if verdict is not None:
@@ -112,6 +119,22 @@ def judge(run: Run, raw: dict) -> Verdict:
             return Verdict(FAIL, f"checker {then.get('program')} returned {then.get('retval')} "
                                  f"!= {then.get('want')} after {then.get('attempts')} runs")
     return Verdict(PASS)
+
+
+def _judge_jited(run: Run, jited: dict) -> Verdict | None:
+    """test_loader's __jited check: the JIT image's text (get_jited_program_text, here
+    jit_disasm on the host) against the patterns; None when they match."""
+    if "hex" not in jited:
+        return Verdict(FAIL, f"get_jited_program_text: {jited.get('error', 'no image')}")
+    try:
+        text = jited_program_text(bytes.fromhex(jited["hex"]), list(jited.get("func_lens", [])),
+                                  run.spec.arch)
+    except JitDisasmError as exc:
+        return Verdict(FAIL, f"get_jited_program_text: {exc}")
+    report = validate(text, list(run.mode.jited))
+    if not report.ok:
+        return Verdict(FAIL, f"expect_jited: {report.summary()}", report.details)
+    return None
 
 
 def _judge_hid(raw: dict) -> Verdict | None:

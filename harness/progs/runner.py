@@ -120,6 +120,7 @@ class Job:
             "unpriv": self.run.unpriv,
             "caps": mode.caps,
             "xlated": bool(mode.xlated),
+            "jited": bool(mode.jited),
             "alone": self.alone,
             "waits": self.waits,
         }

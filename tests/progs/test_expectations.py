@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.kbuild.artifacts import BuildArtifacts
+from harness.progs import jit_disasm
 from harness.progs.expectations import (
     BPF_F_TEST_RND_HI32,
     POINTER_VALUE,
@@ -185,7 +186,7 @@ def test_jited_depends_on_arch_and_needs_arch_first() -> None:
     arm = parse_spec("p", "tc", tags, "arm64")
     assert [p.text for p in x86.priv.jited] == ["  endbr64"]  # type: ignore[union-attr]
     assert [p.text for p in arm.priv.jited] == ["  paciasp"]  # type: ignore[union-attr]
-    assert x86.runs[0].unsupported() and x86.arches == frozenset({"x86_64", "arm64"})
+    assert x86.arches == frozenset({"x86_64", "arm64"})
     early = parse_spec("p", "tc", ["comment:1:test_jited=x"], "x86_64")
     assert not early.valid and early.error == "__jited used before __arch_*"
 
@@ -209,12 +210,21 @@ def test_linear_size_only_for_skb_programs() -> None:
     assert not parse_spec("p", "syscall", ["comment:1:test_linear_size=20"], "x86_64").valid
 
 
-@pytest.mark.parametrize("tags", [["comment:1:test_arch=X86_64", "comment:2:test_jited=  nop"],
-                                  ["comment:1:test_btf_func_path=btf.o"]],
-                         ids=["jited", "btf_func_path"])
-def test_unsupported_become_skip_reasons(tags: list[str]) -> None:
-    spec = parse_spec("p", "tc", tags, "x86_64")
+def test_unsupported_become_skip_reasons() -> None:
+    spec = parse_spec("p", "tc", ["comment:1:test_btf_func_path=btf.o"], "x86_64")
     assert spec.valid and spec.runs[0].unsupported()
+
+
+def test_jited_is_judged_where_an_llvm_disassembles_and_skipped_where_none_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As test_loader built with or without LLVM: jit_disasm.available() decides."""
+    spec = parse_spec("p", "tc", ["comment:1:test_arch=ARM64", "comment:2:test_jited=  nop"],
+                      "arm64")
+    monkeypatch.setattr(jit_disasm, "available", lambda arch=None: None)
+    assert spec.valid and spec.runs[0].mode.jited and not spec.runs[0].unsupported()
+    monkeypatch.setattr(jit_disasm, "available",
+                        lambda arch=None: f"no libLLVM found for {arch}")
+    assert spec.runs[0].unsupported() == ["__jited: no libLLVM found for arm64"]
 
 
 def test_xlated_is_judged_not_skipped() -> None:
