@@ -181,7 +181,7 @@ def _compare(args: argparse.Namespace) -> int:
                        "ours": p.ours.verdict if p.ours else None,
                        "theirs": p.theirs.result if p.theirs else None,
                        "theirs_log": p.theirs.log if p.theirs and not p.agrees else None,
-                       "theirs_test": p.theirs_test}
+                       "theirs_test": p.theirs_test, "unjudged": p.unjudged}
                       for p in c.pairs]} for c in comparisons], indent=2))
     for c in comparisons if not args.json else ():
         print(table(c.run.results))
@@ -235,8 +235,9 @@ def _one_sided(pairs: list[Pair], shown: int = 3) -> list[str]:
         for test, some in sorted(by_test.items()):
             names = [p.subtest for p in some]
             more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
-            whole = some[0].theirs_test
-            why = f" [test_progs: the whole test {whole}, no such subtest]" if whole else ""
+            whole, unjudged = some[0].theirs_test, some[0].unjudged
+            why = (f" [test_progs: the whole test {whole}, no such subtest]" if whole else
+                   f" [test_progs {unjudged}]" if unjudged else "")
             lines.append(f"  {label}: {test} ({len(names)}){why}: "
                          f"{', '.join(names[:shown])}{more}")
     return lines

@@ -41,6 +41,8 @@ def describe(mode: Mode) -> str:
         parts.append(f"{len(mode.msgs)} msg")
     if mode.xlated:
         parts.append(f"{len(mode.xlated)} xlated")
+    if mode.jited:
+        parts.append(f"{len(mode.jited)} jited")
     if mode.stdout:
         parts.append(f"{len(mode.stdout)} stdout")
     if mode.stderr:

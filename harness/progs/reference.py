@@ -8,8 +8,9 @@ sources: the signing key, the test modules), with the kernel's uapi headers inst
 beside it and ``BPF_STRICT_BUILD=0`` so a program that does not build is left out as
 upstream's permissive build does, and ``SKIP_LLVM=1``: with LLVM's disassembler linked
 in, test_progs needs libLLVM and libstdc++ the guests' root does not have (its __jited
-tests then skip, as ours do). The test modules are not rebuilt: the build's own
-bpf_testmod.ko (the one the harness's agent loads) is placed next to test_progs.
+tests then skip; ours judge them, so :func:`compare` lists those as ours alone). The
+test modules are not rebuilt: the build's own bpf_testmod.ko (the one the harness's
+agent loads) is placed next to test_progs.
 :func:`verdicts` reads test_progs' own result lines (``#12/3 test/subtest:OK``): its
 JSON summary lists failures only. :func:`compare` pairs them with ours.
 """
@@ -197,6 +198,8 @@ class Pair:
     # where test_progs printed no such subtest: its verdict on the whole test (a test that
     # skipped or failed in its C setup before it reached RUN_TESTS), else None
     theirs_test: str | None = None
+    # why test_progs' verdict does not count: it skipped a __jited run it cannot judge
+    unjudged: str | None = None
 
     @property
     def agrees(self) -> bool:
@@ -265,8 +268,13 @@ def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
         theirs_one = theirs.get(key)
         if theirs_one is None and crashed & {test, f"{test}/{result.program}"}:
             theirs_one = Verdict(test, name, CRASH)
-        whole = theirs.get((test, "")) if theirs_one is None else None
-        pairs[key] = Pair(test, name, result, theirs_one, whole.result if whole else None)
+        unjudged = None
+        if theirs_one is not None and theirs_one.result == "SKIP" and " jited" in \
+                f" {result.expected}":
+            theirs_one, unjudged = None, NO_LLVM
+        whole = theirs.get((test, "")) if theirs_one is None and not unjudged else None
+        pairs[key] = Pair(test, name, result, theirs_one, whole.result if whole else None,
+                          unjudged)
     tests = set(test_of.values())
     guards = {(e.test, e.guard) for e in corpus.judged if e.guard}  # not test_loader's
     for key, verdict in theirs.items():
@@ -276,6 +284,7 @@ def compare(ours: Iterable[ProgResult], theirs: dict[tuple[str, str], Verdict],
 
 
 BATCH_TESTS = 24  # allowlist items per test_progs call: what one crash re-runs at most
+NO_LLVM = "skips __jited: built with SKIP_LLVM=1"  # Pair.unjudged
 CRASH = "CRASH"  # the verdict of a test under which test_progs took the kernel down
 
 

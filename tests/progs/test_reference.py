@@ -182,3 +182,19 @@ def test_a_disagreement_shows_both_logs() -> None:
     assert "    our verifier log (last 2 lines):" in lines and "      processed 5 insns" in lines
     assert "    test_progs' log (last 1 lines):" in lines
     assert lines[-1].endswith("failed to load: -13")
+
+
+def test_a_jited_run_test_progs_skips_for_want_of_llvm_is_ours_alone() -> None:
+    """The reference test_progs is built with SKIP_LLVM=1: its SKIP of a __jited run is no
+    verdict to agree or disagree with; any other SKIP still is one."""
+    from harness.progs.reference import NO_LLVM
+
+    corpus = Corpus(Path("/tree"), [Entry("arena_kfunc_jit", Path("a.c"), "RUN_TESTS", True,
+                                          test="arena_kfunc_jit")])
+    ours = [ProgResult("arena_kfunc_jit", "jit_rebase", "x86_64", "pass", "success 5 jited"),
+            ProgResult("arena_kfunc_jit", "plain", "x86_64", "pass", "success")]
+    theirs = verdicts("#1/1 arena_kfunc_jit/jit_rebase:SKIP\n#1/2 arena_kfunc_jit/plain:SKIP\n")
+    pairs = {p.subtest: p for p in compare(ours, theirs, corpus)}
+    jited, plain = pairs["jit_rebase"], pairs["plain"]
+    assert jited.theirs is None and jited.unjudged == NO_LLVM and jited.theirs_test is None
+    assert plain.theirs is not None and not plain.agrees
