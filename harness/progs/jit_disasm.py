@@ -23,9 +23,9 @@ under the harness cache's toolchains (whose newer builds may need a newer glibc 
 this Python's, and are skipped when they fail to load). It is loaded on first use, once
 per process; one that only loads under its toolchain's own loader (the pinned clang-21's
 libLLVM 21 needs glibc 2.38) runs in a child Python started through that loader, one
-child per image. The newest matters: LLVM 15 prints an arm64 branch to the kernel as
-``bl -0xd5fcb0``, LLVM 21 (what BPF CI builds test_progs with) as ``bl
-0xffffffffff2a0350``, which the selftests' ``bl 0x{{.*}}`` expects.
+child kept for the images to come. The newest matters: LLVM 15 prints an arm64 branch
+to the kernel as ``bl -0xd5fcb0``, LLVM 21 (what BPF CI builds test_progs with) as
+``bl 0xffffffffff2a0350``, which the selftests' ``bl 0x{{.*}}`` expects.
 Only the X86 and AArch64 targets are initialised, through their exported
 ``LLVMInitialize<T>TargetInfo/TargetMC/Disassembler`` (``LLVMInitializeAll*`` are
 static inline in the headers).
@@ -40,12 +40,14 @@ emits (the harness's arm64 guests run QEMU's ``-cpu max``, which has all of it),
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import glob
 import json
 import os
 import platform
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -102,34 +104,70 @@ class JitDisasmError(HarnessError):
 # and library path in this file (restated: see _cache_root)
 _NATIVE_STAMP = ".native"
 _REPO = Path(__file__).resolve().parents[2]
+_CHILD_TIMEOUT = 120.0  # seconds for one image: LLVM never takes more than a moment
 _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from harness.progs.jit_disasm import _child_main; _child_main()")
 
 
 @dataclass
 class _Remote:
-    """A libLLVM that loads only under its toolchain's loader: each disassembly is a child
-    Python run through that loader, with HARNESS_LIBLLVM naming the library."""
+    """A libLLVM that loads only under its toolchain's loader: a child Python run through
+    that loader (HARNESS_LIBLLVM naming the library) answers one JSON line per image, and
+    stays up for the next (starting it costs ~0.2 s); it ends when this process does."""
 
     path: str
     loader: str
     libpath: str
     unsupported: dict[str, str]
+    proc: subprocess.Popen | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ask(self, request: dict) -> dict:
-        """One request to a child (_child_main); its JSON answer."""
-        env = dict(os.environ, HARNESS_LIBLLVM=self.path)
-        try:
-            proc = subprocess.run(
-                [self.loader, "--library-path", self.libpath, sys.executable, "-S", "-c",
-                 _CHILD, str(_REPO)], input=json.dumps(request), capture_output=True,
-                text=True, env=env, timeout=120)
-            answer = json.loads(proc.stdout)
-        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-            raise JitDisasmError(f"LLVM child through {self.loader} failed: {exc}") from None
+        """One request to the child (_child_main); its JSON answer."""
+        with self.lock:
+            for attempt in (1, 2):  # a child that died is started once more
+                try:
+                    answer = json.loads(self._exchange(json.dumps(request)))
+                    break
+                except (OSError, ValueError) as exc:
+                    self.close()
+                    if attempt == 2:
+                        raise JitDisasmError(
+                            f"LLVM child through {self.loader} failed: {exc}") from None
         if not isinstance(answer, dict):
             raise JitDisasmError(f"LLVM child through {self.loader} answered {answer!r}")
         return answer
+
+    def _exchange(self, line: str) -> str:
+        if self.proc is None or self.proc.poll() is not None:
+            env = dict(os.environ, HARNESS_LIBLLVM=self.path)
+            self.proc = subprocess.Popen(
+                [self.loader, "--library-path", self.libpath, sys.executable, "-S", "-c",
+                 _CHILD, str(_REPO)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True, env=env)
+            atexit.register(self.close)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        if not select.select([self.proc.stdout], [], [], _CHILD_TIMEOUT)[0]:
+            raise OSError(f"no answer in {_CHILD_TIMEOUT} s")
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise OSError(f"it exited ({self.proc.wait()})")
+        return answer
+
+    def close(self) -> None:
+        """End the child (its stdin closed, it returns); kill it if it does not."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
 
 
 def _remote(path: str) -> _Remote | None:
@@ -153,20 +191,23 @@ def _remote(path: str) -> _Remote | None:
 
 
 def _child_main() -> None:
-    """The child's side of _Remote.ask: a JSON request on stdin, a JSON answer on stdout."""
-    request = json.loads(sys.stdin.read())
-    llvm = _llvm()
-    if isinstance(llvm, str):
-        answer: dict = {"error": llvm}
-    elif request.get("probe"):
-        answer = {"path": llvm.path, "unsupported": llvm.unsupported}
-    else:
-        try:
-            answer = {"text": jited_program_text(bytes.fromhex(request["image"]),
-                                                 request["func_lens"], request["arch"])}
-        except JitDisasmError as exc:
-            answer = {"error": str(exc)}
-    sys.stdout.write(json.dumps(answer))
+    """The child's side of _Remote.ask: a JSON request per line on stdin, a JSON answer per
+    line on stdout, until stdin ends."""
+    for line in sys.stdin:
+        request = json.loads(line)
+        llvm = _llvm()
+        if isinstance(llvm, str):
+            answer: dict = {"error": llvm}
+        elif request.get("probe"):
+            answer = {"path": llvm.path, "unsupported": llvm.unsupported}
+        else:
+            try:
+                answer = {"text": jited_program_text(bytes.fromhex(request["image"]),
+                                                     request["func_lens"], request["arch"])}
+            except JitDisasmError as exc:
+                answer = {"error": str(exc)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
 
 
 @dataclass

@@ -404,10 +404,15 @@ def test_the_pinned_llvm_runs_through_its_loader() -> None:
     if not pinned:
         pytest.skip("no pinned clang-21 toolchain in the cache (harness run fetches it)")
     code = ("from harness.progs import jit_disasm as j\nprint(j.library_path())\n"
-            f"print(repr(j.jited_program_text({ARM64_FAR_CALL!r}, [{len(ARM64_FAR_CALL)}], "
-            "'arm64')))")
-    path, text = _python(code, HARNESS_LIBLLVM=None).splitlines()
+            "texts = []\npids = set()\n"
+            "for _ in range(3):\n"
+            f"    texts.append(j.jited_program_text({ARM64_FAR_CALL!r}, "
+            f"[{len(ARM64_FAR_CALL)}], 'arm64'))\n"
+            "    pids.add(j._llvm().proc.pid)\n"
+            "print(len(set(texts)), len(pids))\nprint(repr(texts[0]))")
+    path, counts, text = _python(code, HARNESS_LIBLLVM=None).splitlines()
     assert path == pinned[0]
+    assert counts == "1 1"  # one child served all three images, the same way
     assert "\tbl\t0xffffffffff2a0350\n" in eval(text)  # noqa: S307 - our own repr
     ours = jited_program_text(ARM64_FAR_CALL, [len(ARM64_FAR_CALL)], "arm64")
     assert "\tbl\t-0xd5fcb0\n" in ours  # the in-process LLVM 15 of the other tests
