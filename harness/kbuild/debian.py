@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class PrivateApt:
                 "Components: main\n"
                 "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
             )
-            print("harness: refreshing Debian package lists", flush=True)
+            print("harness: refreshing Debian package lists", file=sys.stderr, flush=True)
             self._apt("apt-get", "update")
             atomic_write(stamp, "")
 
@@ -141,7 +142,8 @@ class PrivateApt:
                         or p.name.endswith("_all.deb")]
             if existing:
                 return existing[0]
-            print(f"harness: downloading {package} {version} from Debian {suite}", flush=True)
+            print(f"harness: downloading {package} {version} from Debian {suite}",
+                  file=sys.stderr, flush=True)
             self._apt("apt-get", "download", f"{package}={version}", cwd=self.debs)
             got = [p for p in self.debs.glob(pattern) if not arch or f"_{arch}." in p.name
                    or p.name.endswith("_all.deb")]

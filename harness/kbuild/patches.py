@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,7 @@ def patched_tree(source: KernelSource, patches: list[Patch],
                     for index, patch in enumerate(patches, 1):
                         if progress:
                             print(f"harness: applying [{index}/{len(patches)}] {patch.name}",
-                                  flush=True)
+                                  file=sys.stderr, flush=True)
                         (_apply_git if source.is_git else _apply_plain)(patch, tmp)
                     (tmp / ".harness-patched").write_text(copy.identity + "\n")
     return copy

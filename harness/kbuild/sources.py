@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def from_debian(release: str) -> KernelSource:
 
 
 def _unpack_source_deb(deb: Path, final: Path, identity: str) -> None:
-    print(f"harness: unpacking {deb.name}", flush=True)
+    print(f"harness: unpacking {deb.name}", file=sys.stderr, flush=True)
     with staging_dir(final) as tmp:
         inner = tmp / "inner"
         proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(inner)],
