@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -156,7 +155,7 @@ class Builder:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(f"harness: {text}", file=sys.stderr, flush=True)
+            print(f"harness: {text}", flush=True)
 
     # ---- keys -------------------------------------------------------------------------
     def config_key(self, source: sources.KernelSource) -> str:
