@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.arch import ARCHES
+from harness.cache import cache_root
 from harness.errors import HarnessError
 
 __all__ = [
@@ -101,7 +102,7 @@ class JitDisasmError(HarnessError):
 
 
 # harness.kbuild.toolchains.NATIVE_STAMP: a pinned toolchain's dir names its own loader
-# and library path in this file (restated: see _cache_root)
+# and library path in this file (restated: kbuild is heavier than this child needs)
 _NATIVE_STAMP = ".native"
 _REPO = Path(__file__).resolve().parents[2]
 _CHILD_TIMEOUT = 120.0  # seconds for one image: LLVM never takes more than a moment
@@ -224,16 +225,6 @@ _lock = threading.Lock()
 _loaded: _Llvm | _Remote | str | None = None  # the library, or why none loads
 
 
-def _cache_root() -> Path:
-    """harness.cache.cache_root's rule, restated: this module (which a child Python runs
-    through a toolchain's loader, _Remote) imports only harness.arch and harness.errors."""
-    explicit = os.environ.get("HARNESS_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "kfunc-harness"
-
-
 def _version(path: str) -> tuple[int, ...] | None:
     """The LLVM version in a libLLVM file name (libLLVM-15.so.1, libLLVM.so.21.1), or
     None for a name that is not the monolithic libLLVM."""
@@ -246,7 +237,7 @@ def _version(path: str) -> tuple[int, ...] | None:
 
 def _candidates() -> list[str]:
     """HARNESS_LIBLLVM, then every libLLVM found, newest first (one path per real file)."""
-    root = _cache_root()
+    root = cache_root()
     patterns = list(_SYSTEM_GLOBS) + [str(root / pattern) for pattern in _TOOLCHAIN_GLOBS]
     found: dict[str, tuple[int, ...]] = {}
     for pattern in patterns:

@@ -54,6 +54,7 @@ HIDTOOL = Path(__file__).with_name("hidtool.py")
 REMOTE_DIR = "/tmp/kfunc-harness-progs"  # guest tmpfs: keep writes off 9p shares
 
 
+@functools.cache
 def agent_warmup() -> str:
     """The command that reads in what the agent's first run loads on a booted guest:
     python3 and the modules agent.py and bundle_main.py import at their top. On a guest
