@@ -158,6 +158,9 @@ done
 """
 
 
+_DROPPED_IN_AUTH = "No existing session"
+
+
 class BoardUnreachable(TargetError):
     """The board cannot be reached or the SSH connection failed: nothing listening, a
     timeout, authentication refused, an unknown or changed host key, a dropped link.
@@ -318,7 +321,15 @@ class SshTarget(Lifecycle):
             self._disconnect()
             self._id = uuid.uuid4().hex
         started = time.monotonic()
-        self._client = self._connect()
+        try:
+            self._client = self._connect()
+        except BoardUnreachable as exc:
+            # sshd dropped the connection during auth (paramiko: "No existing session"),
+            # as a loaded sshd does (MaxStartups): once more, after a moment
+            if _DROPPED_IN_AUTH not in str(exc) or self._cancel.is_set():
+                raise
+            time.sleep(1.0)
+            self._client = self._connect()
         try:
             self._make_workdir()
         except BaseException:
