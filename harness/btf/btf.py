@@ -86,7 +86,7 @@ class Btf:
         self.start_id = base.type_count if base is not None else 1
         start_str = base.strings.end_off if base is not None else 0
         self.strings = StringTable(b"" if base is not None else b"\0", start_str)
-        self.types: list[BtfType] = []
+        self.types = []
         self.endian = endian or (base.endian if base is not None else codec.LITTLE)
         self.hdr_len = hdr_len
         self.layout: list[tuple[int, int, int]] | None = (
@@ -119,6 +119,7 @@ class Btf:
         hdr = codec.parse_header(mv)
         self = cls.__new__(cls)
         self.kernel_views = {}
+        self._types = None
         self.base = base
         self.start_id = base.type_count if base is not None else 1
         self.endian = hdr.endian
@@ -141,20 +142,45 @@ class Btf:
             self.layout = codec.decode_layout(mv[lo:lo + hdr.layout_len], hdr.endian)
         else:
             self.layout = None
-        self.types = codec.decode_types(
-            mv[body:body + hdr.type_len], hdr.endian, self.start_id, body
-        )
+        section = mv[body:body + hdr.type_len]
+        if view is not None:
+            # The kernel's checks passed, so the records decode: leave that to the first
+            # use of .types, and a copy that never looks at them writes them back as read.
+            self._raw_types = bytes(section)
+            self._raw_endian = hdr.endian
+            self._raw_count = view.nr_types - max(view.start_id, 1)
+            self._raw_file_off = body
+        else:
+            self.types = codec.decode_types(section, hdr.endian, self.start_id, body)
         if self.type_count > LIBBPF_MAX_NR_TYPES:
             raise BTFError(f"too many types: {self.type_count}")
         if validate:
             check(self)
         if view is not None and strict is not None:
-            self.kernel_views[(strict.name, how, len(self.types), self.strings.end_off)] = view
+            self.kernel_views[(strict.name, how, len(self), self.strings.end_off)] = view
         return self
+
+    @property
+    def types(self) -> list[BtfType]:
+        """Own types; ``types[i]`` has id ``start_id + i``. A BTF read under a kernel's
+        rules decodes its records here, on first use."""
+        if self._types is None:
+            self._types = codec.decode_types(self._raw_types, self._raw_endian,
+                                             self.start_id, self._raw_file_off)
+            self._raw_types = b""
+        return self._types
+
+    @types.setter
+    def types(self, value: list[BtfType]) -> None:
+        self._types = value
+        self._raw_types = b""
 
     def to_bytes(self) -> bytes:
         """Raw BTF: header, types, optional layout, strings (libbpf's writer layout)."""
-        types = codec.encode_types(self.types, self.endian, self.start_id)
+        if self._types is None:  # never decoded, so unchanged: the records as read
+            types = codec.swap_words(self._raw_types, self._raw_endian, self.endian)
+        else:
+            types = codec.encode_types(self._types, self.endian, self.start_id)
         layout = codec.encode_layout(self.layout, self.endian) if self.layout else b""
         strs = self.strings.to_bytes()
         head = codec.encode_header(
@@ -167,18 +193,19 @@ class Btf:
     @property
     def type_count(self) -> int:
         """libbpf's btf__type_cnt(): one past the last valid id (base included)."""
-        return self.start_id + len(self.types)
+        return self.start_id + len(self)
 
     def __len__(self) -> int:
         """Number of own types (not counting void or base types)."""
-        return len(self.types)
+        return len(self._types) if self._types is not None else self._raw_count
 
     def __getitem__(self, type_id: int) -> BtfType:
         """Type by id: 0 is VOID, ids below start_id come from the base."""
         idx = type_id - self.start_id
         if idx >= 0:
-            if idx < len(self.types):
-                return self.types[idx]
+            types = self._types if self._types is not None else self.types
+            if idx < len(types):
+                return types[idx]
             raise BTFError(f"type id {type_id} out of range (type count {self.type_count})")
         if type_id == 0:
             return VOID
@@ -323,7 +350,15 @@ class Btf:
         new.spare_layout_off = self.spare_layout_off
         new.layout = list(self.layout) if self.layout is not None else None
         new.strings = StringTable(self.strings.to_bytes(), self.strings.start_off)
-        new.types = [t.copy() for t in self.types]
+        new.kernel_views = {}
+        if self._types is None:  # still the bytes as read: share them, decode on use
+            new._types = None
+            new._raw_types = self._raw_types
+            new._raw_endian = self._raw_endian
+            new._raw_count = self._raw_count
+            new._raw_file_off = self._raw_file_off
+        else:
+            new.types = [t.copy() for t in self.types]
         return new
 
     # ---- libbpf btf__add_* ----------------------------------------------------------
@@ -519,7 +554,7 @@ class Btf:
 
     def __repr__(self) -> str:
         split = f" split on {self.base.type_count - 1} base types" if self.base else ""
-        return f"<Btf {len(self.types)} types from id {self.start_id}{split}, {self.endian}>"
+        return f"<Btf {len(self)} types from id {self.start_id}{split}, {self.endian}>"
 
 
 def _check_id(type_id: int) -> None:

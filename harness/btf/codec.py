@@ -197,6 +197,16 @@ def _words(raw: bytes | memoryview, endian: str) -> list[int]:
     return w.tolist()
 
 
+def swap_words(raw: bytes, endian: str, to_endian: str) -> bytes:
+    """A type section (u32 words throughout, ENUM64 values as two of them) in `to_endian`."""
+    if endian == to_endian:
+        return raw
+    w = array("I")
+    w.frombytes(raw)
+    w.byteswap()
+    return w.tobytes()
+
+
 _member = partial(tuple.__new__, Member)
 _param = partial(tuple.__new__, Param)
 _enumval = partial(tuple.__new__, EnumValue)

@@ -123,7 +123,7 @@ def ours(blob: bytes) -> tuple[bool, str]:
     if blob[:2] == _FOREIGN_MAGIC:  # BTF of the other byte order: the host cannot judge it
         return False, "not in the host's byte order (the host kernel: Invalid magic)"
     try:
-        Btf.from_bytes(blob, strict=HOST_RULES)
+        _read_fully(blob)
     except BTFError as exc:
         return False, str(exc)
     return True, ""
@@ -174,10 +174,18 @@ def compare(blob: bytes) -> Outcome:
     return _outcome(lambda: ours(blob), lambda: kernel_load(blob))
 
 
+def _read_fully(blob: bytes, base: Btf | None = None) -> Btf:
+    """Read under the host's rules and decode every record, as any reader of it will
+    (from_bytes leaves the decoding of a strictly checked BTF to first use)."""
+    btf = Btf.from_bytes(blob, base, strict=HOST_RULES)
+    _ = btf.types
+    return btf
+
+
 @functools.lru_cache(maxsize=4)
 def _parsed_base(base_blob: bytes) -> Btf:
     """The base parsed once per seed: a vmlinux takes seconds, its mutants are many."""
-    return Btf.from_bytes(base_blob, strict=HOST_RULES)
+    return _read_fully(base_blob)
 
 
 def ours_split(base_blob: bytes, split_blob: bytes) -> tuple[bool, str]:
@@ -191,7 +199,7 @@ def ours_split(base_blob: bytes, split_blob: bytes) -> tuple[bool, str]:
     except BTFError as exc:
         return False, f"base: {exc}"
     try:
-        Btf.from_bytes(split_blob, base, strict=HOST_RULES)
+        _read_fully(split_blob, base)
     except BTFError as exc:
         return False, str(exc)
     return True, ""

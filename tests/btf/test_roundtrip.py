@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.btf import Btf, load
+from harness.btf.kernel_rules import KERNEL_7_3
 from harness.btf.load import btf_and_base_bytes, btf_bytes
 from tests.btf.conftest import SYSFS, modules_of
 
@@ -81,3 +82,51 @@ def test_built_modules_identical(x86_build_dir: Path) -> None:
             b = load(ko, base=vm)
         assert b.start_id == b.base.type_count
         assert b.to_bytes() == raw, ko
+
+
+def _small_btf() -> Btf:
+    b = Btf()
+    i = b.add_int("int", 4, 1)
+    s = b.add_struct("pair", 8)
+    b.add_field("a", i, 0)
+    b.add_field("b", i, 32)
+    ptr = b.add_ptr(s)
+    proto = b.add_func_proto(i)
+    b.add_func_param("p", ptr)
+    b.add_func("sum", 1, proto)
+    return b
+
+
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_strict_read_writes_what_it_read_and_what_was_changed(endian: str) -> None:
+    """A BTF read under the kernel's rules decodes its records on first use: until then
+    it writes them back as read (in either byte order), after an edit it writes the edit,
+    and its copies are independent of it."""
+    lenient = _small_btf()
+    lenient.endian = endian
+    raw = lenient.to_bytes()
+    strict = Btf.from_bytes(raw, strict=KERNEL_7_3)
+    assert (len(strict), strict.type_count, strict.endian) == (len(lenient), 6, endian)
+    assert strict.to_bytes() == raw
+    other = "big" if endian == "little" else "little"
+    strict.endian = other
+    lenient.endian = other
+    assert strict.to_bytes() == lenient.to_bytes() != raw
+    strict.endian = endian
+
+    before_edit = strict.copy()
+    assert strict.types == Btf.from_bytes(raw).types
+    strict[2].size = 16
+    edited = strict.to_bytes()
+    assert edited != raw and Btf.from_bytes(edited)[2].size == 16
+    assert before_edit.to_bytes() == raw
+    assert before_edit.find_by_name("pair") == [2]
+    assert Btf.from_bytes(raw, strict=KERNEL_7_3).copy()[2].size == 8
+
+
+def test_strict_read_of_host_vmlinux_equals_lenient(host_vmlinux: Btf) -> None:
+    raw = (SYSFS / "vmlinux").read_bytes()
+    strict = Btf.from_bytes(raw, strict=KERNEL_7_3)
+    assert strict.to_bytes() == raw
+    assert strict.type_count == host_vmlinux.type_count
+    assert strict.types == host_vmlinux.types
