@@ -915,6 +915,7 @@ class _Dedup:
         signature, as the final remapping reaches the same ids through map[].
         """
         m, types, kinds, table = self.map, self.types, self.kinds, self.table
+        infos = self.infos
         resolve = self.resolve
         chains = table._chains
 
@@ -929,17 +930,17 @@ class _Dedup:
             kind = kinds[tid]
             key: Hashable
             if kind in _REF_COMMON:
-                key = (t.name_off, t.info, ref(t.type))  # type: ignore[attr-defined]
+                key = (t.name_off, infos[tid], ref(t.type))  # type: ignore[attr-defined]
             elif kind == _FUNC_PROTO:
                 # return type first, then parameters in order, as libbpf recurses
                 ret = ref(t.type)  # type: ignore[attr-defined]
-                key = (t.name_off, t.info, ret,
+                key = (t.name_off, infos[tid], ret,
                        *[(p.name_off, ref(p.type)) for p in t.params])  # type: ignore[attr-defined]
             elif kind == _ARRAY:
                 elem = ref(t.type)  # type: ignore[attr-defined]
-                key = (t.name_off, t.info, 0, elem, ref(t.index_type), t.nelems)  # type: ignore[attr-defined]
+                key = (t.name_off, infos[tid], 0, elem, ref(t.index_type), t.nelems)  # type: ignore[attr-defined]
             elif kind == _DECL_TAG:
-                key = (t.name_off, t.info, ref(t.type), t.component_idx)  # type: ignore[attr-defined]
+                key = (t.name_off, infos[tid], ref(t.type), t.component_idx)  # type: ignore[attr-defined]
             else:
                 raise BTFError(f"dedup: unexpected {Kind(kind).name} among reference types",
                                type_id=tid)
