@@ -787,7 +787,12 @@ class _Dedup:
                 f"dedup: unexpected {Kind(cand_kind).name} in a type graph "
                 f"(types [{cand_id}] and [{canon_id}])", type_id=cand_id)
 
-        return equiv(cand_id, canon_id)
+        try:
+            return equiv(cand_id, canon_id)
+        finally:
+            # a recursive closure is a reference cycle (through its own cell) that holds
+            # self and the whole BTF: break it, or only the cyclic GC frees them
+            equiv = None  # type: ignore[assignment]  # noqa: F841
 
     def shallow_key(self, tid: int) -> Hashable:
         """What btf_shallow_equal_struct() / btf_compat_fnproto() compare, cached:
@@ -956,9 +961,12 @@ class _Dedup:
                 table.add(key, tid)
             return new_id
 
-        for tid in range(self.start_id, len(types)):
-            if m[tid] < 0:
-                ref(tid)
+        try:
+            for tid in range(self.start_id, len(types)):
+                if m[tid] < 0:
+                    ref(tid)
+        finally:
+            ref = None  # type: ignore[assignment]  # noqa: F841 - breaks the cycle, as in is_equiv
 
     # ---- phases 6 and 7: compaction and remapping ---------------------------------------
 

@@ -83,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Run what the parsed command line asks for; BtfidsError on failure."""
+    from harness.btf.codec import gc_paused
     from harness.btfids import resolve
     from harness.btfids.elf import patch_section
 
@@ -101,7 +102,11 @@ def execute(args: argparse.Namespace) -> int:
         discover=args.discover, per_arg_tags=args.per_arg_tags or bool(args.arg_table),
         arg_table=args.arg_table, kernel_check=args.kernel_check,
     )
-    resolve.run(opts)
+    # One pause for the whole run instead of one per phase: at the end of each phase the
+    # collector walked every type object still alive (~70 ms of a 0.7 s vmlinux run);
+    # after the run they are freed by reference counting (BTF objects hold no cycles)
+    with gc_paused():
+        resolve.run(opts)
     return 0
 
 
