@@ -14,8 +14,9 @@ with one group per arch: one VM per arch, each on its own worker.
 
 Options: --arch, --kernel/--tree/--patches, --pahole, --btfids, --board/--lab,
 --denylist, --prog FILE.c (default: the harness suite: bpf_progs/ and the tree's
-kfunc_implicit_args.c, wq.c and wq_failures.c). Run with no test paths, only the program
-items are collected; with paths, those tests too (they may use `harness_target`).
+kfunc_implicit_args.c, wq.c, wq_failures.c and arena_kfunc_jit.c). Run with no test
+paths, only the program items are collected; with paths, those tests too (they may use
+`harness_target`).
 
 `--board NAME` (with `--lab FILE`) runs on that lab board instead of a QEMU guest: the
 kernel is built with the board's kconfig and deployed, as `harness run --board` does.

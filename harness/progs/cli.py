@@ -345,8 +345,9 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         "run", help="build (cached), boot and judge the BPF program suite per arch",
         description="Build the kernel for each arch (the artifact cache makes repeats "
         "cheap), boot it under QEMU, load every program of bpf_progs/ and the tree's "
-        "kfunc_implicit_args.c, wq.c and wq_failures.c, and print program x arch: "
-        "verdict, expected, time. Exit 1 if any program failed.")
+        "kfunc_implicit_args.c, wq.c, wq_failures.c and arena_kfunc_jit.c (those it has: "
+        "runner.TREE_SUITE), and print program x arch: verdict, expected, time. Exit 1 if "
+        "any program failed.")
     run.add_argument("--arch", default=None,
                      help="comma-separated: x86_64,arm64 (default x86_64, or the --board's)")
     add_build_options(run)

@@ -456,9 +456,15 @@ def kernel_files_of(artifacts: object) -> list[Path]:
 BPF_PROGS_DIR = Path(__file__).resolve().parents[2] / "bpf_progs"  # the project's programs
 
 
+# the tree's own selftests that join bpf_progs/ in the suite, where the tree has them:
+# implicit kfunc args, bpf_wq and its verifier rejects, and (7.3) the JIT's rebase of
+# __arena kfunc arguments, judged by its __jited patterns
+TREE_SUITE = ("kfunc_implicit_args", "wq", "wq_failures", "arena_kfunc_jit")
+
+
 def default_sources(tree: Path, repo: Path | None = None) -> list[Path]:
-    """Our bpf_progs/*.c plus the tree's kfunc_implicit_args.c, wq.c and wq_failures.c."""
+    """Our bpf_progs/*.c plus the tree's TREE_SUITE sources that it has."""
     ours = sorted(((repo / "bpf_progs") if repo else BPF_PROGS_DIR).glob("*.c"))
     st = tree / "tools/testing/selftests/bpf/progs"
-    upstream = [st / f"{n}.c" for n in ("kfunc_implicit_args", "wq", "wq_failures")]
+    upstream = [st / f"{n}.c" for n in TREE_SUITE]
     return ours + [p for p in upstream if p.is_file()]
