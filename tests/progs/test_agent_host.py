@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from harness.progs import agent as agent_module
-from harness.progs.runner import AGENT, INSMOD_FAILED, REMOTE_DIR, _bundle, plan, run_objects
+from harness.progs.runner import (
+    AGENT,
+    INSMOD_FAILED,
+    REMOTE_DIR,
+    _bundle,
+    _pyc,
+    launch_command,
+    plan,
+    run_objects,
+)
 from tests.progs.conftest import can_load_bpf
 
 pytestmark = pytest.mark.skipif(not can_load_bpf(), reason="needs root and kernel BTF")
@@ -124,14 +134,21 @@ def test_bundle_unpacks_and_runs_the_agent(host_basic: Path, libbpf_so: Path,
                      jobs, None)
     target = tmp_path / "run.zip"
     shutil.move(bundle, target)
-    proc = subprocess.run([sys.executable, str(target), "--libbpf", str(tmp_path / "run/libbpf.so"),
-                           "run", str(tmp_path / "run/jobs.json")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)["results"]
-    assert [r["id"] for r in results] == [j["id"] for j in jobs]
-    assert results[0]["retval"] == 42
+    args = ["--libbpf", str(tmp_path / "run/libbpf.so"), "run", str(tmp_path / "run/jobs.json")]
+    # as a target runs it (launch_command), with this python3 first in PATH; and by hand
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    for cmd in (["sh", "-c", launch_command(str(target), args)],
+                [sys.executable, str(target), *args]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PATH": path})
+        assert proc.returncode == 0, proc.stderr
+        results = json.loads(proc.stdout)["results"]
+        assert [r["id"] for r in results] == [j["id"] for j in jobs]
+        assert results[0]["retval"] == 42
     assert (tmp_path / "run" / "agent.py").read_bytes() == AGENT.read_bytes()
+    # agent.py's import took the .pyc the bundle carried, compiled here, as it was
+    shipped = tmp_path / "run" / "__pycache__" / f"agent.{sys.implementation.cache_tag}.pyc"
+    assert shipped.read_bytes() == _pyc(AGENT)
 
 
 def test_bundle_reports_a_module_that_does_not_load(libbpf_so: Path, tmp_path: Path) -> None:
