@@ -48,12 +48,14 @@ def test_unchanged_inputs_skip_the_preprocess_and_an_edited_header_does_not(
     clang_runs()  # the flags query and the version line ran too
     assert compile_prog(src, tc) == first
     assert clang_runs() == (0, 0)
+    # new mtimes in the past: the memo never trusts an input newer than the preprocess
+    # that read it (it may have changed while clang ran), whatever the machine's speed
     st = header.stat()  # touched, same bytes: preprocessed again, same object
-    os.utime(header, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    os.utime(header, ns=(st.st_atime_ns, st.st_mtime_ns - 20_000_000_000))
     assert compile_prog(src, tc) == first
     assert clang_runs() == (1, 0)
     header.write_text("#define RET 2\n")  # same size, new content: a new object
-    os.utime(header, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    os.utime(header, ns=(st.st_atime_ns, st.st_mtime_ns - 10_000_000_000))
     second = compile_prog(src, tc)
     assert second != first and second.read_bytes() != first.read_bytes()
     assert clang_runs() == (1, 1)
