@@ -12,6 +12,7 @@ as `btf__raw_data()`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from harness.btf import codec
 from harness.btf.errors import BTFError
@@ -57,6 +58,17 @@ from harness.btf.types import (
     Volatile,
 )
 from harness.btf.validate import check, check_kernel
+
+
+@dataclass(frozen=True)
+class _RawTypes:
+    """A type section the kernel's checks passed, kept as read until .types is used."""
+
+    section: bytes
+    endian: str
+    count: int  # own types in it
+    file_off: int  # its offset in the input, for decode's messages
+
 
 IdMapping = Callable[[int], int] | Mapping[int, int] | Sequence[int]
 
@@ -120,6 +132,7 @@ class Btf:
         self = cls.__new__(cls)
         self.kernel_views = {}
         self._types = None
+        self._raw = None
         self.base = base
         self.start_id = base.type_count if base is not None else 1
         self.endian = hdr.endian
@@ -146,10 +159,8 @@ class Btf:
         if view is not None:
             # The kernel's checks passed, so the records decode: leave that to the first
             # use of .types, and a copy that never looks at them writes them back as read.
-            self._raw_types = bytes(section)
-            self._raw_endian = hdr.endian
-            self._raw_count = view.nr_types - max(view.start_id, 1)
-            self._raw_file_off = body
+            self._raw = _RawTypes(bytes(section), hdr.endian,
+                                  view.nr_types - max(view.start_id, 1), body)
         else:
             self.types = codec.decode_types(section, hdr.endian, self.start_id, body)
         if self.type_count > LIBBPF_MAX_NR_TYPES:
@@ -165,20 +176,22 @@ class Btf:
         """Own types; ``types[i]`` has id ``start_id + i``. A BTF read under a kernel's
         rules decodes its records here, on first use."""
         if self._types is None:
-            self._types = codec.decode_types(self._raw_types, self._raw_endian,
-                                             self.start_id, self._raw_file_off)
-            self._raw_types = b""
+            raw = self._raw
+            assert raw is not None  # exactly one of the two is set
+            self._types = codec.decode_types(raw.section, raw.endian, self.start_id,
+                                             raw.file_off)
+            self._raw = None
         return self._types
 
     @types.setter
     def types(self, value: list[BtfType]) -> None:
         self._types = value
-        self._raw_types = b""
+        self._raw = None
 
     def to_bytes(self) -> bytes:
         """Raw BTF: header, types, optional layout, strings (libbpf's writer layout)."""
-        if self._types is None:  # never decoded, so unchanged: the records as read
-            types = codec.swap_words(self._raw_types, self._raw_endian, self.endian)
+        if self._raw is not None:  # never decoded, so unchanged: the records as read
+            types = codec.swap_words(self._raw.section, self._raw.endian, self.endian)
         else:
             types = codec.encode_types(self._types, self.endian, self.start_id)
         layout = codec.encode_layout(self.layout, self.endian) if self.layout else b""
@@ -197,7 +210,7 @@ class Btf:
 
     def __len__(self) -> int:
         """Number of own types (not counting void or base types)."""
-        return len(self._types) if self._types is not None else self._raw_count
+        return len(self._types) if self._types is not None else self._raw.count  # type: ignore[union-attr]
 
     def __getitem__(self, type_id: int) -> BtfType:
         """Type by id: 0 is VOID, ids below start_id come from the base."""
@@ -351,12 +364,8 @@ class Btf:
         new.layout = list(self.layout) if self.layout is not None else None
         new.strings = StringTable(self.strings.to_bytes(), self.strings.start_off)
         new.kernel_views = {}
-        if self._types is None:  # still the bytes as read: share them, decode on use
-            new._types = None
-            new._raw_types = self._raw_types
-            new._raw_endian = self._raw_endian
-            new._raw_count = self._raw_count
-            new._raw_file_off = self._raw_file_off
+        if self._raw is not None:  # still the bytes as read: share them, decode on use
+            new._types, new._raw = None, self._raw
         else:
             new.types = [t.copy() for t in self.types]
         return new

@@ -1,4 +1,4 @@
-"""`__main__` of the bundle the runner ships to a target: unpack, load a module, run the agent.
+"""What a bundle the runner ships runs on the target: unpack, load a module, run the agent.
 
 Everything a run needs (agent.py, hidtool.py, libbpf.so, the objects, jobs.json and
 optionally a kernel module) travels as one zip, so a run costs one transfer and one

@@ -252,13 +252,17 @@ def _identity(data: bytes) -> str:
     return f"{zlib.crc32(data):08x}-{len(data)}"
 
 
+# The bundle's entry: with sys.argv[0] the zip and the zip first on sys.path, bundle_main
+# is found in it by zipimport (from the .pyc the bundle carries when the target's python3
+# can use it). It is the zip's __main__.py too, for `python3 BUNDLE ARGS` by hand.
+_ENTRY = "import sys,bundle_main;sys.exit(bundle_main.main(sys.argv[1:]))"
+
+
 def launch_command(bundle: str, args: Iterable[str]) -> str:
     """The shell command that runs a bundle on a target: `python3 -S BUNDLE ARGS` without
     runpy, which running a zip as a script imports (importlib.util, contextlib and what
-    they pull in: ~0.1 s of a fresh TCG guest); bundle_main comes from the zip by
-    zipimport, from the .pyc the bundle carries when the target's python3 can use it."""
-    boot = ("import sys;sys.argv[0]=sys.argv[1];del sys.argv[1];sys.path.insert(0,sys.argv[0]);"
-            "import bundle_main;sys.exit(bundle_main.main(sys.argv[1:]))")
+    they pull in: ~0.1 s of a fresh TCG guest)."""
+    boot = f"import sys;sys.argv[0]=sys.argv.pop(1);sys.path.insert(0,sys.argv[0]);{_ENTRY}"
     return f"python3 -S -c {shlex.quote(boot)} " + " ".join(
         shlex.quote(a) for a in (bundle, *args))
 
@@ -311,8 +315,8 @@ def _bundle(libbpf_so: Path, objects: dict[Path, str], jobs: list[dict[str, obje
     fd, name = tempfile.mkstemp(suffix=".zip")
     os.close(fd)
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
-        archive.write(BUNDLE_MAIN, "__main__.py")  # `python3 BUNDLE` by hand
-        archive.write(BUNDLE_MAIN, "bundle_main.py")  # launch_command's import
+        archive.writestr("__main__.py", _ENTRY + "\n")
+        archive.write(BUNDLE_MAIN, "bundle_main.py")
         archive.writestr("bundle_main.pyc", _pyc(BUNDLE_MAIN))  # zipimport's cached form
         for member, data in contents:
             if present is None or present.get(member) != manifest[member]:
