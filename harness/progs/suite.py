@@ -275,7 +275,6 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             out.boot_s = booting.seconds
         board = getattr(target, "board", None)
         out.target = f"board {board.name}" if board is not None else target_name
-        out.identity = target.identity(timeout=timeout)
         t1 = time.monotonic()
         def run(some: list[Job]) -> list[ProgResult]:
             return execute(some, artifacts.libbpf_so, target, timeout=timeout,
@@ -287,6 +286,14 @@ def run_arch(artifacts: Any, sources: Sequence[str | Path] | None = None, *,
             out.results, out.flaky = retry_failures(jobs, out.results, isolated)
         out.error = isolated.fatal
         out.suite_s = round(time.monotonic() - t1, 2)
+        # after the programs, not before: a guest hashes its BTF while they run
+        # (QemuTarget.identity); one that stayed dead still reports why, without it
+        try:
+            out.identity = target.identity(
+                timeout=timeout if out.error is None else min(timeout, 10.0))
+        except HarnessError:
+            if out.error is None:
+                raise
     except CompileError:
         raise
     except HarnessError as exc:

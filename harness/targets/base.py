@@ -65,9 +65,23 @@ _IDENTITY_SCRIPT = (
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def read_identity(target: CommandProtocol, timeout: float = 60.0) -> TargetIdentity:
-    """A target's identity through its own command channel (one command, parsed here)."""
-    result = target.run(_IDENTITY_SCRIPT, timeout=timeout)
+def identity_scripts(path: str) -> tuple[str, str]:
+    """(precompute, read): a target with a spare CPU hashes its BTF once as it comes up
+    and writes the identity's lines to `path`; the read prints them with shell builtins
+    (no exec) when the file ends in its `ok` line, and computes them as
+    read_identity does when it does not (not written yet, half written, no spare CPU).
+    Under TCG the hash and its two execs cost 0.16 s of a fresh guest's 2.6 s."""
+    precompute = f"({_IDENTITY_SCRIPT}&&echo ok)>{path}"
+    read = (f"{{ read -r a;read -r b;read -r c;}} 2>/dev/null <{path};"
+            f"[ \"$c\" = ok ]&&printf '%s\\n%s\\n' \"$a\" \"$b\"||({_IDENTITY_SCRIPT})")
+    return precompute, read
+
+
+def read_identity(target: CommandProtocol, timeout: float = 60.0,
+                  script: str = _IDENTITY_SCRIPT) -> TargetIdentity:
+    """A target's identity through its own command channel (one command, parsed here).
+    `script`: identity_scripts()'s read where the target precomputes it."""
+    result = target.run(script, timeout=timeout)
     if result.rc == 3:
         raise TargetError(
             f"target has no {BTF_PATH} (kernel built without CONFIG_DEBUG_INFO_BTF?)"

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 # HW overrides the scratch dir (tests run the loop on the host). A sysctl file answers
 # only a read at offset 0, so `read` gets the taint without its newline and fails: hence
 # ${x:--1}, not ||.
-_LOOP = r"""W=${HW:-/run/harness};mkdir -p $W/s;cd $W/s;exec 2>$W/loop.err
-PATH=/usr/local/sbin:$PATH;export PATH
+_SETUP = r"""W=${HW:-/run/harness};mkdir -p $W/s;cd $W/s;exec 2>$W/loop.err
+PATH=/usr/local/sbin:$PATH;export PATH"""
+_SERVE = r"""
 f(){ i=$1;r=$2;x=;read -r x </proc/sys/kernel/tainted;x=${x:--1};set -- $(wc -c $W/o $W/e)
 printf '\n@@%s %s %s %s %s %s\n' {nonce} $i $r $1 $3 $x;cat $W/o $W/e;}
 :>$W/o;:>$W/e;f 0 0
@@ -49,20 +50,21 @@ G)IFS= read -r q;cat "$q" >$W/o 2>$W/e;f $id $?;;
 esac;done"""
 
 
+# The loop's scratch dir as the scripts it runs (and `warm`) see it: a shell variable.
+SCRATCH = "$W"
+
 # `warm`, in the background as the loop starts, on a guest with a second CPU online only
-# (with one it would hold up the first commands)
-_WARM = ("read -r c </sys/devices/system/cpu/online;"
-         "case $c in *[-,]*)({warm})</dev/null >/dev/null 2>&1 &;;esac\n")
+# (with one it would hold up the first commands); after _SETUP, whose $W and PATH it uses
+_WARM = ("\nread -r c </sys/devices/system/cpu/online;"
+         "case $c in *[-,]*)({warm})</dev/null >/dev/null 2>&1 &;;esac")
 
 
 def loop_script(nonce: str, warm: str = "") -> str:
     """The guest-side loop, bound to this boot's frame nonce. `warm`: a command that
     reads in what the first commands will need (progs' agent: python3 and its modules
     over 9p) while the host is still busy sending them."""
-    script = _LOOP.replace("{nonce}", nonce)
-    if warm:
-        script = _WARM.replace("{warm}", warm) + script
-    return script
+    return (_SETUP + (_WARM.replace("{warm}", warm) if warm else "")
+            + _SERVE.replace("{nonce}", nonce))
 
 
 def run_request(req_id: int, script: str) -> bytes:

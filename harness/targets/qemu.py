@@ -24,8 +24,15 @@ from typing import Any, Self
 from harness.arch import X86_64, host, lookup
 from harness.procs import spawn
 from harness.targets import procs, splat
-from harness.targets.base import CommandResult, Lifecycle, TargetIdentity, read_identity
+from harness.targets.base import (
+    CommandResult,
+    Lifecycle,
+    TargetIdentity,
+    identity_scripts,
+    read_identity,
+)
 from harness.targets.channel import (
+    SCRATCH,
     Frame,
     FrameParser,
     get_request,
@@ -48,6 +55,13 @@ from harness.targets.vng import GUEST_CPUS, BootSpec, ensure_udev, ensure_vng, v
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
 # After a frame whose taint changed, wait this long for the splat's console lines.
 _SPLAT_GRACE = 3.0
+_PRECOMPUTE_IDENTITY, _READ_IDENTITY = identity_scripts(f"{SCRATCH}/identity")
+
+
+def guest_warmup(warm: str) -> str:
+    """What the loop runs on the spare vCPU as the guest comes up: the caller's `warm`,
+    then hashing the BTF for identity() (read by the suite after its programs)."""
+    return ";".join(filter(None, (warm, _PRECOMPUTE_IDENTITY)))
 
 
 
@@ -146,7 +160,7 @@ class QemuTarget(Lifecycle):
         self._eof = False
         self._checked = 0
         self._next_id = 1
-        argv = vng_command(self.spec, loop_script(nonce, self._warm), vng=vng)
+        argv = vng_command(self.spec, loop_script(nonce, guest_warmup(self._warm)), vng=vng)
         env = dict(os.environ, **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
         self._started()
@@ -242,8 +256,9 @@ class QemuTarget(Lifecycle):
         Path(local).write_bytes(frame.stdout)
 
     def identity(self, timeout: float = 60.0) -> TargetIdentity:
-        """The guest kernel's `uname -r` and BTF hash, computed in the guest."""
-        return read_identity(self, timeout)
+        """The guest kernel's `uname -r` and BTF hash, computed in the guest (by the
+        boot's warm-up on a guest with a spare vCPU, see base.identity_scripts)."""
+        return read_identity(self, timeout, _READ_IDENTITY)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from harness.progs.source_ids import declared_implicit_kfuncs, source_job_ids
 from harness.progs.suite import ArchRun, job_test_id, suite_jobs, suite_sources
 from harness.pytest_plugin import board_option
 from harness.session import RunRequest
+from harness.targets.deploy import build_btf_sha256
 from tests.helpers.kernels import (
     KERNEL_ENV,
     build_kernel,
@@ -146,7 +147,12 @@ def arch_run(request: pytest.FixtureRequest) -> Callable[[str], ArchRun]:
             sources = [src for src in suite_sources(artifacts) if src.stem in wanted]
             run_request = RunRequest(builds=(build,), sources=tuple(sources), target=target,
                                      target_options=options)
-            runs[arch] = session.judge(run_request, artifacts)  # as `harness run` does
+            run = runs[arch] = session.judge(run_request, artifacts)  # as `harness run` does
+            # read after the programs, from the hash the guest made as it came up
+            if run.error is None and (run.identity is None or run.identity.btf_sha256
+                                      != build_btf_sha256(artifacts.vmlinux)):
+                pytest.fail(f"{arch}: the run names another kernel: {run.identity}",
+                            pytrace=False)
         return runs[arch]
 
     return get

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import select
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.progs.runner import agent_warmup
+from harness.targets.base import BTF_PATH, CommandResult, TargetIdentity, read_identity
 from harness.targets.channel import (
     Frame,
     FrameParser,
@@ -20,6 +22,7 @@ from harness.targets.channel import (
     put_request,
     run_request,
 )
+from harness.targets.qemu import _READ_IDENTITY, guest_warmup
 
 
 def frame(nonce: str, req: int, rc: int, out: bytes, err: bytes, taint: int = 0) -> bytes:
@@ -55,18 +58,20 @@ def test_requests_and_loop_fit_the_kernel_command_line() -> None:
     with pytest.raises(ValueError):
         put_request(5, "/a\nb", b"", 0o644)
     # vng base64-encodes the script into virtme.exec=; COMMAND_LINE_SIZE is 2048, and a
-    # guest's /proc/cmdline was 1640 bytes long with the agent's warm-up in it
+    # guest's /proc/cmdline was 1640 bytes long with 1088 of them the loop and the
+    # agent's warm-up
     assert len(base64.b64encode(loop_script("0" * 16).encode())) < 1000
-    assert len(base64.b64encode(loop_script("0" * 16, agent_warmup()).encode())) < 1100
+    warm = guest_warmup(agent_warmup())
+    assert len(base64.b64encode(loop_script("0" * 16, warm).encode())) < 1250
 
 
 class _HostLoop:
     """The real guest loop, run by a shell of this host with its scratch dir in tmp_path."""
 
-    def __init__(self, shell: str, scratch: Path) -> None:
+    def __init__(self, shell: str, scratch: Path, warm: str = "") -> None:
         self.parser = FrameParser("n0nce")
         self.buf = bytearray()
-        self.proc = subprocess.Popen([*shell.split(), "-c", loop_script("n0nce")],
+        self.proc = subprocess.Popen([*shell.split(), "-c", loop_script("n0nce", warm)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=dict(os.environ, HW=str(scratch)))
 
@@ -136,3 +141,52 @@ def test_loop_serves_binary_puts_gets_and_commands(tmp_path: Path, shell: str) -
     finally:
         loop.proc.kill()
         loop.proc.wait()
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox sh"])
+def test_the_identity_is_hashed_once_as_the_loop_starts(tmp_path: Path, shell: str) -> None:
+    """QemuTarget's warm-up writes the identity (this host's own BTF here); the read
+    prints it without hashing again, and hashes when the file is absent or half written."""
+    if shell == "busybox sh" and not any(Path(d, "busybox").exists() for d in ("/bin", "/usr/bin")):
+        pytest.skip("busybox not installed")
+    btf = Path(BTF_PATH)
+    if not btf.exists() or Path("/sys/devices/system/cpu/online").read_text().strip() == "0":
+        pytest.skip("no BTF, or one CPU online (the loop does not warm up)")
+    expected = TargetIdentity(os.uname().release, hashlib.sha256(btf.read_bytes()).hexdigest())
+    scratch = tmp_path / "w"
+    loop = _HostLoop(shell, scratch, guest_warmup(""))
+    try:
+        assert loop.answer().req_id == 0
+        cached = scratch / "identity"
+        deadline = time.monotonic() + 20
+        while not cached.exists() or not cached.read_text().endswith("ok\n"):
+            assert time.monotonic() < deadline, "the warm-up wrote no identity"
+            time.sleep(0.05)
+        assert cached.read_text() == f"{expected.release}\n{expected.btf_sha256}  -\nok\n"
+        # a complete file is printed as it is, not hashed again; a half-written one is not
+        cached.write_text(f"{expected.release}\n{'ab' * 32}  -\nok\n")
+        assert read_identity(_Loop(loop, 1), script=_READ_IDENTITY) == TargetIdentity(
+            expected.release, "ab" * 32)
+        cached.write_text(f"{expected.release}\n{'ab' * 20}")
+        assert read_identity(_Loop(loop, 2), script=_READ_IDENTITY) == expected
+        cached.write_text(f"{expected.release}\n{'ab' * 32}  -\n")
+        assert read_identity(_Loop(loop, 3), script=_READ_IDENTITY) == expected
+        cached.unlink()
+        assert read_identity(_Loop(loop, 4), script=_READ_IDENTITY) == expected
+    finally:
+        loop.proc.kill()
+        loop.proc.wait()
+
+
+class _Loop:
+    """read_identity's CommandProtocol over a _HostLoop: one request, its frame."""
+
+    arch = "x86_64"
+
+    def __init__(self, loop: _HostLoop, req_id: int) -> None:
+        self.loop, self.req_id = loop, req_id
+
+    def run(self, cmd: str, timeout: float = 60.0) -> CommandResult:
+        got = self.loop.answer(run_request(self.req_id, cmd), timeout)
+        assert got.req_id == self.req_id
+        return CommandResult(got.rc, got.stdout, got.stderr, 0.0)
