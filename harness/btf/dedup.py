@@ -54,6 +54,7 @@ from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any
 
+from harness.btf import remap
 from harness.btf.btf import Btf
 from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
@@ -369,7 +370,7 @@ class _Dedup:
         self.hypot_adjust_canon = False
         self.new_strings: bytes | None = None
         # old -> new string offset, when applied only to the surviving types
-        self.str_remap: Callable[[int], int] | None = None
+        self.str_remap: dict[int, int] | None = None
         # struct-phase prefilter state (see shape())
         self.shapes: list[int | None] = [None] * n
         self.shape_ids: dict[tuple[object, ...], int] = {}
@@ -388,11 +389,9 @@ class _Dedup:
                 self._timed(phase)
         kept, compact = self._timed(self.compact_types)
         _unshare(kept)
-        final = self._timed(lambda: self.remap_types(kept, compact))
+        final, changes = self._timed(lambda: self.remap_types(kept, compact))
         # commit: only now does the caller's object change
-        if self.str_remap is not None:
-            for t in kept:
-                t.remap_str_offs(self.str_remap)
+        remap.apply(changes)
         if self.new_strings is not None:
             self.btf.set_strings(self.new_strings)
         self.btf.types[:] = kept
@@ -497,14 +496,14 @@ class _Dedup:
         self.new_strings = bytes(data)
         if not moved:
             return
-        remap = new_off.__getitem__
         if not crossed and len(set(new_off.values())) == len(new_off):
-            self.str_remap = remap
+            self.str_remap = new_off
             return
+        moved_to = new_off.__getitem__
         types, own, first = self.types, self.own, self.start_id
         for i, t in enumerate(own):
             t = t.copy()
-            t.remap_str_offs(remap)
+            t.remap_str_offs(moved_to)
             own[i] = types[first + i] = t
 
     # ---- phase 2: primitive types ------------------------------------------------------
@@ -987,23 +986,22 @@ class _Dedup:
                 next_id += 1
         return kept, compact
 
-    def remap_types(self, kept: list[BtfType], compact: list[int]) -> list[int]:
+    def remap_types(self, kept: list[BtfType],
+                    compact: list[int]) -> tuple[list[int], remap.Plan]:
         """btf_dedup_remap_types(): every type id field -> compact[resolve(id)].
 
-        Returns that mapping for all old ids (what dedup_ids() hands out). Runs
-        after the last point of failure, so rewriting the kept objects in place
-        cannot leave a half-deduplicated `btf` behind.
+        Returns that mapping for all old ids (what dedup_ids() hands out) and the
+        kept types' new field values, with the string offsets of a late string rewrite
+        (dedup_strings) in the same pass; run() stores them only after the last point
+        of failure, so a failure cannot leave a half-deduplicated `btf` behind.
         """
         resolve = self.resolve
         final = [compact[resolve(tid)] for tid in range(len(self.types))]
         if final and min(final) < 0:
             bad = final.index(min(final))
             raise BTFError("dedup: type has no canonical representative", type_id=bad)
-        if final != list(range(len(final))):
-            remap = final.__getitem__
-            for t in kept:
-                t.remap_type_ids(remap)
-        return final
+        ids = None if final == list(range(len(final))) else final
+        return final, remap.plan(kept, ids=ids, strs=self.str_remap)
 
 
 def _cached_row(ids: list[int], cache: dict[int, Any], compute: Callable[[int], Any]) -> list[Any]:

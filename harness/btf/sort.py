@@ -26,31 +26,9 @@ from operator import attrgetter
 from harness.btf.btf import Btf
 from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
-from harness.btf.types import (
-    Array,
-    BtfType,
-    Const,
-    Datasec,
-    DeclTag,
-    Func,
-    FuncProto,
-    Member,
-    Param,
-    Ptr,
-    Restrict,
-    Struct,
-    Typedef,
-    TypeTag,
-    Union,
-    Var,
-    VarSecinfo,
-    Volatile,
-)
+from harness.btf.remap import apply, plan
 
 _NAME_OFF = attrgetter("name_off")
-# kinds whose only id field is `type`
-_REF_CLASSES = frozenset({Ptr, Typedef, Volatile, Const, Restrict, TypeTag, Func, Var, DeclTag})
-_tuple_new = tuple.__new__
 
 # Profiles whose sort was checked against the tree's C resolve_btfids; the 7.2
 # and 7.3 comparators are the same (see tests/btf/test_sort.py).
@@ -173,39 +151,12 @@ def _apply(btf: Btf, order: list[int], full: list[int]) -> None:
 
     All new field values are computed before any type is changed, so a
     reference past the last id (IndexError on `full`, which btf__permute
-    reports as EINVAL) leaves `btf` untouched. Types are grouped by class and
-    remapped with comprehensions rather than through t.remap_type_ids(): this
-    is the hot path of every resolve_btfids run (~150k types on vmlinux).
+    reports as EINVAL) leaves `btf` untouched (remap.plan, then remap.apply).
     """
     old = btf.types
     new = [old[i] for i in order]
-    groups: dict[type, list[BtfType]] = {}
-    for t in new:
-        cls = type(t)
-        group = groups.get(cls)
-        if group is None:
-            group = groups[cls] = []
-        group.append(t)
-    assign: list[tuple[list[BtfType], str, list[object]]] = []
     try:
-        for cls, ts in groups.items():
-            if cls in _REF_CLASSES:
-                assign.append((ts, "type", [full[t.type] for t in ts]))
-            elif cls is Struct or cls is Union:
-                assign.append((ts, "members", [
-                    [_tuple_new(Member, (n, full[ty], o)) for n, ty, o in t.members]
-                    for t in ts]))
-            elif cls is FuncProto:
-                assign.append((ts, "type", [full[t.type] for t in ts]))
-                assign.append((ts, "params", [
-                    [_tuple_new(Param, (n, full[ty])) for n, ty in t.params] for t in ts]))
-            elif cls is Array:
-                assign.append((ts, "type", [full[t.type] for t in ts]))
-                assign.append((ts, "index_type", [full[t.index_type] for t in ts]))
-            elif cls is Datasec:
-                assign.append((ts, "vars", [
-                    [_tuple_new(VarSecinfo, (full[ty], o, sz)) for ty, o, sz in t.vars]
-                    for t in ts]))
+        changes = plan(new, ids=full)
     except IndexError:
         count = btf.type_count
         for tid, t in btf.items():
@@ -214,18 +165,5 @@ def _apply(btf: Btf, order: list[int], full: list[int]) -> None:
                 raise BTFError(f"permute: type {tid} refers to id {bad[0]}, past the last "
                                f"id {count - 1}") from None
         raise
-    for ts, attr, values in assign:
-        # one plain loop per field: setattr() with a name costs ~2x a direct store
-        if attr == "type":
-            for t, v in zip(ts, values, strict=True):
-                t.type = v
-        elif attr == "members":
-            for t, v in zip(ts, values, strict=True):
-                t.members = v
-        elif attr == "params":
-            for t, v in zip(ts, values, strict=True):
-                t.params = v
-        else:
-            for t, v in zip(ts, values, strict=True):
-                setattr(t, attr, v)
+    apply(changes)
     btf.types = new
