@@ -24,6 +24,10 @@ type encoding 0.03, symbol walk and writes under 0.01. Before the fix each run a
 90-100 ms in one cyclic-GC pass: dedup's recursive closures kept the whole BTF in a
 reference cycle. What remains is one Python step per type in each of decode, dedup, sort
 and encode; the C tool does the same steps in 0.08 s, so pure Python stays near 9x.
+Later that day dedup's commit and sort's permute share btf/remap.py (ids and string
+offsets rewritten per class in one pass): in-process dedup of the 7.3 pahole output
+0.43-0.44 s against 0.48 s on a slower host, where whole runs stayed at 9.2-9.6x (7.3)
+and 8.8-9.8x (7.2) within its noise (C 0.105-0.127 s from round to round).
 """
 
 from __future__ import annotations

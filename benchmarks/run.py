@@ -38,6 +38,19 @@ arm64, then 2.69 / 2.62 once the agent started without runpy and with its .pyc
 to 0.22 s on its first run); whole suite 5.87 / 6.65 s with 83 programs; warm 0.17 / 0.19.
 What is left after the boot (~0.8 s): identity (sha256sum of the BTF) 0.16, put 0.13, the
 agent ~0.25 before its jobs, the jobs ~0.15, judging on the host.
+
+2026-12-07, a slower 2-core host (bare boot 2.2-2.3 s x86_64, 2.3-2.8 s arm64): fresh
+3.2-3.9 / 3.2-3.4 s, warm 0.21 / 0.24, suite 7.8 / 8.5 s. The identity is now read after
+the programs, from the hash the guest made on its spare vCPU as it came up
+(QemuTarget.identity): that request went from 0.15-0.21 s to 0.016 s, but paired fresh
+runs moved by 0-0.05 s only, because every guest-side overlap here competes for the same
+two host cores (two TCG vCPU threads, QEMU's I/O thread, the harness). After the boot:
+put 0.15-0.2, the one-shot agent 0.6-0.75 (python3 -S alone is 0.16-0.19 s steady, with
+ctypes 0.25; unpack, insmod and probe ~0.15; the two jobs ~0.15), judging 0.05.
+Tried and dropped the same day: starting python3 before the bundle's put (it imported
+the agent's modules and waited for the bundle's full size): 0.92-0.98 s after the boot
+against 0.84-0.94 s without; `loglevel=5` or `quiet` on the guest's command line: no
+consistent change of the bare boot (2.16-2.24 s against 2.24 s x86_64, worse on arm64).
 """
 
 from __future__ import annotations
