@@ -196,3 +196,38 @@ def test_output_the_kernel_would_refuse(tmp_path: Path, good) -> None:  # noqa: 
                       ["--profile", "7.3", "--no-kernel-check", "--btf", str(raw)])
     assert anyway.returncode == 0, anyway.stderr
     assert anyway.output(".BTF") is not None
+
+
+@pytest.mark.parametrize("bad_base", [False, True])
+def test_split_btf_on_a_base_the_kernel_checks(tmp_path: Path, good, bad_base: bool) -> None:  # noqa: ANN001
+    """A module's split BTF on --btf_base: the base is read under the kernel's rules (its
+    view serves the output's boot check) and the output is what --no-kernel-check
+    writes; a base those rules refuse fails the run with the kernel's words, as the
+    output's check always said it."""
+    from harness.btf import Btf
+
+    _, obj = good
+    base = synth.make_btf()
+    if bad_base:
+        base.add_struct("bad name", 4)
+    base_raw = tmp_path / "vmlinux.BTF"
+    base_raw.write_bytes(base.to_bytes())
+    split = Btf(base=Btf.from_bytes(base_raw.read_bytes()))
+    mod = split.add_struct("mod_state", 8)
+    split.add_field("a", 1, 0)
+    split.add_ptr(mod)
+    split_raw = tmp_path / "mod.BTF"
+    split_raw.write_bytes(split.to_bytes())
+    args = ["--profile", "7.3", "-b", str(base_raw), "--btf", str(split_raw)]
+    py = run_tool(PY_TOOL, obj, tmp_path / "py", args)
+    if bad_base:
+        assert py.returncode == 255 and "Traceback" not in py.stderr, py.stderr
+        assert "kernel 7.3 would refuse the output BTF at boot" in py.stderr
+        assert "STRUCT: Invalid name" in py.stderr
+        assert py.leftovers() == []
+        return
+    assert py.returncode == 0, py.stderr
+    lenient = run_tool(PY_TOOL, obj, tmp_path / "lenient", ["--no-kernel-check", *args])
+    assert lenient.returncode == 0, lenient.stderr
+    assert py.output(".BTF") == lenient.output(".BTF") is not None
+    assert py.output(".BTF_ids") == lenient.output(".BTF_ids")
