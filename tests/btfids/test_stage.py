@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from harness.btfids.stage import (
     version_number,
 )
 from harness.cache import locked
-from harness.kbuild import toolchains
 from harness.kbuild.artifacts import BuildArtifacts
 
 
@@ -43,18 +43,22 @@ def test_flags_follow_the_pahole_version_through_the_trees_makefile(
         x86_build_dir, "1.32")
 
 
-def test_replay_reproduces_the_linked_btf(x86_build: BuildArtifacts, x86_build_dir: Path,
-                                         pahole_132: Path, tmp_path: Path) -> None:
-    held = tmp_path / "held.tmp_vmlinux1"
+def test_replay_reproduces_the_linked_btf(x86_build_dir: Path, tmp_path: Path) -> None:
+    """The build dir is shared by every pahole/btfids choice of its config (build.py):
+    replay the stage of whichever build linked it last, read from the dir under its lock
+    (.tmp_vmlinux1, its .config and .harness-btf-stage), against the vmlinux it made."""
+    held, config = tmp_path / "held.tmp_vmlinux1", tmp_path / "config"
     with locked(x86_build_dir):  # other workers may relink this shared build dir
         shutil.copyfile(x86_build_dir / ".tmp_vmlinux1", held)
-    out = replay(held, tmp_path / "stage", pahole=pahole_132,
-                 pahole_args=pahole_flags(x86_build_dir, jobs=2, config=x86_build.config),
-                 btfids=[str(toolchains.python_btfids_wrapper())],
-                 btfids_args=resolve_btfids_flags(x86_build_dir, x86_build.config))
-    with open(x86_build.vmlinux, "rb") as handle:
-        linked = ELFFile(handle).get_section_by_name(".BTF").data()
-    assert out.btf.read_bytes() == linked
+        shutil.copyfile(x86_build_dir / ".config", config)
+        stage = json.loads((x86_build_dir / ".harness-btf-stage").read_text())
+        with open(x86_build_dir / "vmlinux", "rb") as handle:
+            linked = ELFFile(handle).get_section_by_name(".BTF").data()
+    out = replay(held, tmp_path / "stage", pahole=Path(stage["pahole"]),
+                 pahole_args=pahole_flags(x86_build_dir, jobs=2, config=config),
+                 btfids=[stage["path"]],
+                 btfids_args=resolve_btfids_flags(x86_build_dir, config))
+    assert out.btf.read_bytes() == linked, f"last linked by {stage}"
     assert out.btf1.stat().st_size > 0 and out.btf_ids.stat().st_size > 0
     assert held.is_file() and (tmp_path / "stage/vmlinux").is_symlink()  # read, not replaced
 
