@@ -46,7 +46,7 @@ _new = tuple.__new__  # a NamedTuple without its __new__'s argument handling
 Plan = list[tuple[list[BtfType], str, list[object]]]
 
 
-def by_class(types: Sequence[BtfType]) -> dict[type, list[BtfType]]:
+def _by_class(types: Sequence[BtfType]) -> dict[type, list[BtfType]]:
     groups: dict[type, list[BtfType]] = {}
     for t in types:
         cls = type(t)
@@ -62,13 +62,15 @@ def plan(types: Sequence[BtfType], ids: Sequence[int] | None = None,
     """(types, field, new values) for every field `ids` (old id -> new, by index) or
     `strs` (old offset -> new) changes; None leaves that kind of field alone."""
     out: Plan = []
-    for cls, ts in by_class(types).items():
+    for cls, ts in _by_class(types).items():
         if strs is not None:
             out.append((ts, "name_off", [strs[t.name_off] for t in ts]))
         if cls in _ONE_REF:
             if ids is not None:
                 out.append((ts, "type", [ids[t.type] for t in ts]))
         elif cls is Struct or cls is Union:
+            # one comprehension per combination of maps (here and for params): an
+            # identity map in place of a missing one would cost a call per entry
             if ids is not None and strs is not None:
                 rows = [[_new(Member, (strs[n], ids[ty], o)) for n, ty, o in t.members]
                         for t in ts]

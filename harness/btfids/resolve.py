@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union, kfunc_args
-from harness.btf.kernel_rules import BOOT, RULES
+from harness.btf.kernel_rules import BOOT, RULES, Rules
 from harness.btf.validate import check_kernel
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
@@ -119,11 +119,17 @@ def _strerror(code: int) -> str:
 
 
 def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = True,
-             elf: ElfFile | None = None) -> Btf:
-    """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure."""
+             elf: ElfFile | None = None, boot_rules: Rules | None = None) -> Btf:
+    """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure.
+    `boot_rules`: read it under the kernel's boot-time rules when it passes them (the
+    Btf keeps the kernel's view for check_kernel), as before when it does not."""
     label = f"FAILED: load {what}BTF from {path}"
+    data = btf_data(path, label, elf)
+    if boot_rules is not None:
+        with contextlib.suppress(BTFError):
+            return Btf.from_bytes(data, base, strict=boot_rules, how=BOOT)
     try:
-        btf = Btf.from_bytes(btf_data(path, label, elf), base, validate=validate)
+        btf = Btf.from_bytes(data, base, validate=validate)
         if not validate:
             sanity_check(btf)
         return btf
@@ -134,19 +140,14 @@ def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = Tr
 def _load_base(opts: Options, profile: profiles.Profile) -> Btf:
     """--btf_base's BTF. Where the output will get the kernel's boot-time check, the base
     is read under those rules: the check of a module's split BTF needs the base as the
-    kernel holds it, and a strict read keeps that view instead of re-encoding and
-    re-checking the whole vmlinux BTF for it in every in-tree module's run (ttynull.ko:
-    0.54 -> 0.49 s). Not with --distill_base (out-of-tree modules): their output is
-    checked on the distilled base, and the strict read would cost more than it saves. A
-    base the rules refuse is read as before, so the kernel check reports it as it did."""
-    if opts.kernel_check and profile.checker is not None and not opts.distill_base:
-        label = f"FAILED: load base BTF from {opts.base}"
-        try:
-            return Btf.from_bytes(btf_data(opts.base, label), strict=RULES[profile.checker],
-                                  how=BOOT)
-        except BTFError:
-            pass
-    return load_btf(opts.base, None, what="base ", validate=opts.validate)
+    kernel holds it, and the strict read's view spares re-encoding and re-checking the
+    whole vmlinux BTF for it in every in-tree module's run (ttynull.ko: 0.54 -> 0.49 s).
+    Not with --distill_base (out-of-tree modules): their output is checked on the
+    distilled base, and the strict read would cost more than it saves. A base the rules
+    refuse is read as before, so the output's check reports it as it did."""
+    strict = opts.kernel_check and profile.checker is not None and not opts.distill_base
+    return load_btf(opts.base, None, what="base ", validate=opts.validate,
+                    boot_rules=RULES[profile.checker] if strict else None)  # type: ignore[index]
 
 
 def btf_data(path: str, label: str, elf: ElfFile | None = None) -> bytes:
