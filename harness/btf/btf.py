@@ -68,6 +68,15 @@ class _RawTypes:
     endian: str
     count: int  # own types in it
     file_off: int  # its offset in the input, for decode's messages
+    starts: Sequence[int]  # word index of each own record in `section`
+    kinds: Sequence[int]  # kind of each own record
+
+    def decode_one(self, idx: int, type_id: int) -> BtfType:
+        """Own record `idx` alone (id `type_id`), for a lookup that needs only it."""
+        lo = self.starts[idx]
+        hi = self.starts[idx + 1] if idx + 1 < self.count else len(self.section) // 4
+        return codec.decode_types(self.section[4 * lo:4 * hi], self.endian, type_id,
+                                  self.file_off + 4 * lo)[0]
 
 
 IdMapping = Callable[[int], int] | Mapping[int, int] | Sequence[int]
@@ -133,6 +142,7 @@ class Btf:
         self.kernel_views = {}
         self._types = None
         self._raw = None
+        self._singles: dict[int, BtfType] = {}
         self.base = base
         self.start_id = base.type_count if base is not None else 1
         self.endian = hdr.endian
@@ -159,8 +169,10 @@ class Btf:
         if view is not None:
             # The kernel's checks passed, so the records decode: leave that to the first
             # use of .types, and a copy that never looks at them writes them back as read.
-            self._raw = _RawTypes(bytes(section), hdr.endian,
-                                  view.nr_types - max(view.start_id, 1), body)
+            first = max(view.start_id, 1)
+            word_base = len(view.words) - len(section) // 4
+            self._raw = _RawTypes(bytes(section), hdr.endian, view.nr_types - first, body,
+                                  [p - word_base for p in view.pos[first:]], view.kind[first:])
         else:
             self.types = codec.decode_types(section, hdr.endian, self.start_id, body)
         if self.type_count > LIBBPF_MAX_NR_TYPES:
@@ -178,22 +190,26 @@ class Btf:
         if self._types is None:
             raw = self._raw
             assert raw is not None  # exactly one of the two is set
-            self._types = codec.decode_types(raw.section, raw.endian, self.start_id,
-                                             raw.file_off)
+            types = codec.decode_types(raw.section, raw.endian, self.start_id, raw.file_off)
+            for idx, t in self._singles.items():  # the objects already handed out stay
+                types[idx] = t
+            self._types = types
             self._raw = None
+            self._singles = {}
         return self._types
 
     @types.setter
     def types(self, value: list[BtfType]) -> None:
         self._types = value
         self._raw = None
+        self._singles = {}
 
     def to_bytes(self) -> bytes:
         """Raw BTF: header, types, optional layout, strings (libbpf's writer layout)."""
-        if self._raw is not None:  # never decoded, so unchanged: the records as read
+        if self._raw is not None and not self._singles:  # unchanged: the records as read
             types = codec.swap_words(self._raw.section, self._raw.endian, self.endian)
         else:
-            types = codec.encode_types(self._types, self.endian, self.start_id)
+            types = codec.encode_types(self.types, self.endian, self.start_id)
         layout = codec.encode_layout(self.layout, self.endian) if self.layout else b""
         strs = self.strings.to_bytes()
         head = codec.encode_header(
@@ -216,8 +232,17 @@ class Btf:
         """Type by id: 0 is VOID, ids below start_id come from the base."""
         idx = type_id - self.start_id
         if idx >= 0:
-            types = self._types if self._types is not None else self.types
-            if idx < len(types):
+            types = self._types
+            if types is None:
+                # Still as read: decode this record alone. A module's run looks up a few
+                # of its vmlinux base's 60-130k types, and decoding them all cost 0.15 s.
+                raw = self._raw
+                if idx < raw.count:  # type: ignore[union-attr]
+                    t = self._singles.get(idx)
+                    if t is None:
+                        t = self._singles[idx] = raw.decode_one(idx, type_id)  # type: ignore[union-attr]
+                    return t
+            elif idx < len(types):
                 return types[idx]
             raise BTFError(f"type id {type_id} out of range (type count {self.type_count})")
         if type_id == 0:
@@ -239,6 +264,19 @@ class Btf:
     def items(self) -> Iterator[tuple[int, BtfType]]:
         """(id, type) for own types."""
         return zip(range(self.start_id, self.type_count), self.types, strict=True)
+
+    def ids_of(self, cls: type[BtfType]) -> list[int]:
+        """Own ids of the types of class `cls` (exactly, not subclasses), in id order;
+        from the kinds the kernel's checks read when the records are still as read."""
+        if self._types is None:
+            kind, first = cls.kind_id, self.start_id
+            return [first + i for i, k in enumerate(self._raw.kinds) if k == kind]  # type: ignore[union-attr]
+        return [tid for tid, t in self.items() if type(t) is cls]
+
+    def all_ids_of(self, cls: type[BtfType]) -> list[int]:
+        """ids_of(cls), base first."""
+        base = self.base.all_ids_of(cls) if self.base is not None else []
+        return base + self.ids_of(cls)
 
     def all_items(self) -> Iterator[tuple[int, BtfType]]:
         """(id, type) for base types then own types (void excluded)."""
@@ -364,7 +402,8 @@ class Btf:
         new.layout = list(self.layout) if self.layout is not None else None
         new.strings = StringTable(self.strings.to_bytes(), self.strings.start_off)
         new.kernel_views = {}
-        if self._raw is not None:  # still the bytes as read: share them, decode on use
+        new._singles = {}
+        if self._raw is not None and not self._singles:  # as read: share, decode on use
             new._types, new._raw = None, self._raw
         else:
             new.types = [t.copy() for t in self.types]

@@ -62,7 +62,7 @@ class FuncIndex:
 
 def decl_tag_ids(btf: Btf) -> list[int]:
     """Ids of every DECL_TAG, base first (collect_decl_tags walks 1..type_cnt)."""
-    return [tid for tid, t in btf.all_items() if type(t) is DeclTag]
+    return btf.all_ids_of(DeclTag)
 
 
 def has_kfunc_tags(btf: Btf) -> bool:

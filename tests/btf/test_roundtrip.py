@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.btf import Btf, load
+from harness.btf import Btf, BTFError, DeclTag, Func, load
 from harness.btf.kernel_rules import KERNEL_7_3
 from harness.btf.load import btf_and_base_bytes, btf_bytes
 from tests.btf.conftest import SYSFS, modules_of
@@ -130,3 +130,45 @@ def test_strict_read_of_host_vmlinux_equals_lenient(host_vmlinux: Btf) -> None:
     assert strict.to_bytes() == raw
     assert strict.type_count == host_vmlinux.type_count
     assert strict.types == host_vmlinux.types
+
+
+def test_strict_read_decodes_a_looked_up_record_alone() -> None:
+    """A lookup by id on a BTF still as read decodes that record only (a module's run
+    looks up a few of its base's types); the object it returns is the one the full
+    decode keeps later, so an edit made through it is written and copied."""
+    raw = _small_btf().to_bytes()
+    decoded = Btf.from_bytes(raw)
+    strict = Btf.from_bytes(raw, strict=KERNEL_7_3)
+    looked_up = [strict[tid] for tid in strict.ids()]
+    assert looked_up == decoded.types
+    assert strict._types is None  # nothing decoded as a whole yet
+    assert strict[2] is looked_up[1]
+    for cls in {type(t) for t in decoded.types}:
+        assert strict.ids_of(cls) == decoded.ids_of(cls)
+    assert strict.to_bytes() == raw
+
+    pair = strict[2]
+    pair.size = 16
+    assert strict.copy()[2].size == 16
+    assert Btf.from_bytes(strict.to_bytes())[2].size == 16
+    assert strict.types[1] is pair
+    with pytest.raises(BTFError, match="out of range"):
+        Btf.from_bytes(raw, strict=KERNEL_7_3)[strict.type_count]
+
+
+def test_split_lookups_on_a_strict_base_of_host_vmlinux(host_vmlinux: Btf) -> None:
+    """A split BTF on a base read under the kernel's rules sees the same base types, by
+    id and by kind, as on a decoded base, without the base being decoded whole."""
+    raw = (SYSFS / "vmlinux").read_bytes()
+    base = Btf.from_bytes(raw, strict=KERNEL_7_3)
+    module = Btf(host_vmlinux)
+    ptr = module.add_ptr(host_vmlinux.type_count - 1)
+    module.add_decl_tag("harness_test", module.add_typedef("harness_ptr_t", ptr), -1)
+    split = Btf.from_bytes(module.to_bytes(), base)
+    assert base._types is None
+    for tid in (1, 2, base.type_count // 2, base.type_count - 1, ptr):
+        assert split[tid] == module[tid]
+    base_tags = [tid for tid, t in host_vmlinux.items() if type(t) is DeclTag]
+    assert split.all_ids_of(DeclTag) == [*base_tags, ptr + 2]
+    assert split.all_ids_of(Func) == host_vmlinux.ids_of(Func)
+    assert base._types is None
