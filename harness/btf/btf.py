@@ -61,7 +61,7 @@ from harness.btf.validate import check, check_kernel
 
 
 @dataclass(frozen=True)
-class _RawTypes:
+class RawTypes:
     """A type section the kernel's checks passed, kept as read until .types is used."""
 
     section: bytes
@@ -70,6 +70,11 @@ class _RawTypes:
     file_off: int  # its offset in the input, for decode's messages
     starts: Sequence[int]  # word index of each own record in `section`
     kinds: Sequence[int]  # kind of each own record
+    infos: Sequence[int]  # info word of each own record
+
+    def words(self) -> list[int]:
+        """The section's u32 words in host order (records start at `starts`)."""
+        return codec.section_words(self.section, self.endian)
 
     def decode_one(self, idx: int, type_id: int) -> BtfType:
         """Own record `idx` alone (id `type_id`), for a lookup that needs only it."""
@@ -171,8 +176,9 @@ class Btf:
             # use of .types, and a copy that never looks at them writes them back as read.
             first = max(view.start_id, 1)
             word_base = len(view.words) - len(section) // 4
-            self._raw = _RawTypes(bytes(section), hdr.endian, view.nr_types - first, body,
-                                  [p - word_base for p in view.pos[first:]], view.kind[first:])
+            self._raw = RawTypes(bytes(section), hdr.endian, view.nr_types - first, body,
+                                  [p - word_base for p in view.pos[first:]], view.kind[first:],
+                                  view.info[first:])
         else:
             self.types = codec.decode_types(section, hdr.endian, self.start_id, body)
         if self.type_count > LIBBPF_MAX_NR_TYPES:
@@ -264,6 +270,14 @@ class Btf:
     def items(self) -> Iterator[tuple[int, BtfType]]:
         """(id, type) for own types."""
         return zip(range(self.start_id, self.type_count), self.types, strict=True)
+
+    def records_as_read(self) -> tuple[RawTypes, dict[int, BtfType]] | None:
+        """While the own types are not decoded as a whole (a read under the kernel's
+        rules): the records as read and the types looked up by id so far, by index (an
+        edit made through one of those is not in the records); else None."""
+        if self._types is not None:
+            return None
+        return self._raw, self._singles  # type: ignore[return-value]
 
     def ids_of(self, cls: type[BtfType]) -> list[int]:
         """Own ids of the types of class `cls` (exactly, not subclasses), in id order;

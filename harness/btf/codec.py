@@ -197,6 +197,11 @@ def _words(raw: bytes | memoryview, endian: str) -> list[int]:
     return w.tolist()
 
 
+def section_words(raw: bytes | memoryview, endian: str) -> list[int]:
+    """A type section's u32 words in host order."""
+    return _words(raw, endian)
+
+
 def swap_words(raw: bytes, endian: str, to_endian: str) -> bytes:
     """A type section (u32 words throughout, ENUM64 values as two of them) in `to_endian`."""
     if endian == to_endian:

@@ -48,17 +48,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any
 
 from harness.btf import remap
-from harness.btf.btf import Btf
+from harness.btf.btf import Btf, RawTypes
 from harness.btf.codec import gc_paused
 from harness.btf.errors import BTFError
-from harness.btf.kinds import Kind
+from harness.btf.kinds import INFO_VLEN_MASK, Kind
 from harness.btf.types import (
     VOID,
     Array,
@@ -319,6 +319,81 @@ def _key_fnproto(t: FuncProto) -> tuple[object, ...]:
     return (t.name_off, t.info, t.type, *t.params)
 
 
+def _record_keys(w: list[int], starts: Sequence[int], kinds: Sequence[int],
+                 decoded: dict[int, BtfType]) -> Iterator[tuple[Hashable, int]]:
+    """(signature, id) of each record of a base as read, in id order, VAR and DATASEC
+    left out: what _KEY_FNS gives for the decoded types, read off the record's words
+    (btf_type: name_off, info, size/type; then the kind's data), so that a module's
+    dedup need not decode its vmlinux base. A type in `decoded` (by index) was handed
+    out and may have been edited: its key comes from the object."""
+    vlen_mask = INFO_VLEN_MASK
+    for idx, kind in enumerate(kinds):
+        p = starts[idx]
+        if idx in decoded:
+            if kind not in (_VAR, _DATASEC):
+                t = decoded[idx]
+                yield _KEY_FNS[t.kind_id](t), idx + 1
+            continue
+        if kind in _REF_COMMON or kind == _FLOAT:
+            key: Hashable = (w[p], w[p + 1], w[p + 2])
+        elif kind in _COMPOSITE:
+            e = p + 3 + 3 * (w[p + 1] & vlen_mask)
+            key = (w[p], w[p + 1], w[p + 2], *zip(w[p + 3:e:3], w[p + 5:e:3], strict=True))
+        elif kind == _FUNC_PROTO:
+            e = p + 3 + 2 * (w[p + 1] & vlen_mask)
+            key = (w[p], w[p + 1], w[p + 2], *zip(w[p + 3:e:2], w[p + 4:e:2], strict=True))
+        elif kind == _TYPEDEF:
+            key = (w[p], w[p + 1])
+        elif kind == _ARRAY:
+            key = (w[p], w[p + 1], 0, w[p + 3], w[p + 4], w[p + 5])
+        elif kind == _INT:
+            key = (w[p], w[p + 1], w[p + 2], w[p + 3])
+        elif kind in _ANY_ENUM:
+            key = ("enum", w[p])
+        elif kind == _FWD:
+            key = (w[p], w[p + 1], 0)
+        elif kind == _DECL_TAG:
+            c = w[p + 3]
+            key = (w[p], w[p + 1], w[p + 2], c - (1 << 32) if c & 0x80000000 else c)
+        elif kind in (_VAR, _DATASEC):
+            continue
+        else:
+            raise BTFError(f"dedup: no signature for kind {kind}", type_id=idx + 1)
+        yield key, idx + 1
+
+
+class _BaseOnDemand(list):
+    """Dedup's flat id-indexed type list for split BTF on a base still as read: void,
+    the base's slots (None until first indexed, then that type decoded alone: a
+    module's dedup compares a few of its vmlinux base's types), the own types. Only
+    indexing by id is supported; nothing here iterates the list."""
+
+    __slots__ = ("_base", "words", "_starts")
+
+    def __init__(self, base: Btf, raw: RawTypes, decoded: dict[int, BtfType],
+                 own: list[BtfType]):
+        super().__init__([VOID])
+        self.extend([None] * raw.count)
+        self.extend(own)
+        for idx, t in decoded.items():  # handed out before, maybe edited: use the objects
+            list.__setitem__(self, idx + 1, t)
+        self._base = base
+        self.words = raw.words()
+        self._starts = raw.starts
+
+    def name_off(self, tid: int) -> int:
+        """types[tid].name_off, without decoding a base type for it."""
+        t = list.__getitem__(self, tid)
+        return t.name_off if t is not None else self.words[self._starts[tid - 1]]
+
+    def __getitem__(self, tid):  # noqa: ANN001, ANN204 - list's own signature
+        t = list.__getitem__(self, tid)
+        if t is None:
+            t = self._base[tid]
+            list.__setitem__(self, tid, t)
+        return t
+
+
 # kind -> signature function, as btf_dedup_prep()'s switch picks the hash.
 # The reference phase builds the same tuples with canonical ids substituted.
 _KEY_FNS: dict[int, Callable[[Any], Hashable]] = {
@@ -343,19 +418,34 @@ class _Dedup:
     def __init__(self, btf: Btf):
         self.btf = btf
         self.start_id = btf.start_id
-        base_types: list[BtfType] = []
-        chain_of_bases = []
-        b = btf.base
-        while b is not None:
-            chain_of_bases.append(b.types)
-            b = b.base
-        for types in reversed(chain_of_bases):
-            base_types += types
-        if len(base_types) + 1 != btf.start_id:
-            raise BTFError("dedup: base type count does not match the split start id")
         self.own: list[BtfType] = list(btf.types)
-        self.types: list[BtfType] = [VOID, *base_types, *self.own]
-        self.kinds: list[int] = [t.kind_id for t in self.types]
+        base = btf.base
+        # a base still as read (a module's vmlinux): its types are decoded on first use
+        self.base_as_read = (base.records_as_read()
+                             if base is not None and base.base is None else None)
+        if self.base_as_read is not None:
+            raw, singles = self.base_as_read
+            if raw.count + 1 != btf.start_id:
+                raise BTFError("dedup: base type count does not match the split start id")
+            self.types: list[BtfType] = _BaseOnDemand(base, raw, singles, self.own)  # type: ignore[arg-type]
+            self.kinds: list[int] = [0, *raw.kinds, *(t.kind_id for t in self.own)]
+            self.infos: list[int] = [0, *raw.infos, *(t.info for t in self.own)]
+            for idx, t in singles.items():  # looked up before: an edit may have changed them
+                self.kinds[1 + idx], self.infos[1 + idx] = t.kind_id, t.info
+        else:
+            base_types: list[BtfType] = []
+            chain_of_bases = []
+            b = base
+            while b is not None:
+                chain_of_bases.append(b.types)
+                b = b.base
+            for types in reversed(chain_of_bases):
+                base_types += types
+            if len(base_types) + 1 != btf.start_id:
+                raise BTFError("dedup: base type count does not match the split start id")
+            self.types = [VOID, *base_types, *self.own]
+            self.kinds = [t.kind_id for t in self.types]
+            self.infos = [t.info for t in self.types]
         n = len(self.types)
         # map[id]: the canonical (or equivalent) type id, or a marker
         self.map: list[int] = [_UNPROCESSED] * n
@@ -377,7 +467,6 @@ class _Dedup:
         self.sig_cache: dict[int, tuple[int, ...]] = {}
         self.enum_bodies: dict[int, tuple[object, ...]] = {}  # first_equal_enum's
         self.shallow_cache: dict[int, Hashable] = {}
-        self.infos: list[int] = [t.info for t in self.types]
 
     # ---- driver ------------------------------------------------------------------
 
@@ -433,6 +522,10 @@ class _Dedup:
         kinds, types = self.kinds, self.types
         self.map[1:first] = range(1, first)
         fns = _KEY_FNS
+        if self.base_as_read is not None:
+            raw, singles = self.base_as_read
+            self.table.add_many(_record_keys(self.types.words, raw.starts, raw.kinds, singles))  # type: ignore[attr-defined]
+            return
         self.table.add_many(
             (fns[kinds[tid]](types[tid]), tid)
             for tid in range(1, first)
@@ -895,9 +988,10 @@ class _Dedup:
         is unique among canonical structs and unions."""
         kinds, types, m = self.kinds, self.types, self.map
         names: dict[int, int] = {}
+        name_off = types.name_off if isinstance(types, _BaseOnDemand) else None
         for tid in range(1, len(types)):
             if kinds[tid] in _COMPOSITE and m[tid] == tid:
-                name = types[tid].name_off
+                name = types[tid].name_off if name_off is None else name_off(tid)
                 names[name] = 0 if name in names else tid  # 0: ambiguous
         for tid in range(self.start_id, len(types)):
             if kinds[tid] != _FWD or m[tid] != tid:

@@ -41,7 +41,8 @@ from harness.btf import (
     Member,
     Struct,
 )
-from harness.btf.dedup import dedup, dedup_ids
+from harness.btf.dedup import _KEY_FNS, _record_keys, dedup, dedup_ids
+from harness.btf.kernel_rules import BOOT, KERNEL_7_3
 from harness.btf.load import btf_bytes
 from harness.cache import cache_root
 from harness.kbuild import toolchains
@@ -125,6 +126,8 @@ def assert_like_libbpf(oracle, raw: bytes, base: Btf | None = None,  # noqa: ANN
     got = b.to_bytes()
     if got != want:
         pytest.fail(describe_difference(got, want, base))
+    if base_raw is not None:
+        assert dedup_on_base_as_read(raw, base_raw) in (got, None)
     again = Btf.from_bytes(got, base)
     dedup(again)
     second = again.to_bytes()
@@ -135,6 +138,20 @@ def assert_like_libbpf(oracle, raw: bytes, base: Btf | None = None,  # noqa: ANN
         if second != want2:
             pytest.fail("second pass: " + describe_difference(second, want2, base))
     return b
+
+
+def dedup_on_base_as_read(raw: bytes, base_raw: bytes) -> bytes | None:
+    """Dedup of split `raw` on a base read under the kernel's boot rules, whose types
+    are then decoded only as dedup looks them up (a module's run on its vmlinux); None
+    when the rules refuse the base. The base must still be undecoded afterwards."""
+    try:
+        base = Btf.from_bytes(base_raw, strict=KERNEL_7_3, how=BOOT)
+    except BTFError:
+        return None
+    b = Btf.from_bytes(raw, base)
+    dedup(b)
+    assert base.records_as_read() is not None
+    return b.to_bytes()
 
 
 def assert_stable(oracle, raw: bytes, base: Btf | None = None,  # noqa: ANN001
@@ -273,6 +290,25 @@ def add_strays(b: Btf, rng: random.Random) -> None:
         nf = b.add_func(b.name(f), f.linkage, p)
         b.add_decl_tag("bpf_kfunc", nf, -1)
         b.add_decl_tag("bpf_kfunc", tid, -1)
+
+
+def test_signatures_read_off_the_records_equal_the_decoded_types(host_raw: bytes,
+                                                                host_vmlinux: Btf) -> None:
+    """A base as read gets its dedup signatures from the record words: each must equal
+    the one computed from the decoded type, for every kind the host's BTF holds; a
+    type handed out before (and maybe edited) is keyed from the object."""
+    raw, _ = Btf.from_bytes(host_raw, strict=KERNEL_7_3, how=BOOT).records_as_read()
+    want = [(_KEY_FNS[t.kind_id](t), tid) for tid, t in host_vmlinux.items()
+            if t.kind not in (Kind.VAR, Kind.DATASEC)]
+    assert list(_record_keys(raw.words(), raw.starts, raw.kinds, {})) == want
+    assert {t.kind for t in host_vmlinux.types} >= {
+        Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD,
+        Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.FUNC, Kind.FUNC_PROTO, Kind.DECL_TAG}
+    edited = host_vmlinux[1].copy()
+    edited.name_off = 0
+    keys = dict((tid, key) for key, tid in _record_keys(raw.words(), raw.starts, raw.kinds,
+                                                        {0: edited}))
+    assert keys[1] == _KEY_FNS[edited.kind_id](edited) != want[0][0]
 
 
 @pytest.mark.slow
