@@ -1,6 +1,9 @@
 """Boot-to-exit time per arch: boot a kernel, run `true`, stop; several runs, median.
 
-TCG always; KVM too when the (cached) probe says KVM really boots a kernel here.
+TCG always; KVM too when the (cached) probe says KVM really boots a kernel here. Each
+on the cached tree twice: as `vng --exec true` boots it (vng's start-up and its init;
+the yardstick benchmarks/run.py pairs with) and as the harness boots it (vng's QEMU
+command taken once per process, guest/harness-init.sh as init).
 Usage: python benchmarks/boot.py [--runs N] [--x86 IMAGE] [--arm64 IMAGE]
 (default images: the default `harness build` of each arch, built first if not cached).
 """
@@ -18,6 +21,8 @@ from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.targets import procs
 from harness.targets.kvm import probe_kvm
 from harness.targets.qemu import QemuTarget
+from harness.targets.rootfs import ensure_rootfs
+from harness.targets.vng import clear_command_cache
 
 
 def default_image(arch: str) -> Path:
@@ -25,10 +30,15 @@ def default_image(arch: str) -> Path:
     return Path(Builder(make_plan(BuildRequest(arch=arch)), quiet=True).build().boot_image)
 
 
-def boot_to_exit(image: Path, arch: str, kvm: bool) -> tuple[float, float]:
-    """(boot-to-command-ready, boot-to-exit) seconds for one guest."""
+def boot_to_exit(image: Path, arch: str, kvm: bool, *,
+                 vng_init: bool = True) -> tuple[float, float]:
+    """(boot-to-command-ready, boot-to-exit) seconds for one guest; `vng_init`: booted by
+    vng with its init (the tree given by path), else as the harness boots it (own init,
+    vng's QEMU command cached in this process)."""
+    root = ensure_rootfs(arch) if vng_init else None
     start = time.monotonic()
-    target = QemuTarget(image, arch, kvm=None if kvm else False, cpus=1, boot_timeout=180)
+    target = QemuTarget(image, arch, root=root, kvm=None if kvm else False, cpus=1,
+                        boot_timeout=180)
     with target:
         ready = time.monotonic() - start
         target.run("true", timeout=60)
@@ -61,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{verdict.seconds:.1f} s{', cached' if verdict.cached else ''})")
             if verdict.usable:
                 modes.append("kvm")
-        for mode in modes:
+        for mode in [m + init for m in modes for init in ("/vng", "/harness")]:
             samples = []
+            clear_command_cache()
             try:
                 for _ in range(args.runs):
-                    samples.append(boot_to_exit(image, arch, mode == "kvm"))
+                    samples.append(boot_to_exit(image, arch, mode.startswith("kvm"),
+                                                vng_init=mode.endswith("/vng")))
             except HarnessError as exc:
                 print(f"{arch}/{mode}: error: {exc}", file=sys.stderr)
                 continue
@@ -73,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             total = statistics.median(s[1] for s in samples)
             spread = f"{min(s[1] for s in samples):.2f}-{max(s[1] for s in samples):.2f}"
             rows.append((arch, mode, len(samples), ready, total, spread))
-    print(f"{'arch':8} {'accel':5} {'runs':>4} {'ready s':>8} {'exit s':>7} {'range':>11}")
+    print(f"{'arch':8} {'accel/init':12} {'runs':>4} {'ready s':>8} {'exit s':>7} "
+          f"{'range':>11}")
     for arch, mode, n, ready, total, spread in rows:
-        print(f"{arch:8} {mode:5} {n:4d} {ready:8.2f} {total:7.2f} {spread:>11}")
+        print(f"{arch:8} {mode:12} {n:4d} {ready:8.2f} {total:7.2f} {spread:>11}")
     print(f"guest processes left: {len(procs.guest_processes())}")
     return 0
 

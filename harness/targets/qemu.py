@@ -1,13 +1,16 @@
 """The QEMU target: boot a kernel with virtme-ng and drive it through the command loop.
 
+On the cached root tree the guest runs the QEMU command vng would run, with the
+harness's own init (vng.boot_command); elsewhere vng itself runs it with its init.
+
 One boot serves many commands (see channel.py for why a framed virtio-serial loop and
 not a serial-console shell). Every boot and every command has a hard deadline; a hang
 stops the guest and raises, a panic ends QEMU (vng passes panic=-1 and -no-reboot in
 script mode) and raises KernelPanic with the console lines. QEMU, virtme-run and any
 virtiofsd run in their own session tagged with a marker, and are killed on every exit
 path (close(), __exit__, exceptions, Ctrl-C, interpreter exit via atexit). If this
-process is killed outright, the guest's stdin reaches EOF, its loop ends and virtme-ng's
-init powers the guest off (only a hung guest can then outlive us).
+process is killed outright, the guest's stdin reaches EOF, its loop ends and the init
+powers the guest off (only a hung guest can then outlive us).
 """
 
 from __future__ import annotations
@@ -50,7 +53,14 @@ from harness.targets.errors import (
     TargetSetupError,
 )
 from harness.targets.kvm import probe_kvm
-from harness.targets.vng import GUEST_CPUS, BootSpec, ensure_udev, ensure_vng, vng_command
+from harness.targets.vng import (
+    GUEST_CPUS,
+    HARNESS_INIT,
+    BootSpec,
+    boot_command,
+    ensure_udev,
+    ensure_vng,
+)
 
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
 # After a frame whose taint changed, wait this long for the splat's console lines.
@@ -160,7 +170,8 @@ class QemuTarget(Lifecycle):
         self._eof = False
         self._checked = 0
         self._next_id = 1
-        argv = vng_command(self.spec, loop_script(nonce, guest_warmup(self._warm)), vng=vng)
+        argv = boot_command(self.spec, loop_script(nonce, guest_warmup(self._warm)),
+                            HARNESS_INIT, vng=vng)
         env = dict(os.environ, **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
         self._started()
@@ -326,8 +337,8 @@ class QemuTarget(Lifecycle):
         if eof:
             rc = self._proc.poll() if self._proc else None
             if phase == "boot":
-                raise BootFailed(f"guest exited during boot (vng rc={rc}): {_tail(console)}")
-            raise TargetGone(f"guest exited during {phase} (vng rc={rc}): {_tail(console)}")
+                raise BootFailed(f"guest exited during boot (rc={rc}): {_tail(console)}")
+            raise TargetGone(f"guest exited during {phase} (rc={rc}): {_tail(console)}")
         if phase == "boot":
             raise BootTimeout(
                 f"kernel hang: no userspace within {self.boot_timeout:.0f} s; "

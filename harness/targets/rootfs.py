@@ -17,7 +17,10 @@ script I/O ports, which a static stand-in (guest/udev-standin.c) makes in one ex
 and the tree has no systemd. A foreign-arch guest runs vng's bash init (its Rust one
 ships for x86_64 only), ~100 execs: busybox-static's applets come first in PATH
 (/usr/local/sbin) for the commands it runs. The stdlib's .pyc files are written at
-build time, or the agent's Python compiles them every boot.
+build time, or the agent's Python compiles them every boot. The guests the harness boots
+on this tree skip vng's init altogether (guest/harness-init.sh, installed at every
+ensure_rootfs, see vng.qemu_command): the stand-in and the applets serve vng's init where
+it still runs (a root given by path, --rwdir mounts, loopback boards).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from harness.arch import lookup
 from harness.cache import cache_root, locked, staging_dir
 from harness.procs import spawn, stop
 from harness.targets.errors import RootfsBuildError, TargetSetupError
+from harness.targets.vng import HARNESS_INIT
 
 RECIPE = 3  # bump when the package list or the fix-ups change
 PACKAGES = (
@@ -54,6 +58,7 @@ FAST_APPLETS = (
     "umount", "uname", "wc",
 )
 UDEV_STANDIN = Path(__file__).with_name("guest") / "udev-standin.c"
+GUEST_INIT = Path(__file__).with_name("guest") / "harness-init.sh"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 BUILD_TIMEOUT = 1800.0
 
@@ -92,6 +97,7 @@ def ensure_rootfs(arch: str) -> Path:
     final = rootfs_path(arch)
     if _complete(final):
         _prune_vng_scripts(final)
+        install_init(final)
         return final
     with locked(final):
         if _complete(final):  # another worker built it while we waited
@@ -102,7 +108,23 @@ def ensure_rootfs(arch: str) -> Path:
             _speed_up_init(arch, tmp)
             _check(tmp)
             (tmp / ".harness-rootfs-ok").write_text(f"recipe {RECIPE}\n")
+    install_init(final)
     return final
+
+
+def install_init(tree: Path) -> None:
+    """Put this checkout's guest init at HARNESS_INIT in `tree` unless it is there already
+    (a rename, so a guest booting meanwhile sees the old file or the new one whole)."""
+    text = GUEST_INIT.read_bytes()
+    dest = tree / HARNESS_INIT.lstrip("/")
+    with contextlib.suppress(OSError):
+        if dest.read_bytes() == text:
+            return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+    tmp.write_bytes(text)
+    tmp.chmod(0o755)
+    tmp.replace(dest)
 
 
 def _prune_vng_scripts(tree: Path, max_age: float = 600.0) -> None:

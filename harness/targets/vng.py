@@ -7,7 +7,12 @@ cortex-a57 lacks the LSE atomics the arm64 BPF JIT needs for some programs).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -89,6 +94,91 @@ def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
     if qemu_opts:  # one "=" argument: argparse would take "-cpu" for an option of vng's
         argv.append("--qemu-opts=" + " ".join(qemu_opts))
     return argv
+
+
+# The guest init of a cached tree (guest/harness-init.sh, put there by rootfs.install_init)
+HARNESS_INIT = "/usr/local/sbin/harness-init"
+# COMMAND_LINE_SIZE on x86_64 and arm64: the kernel cuts a longer line short
+KERNEL_CMDLINE_MAX = 2048
+_EXEC_ARG = re.compile(r"virtme\.exec=`[^`]*`")
+_RET_CHARDEV = re.compile(r"^(file,id=ret,path=)(.*)$")
+DRY_RUN_TIMEOUT = 60.0
+
+
+def own_init(spec: BootSpec) -> bool:
+    """Whether `spec` boots on the harness's own init (qemu_command) rather than vng's:
+    a cached tree (which holds it, see rootfs.install_init) and nothing that needs the rest of vng's
+    init (--rwdir mounts, extra devices such as a loopback board's network)."""
+    return spec.root is not None and spec.cache_root and not spec.rwdirs \
+        and not spec.extra_qemu_opts
+
+
+class CommandLineTooLong(TargetSetupError):
+    """The script does not fit the kernel's command line next to vng's parameters."""
+
+
+def boot_command(spec: BootSpec, script: str, init: str, vng: str = "vng") -> list[str]:
+    """argv that boots `spec` and runs `script`: QEMU on `init` where own_init(spec) and
+    the script fits the kernel's command line, else vng (whose init takes a long script
+    from a file it writes into the root tree)."""
+    if own_init(spec):
+        with contextlib.suppress(CommandLineTooLong):
+            return qemu_command(spec, script, init, vng)
+    return vng_command(spec, script, vng)
+
+
+def qemu_command(spec: BootSpec, script: str, init: str, vng: str = "vng") -> list[str]:
+    """argv of the QEMU that vng would run for `spec`, with `script` as its --exec script
+    and `init` (a path in the guest) as the guest's init (guest/harness-init.sh says why).
+
+    vng still decides the machine (devices, 9p root, script ports, console, kernel
+    command line); its `--dry-run` output is taken once per spec and process, which also
+    spares vng's own start-up (0.3-1 s of Python) on every boot after the first."""
+    argv = list(_dry_run(spec, vng))
+    idx = argv.index("-append")
+    line = _EXEC_ARG.sub(lambda _: "virtme.exec=`"
+                         + base64.b64encode(script.encode()).decode() + "`", argv[idx + 1])
+    head, sep, _ = line.partition(" init=")
+    if not sep:
+        raise TargetSetupError(f"vng's kernel command line has no init=: {line[-200:]}")
+    line = f"{head} init={init}"
+    if len(line.encode()) >= KERNEL_CMDLINE_MAX:
+        raise CommandLineTooLong(f"kernel command line of {len(line.encode())} bytes "
+                                 f"(the kernel keeps {KERNEL_CMDLINE_MAX - 1})")
+    argv[idx + 1] = line
+    return argv
+
+
+def clear_command_cache() -> None:
+    """Forget the QEMU commands taken from vng (the next boot runs vng --dry-run again)."""
+    _dry_run.cache_clear()
+
+
+@functools.lru_cache(maxsize=16)
+def _dry_run(spec: BootSpec, vng: str) -> tuple[str, ...]:
+    """vng's QEMU argv for `spec` (a placeholder script), its script-status file (which
+    vng creates and never removes on a dry run) replaced by /dev/null."""
+    argv = vng_command(spec, "true", vng=vng)
+    argv.insert(argv.index("--exec"), "--dry-run")
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=DRY_RUN_TIMEOUT,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetSetupError(f"vng --dry-run failed: {exc}") from None
+    lines = [ln for ln in proc.stdout.splitlines() if "-append" in ln]
+    if proc.returncode != 0 or len(lines) != 1:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TargetSetupError(f"vng --dry-run gave no QEMU command (rc={proc.returncode}): "
+                               f"{detail}")
+    qemu = shlex.split(lines[0])
+    for i, arg in enumerate(qemu):
+        ret = _RET_CHARDEV.match(arg)
+        if ret:
+            with contextlib.suppress(OSError):
+                if Path(ret.group(2)).name.startswith("virtme_ret"):
+                    os.unlink(ret.group(2))
+            qemu[i] = ret.group(1) + os.devnull
+    return tuple(qemu)
 
 
 def udev_running() -> bool:

@@ -85,12 +85,19 @@ def test_x86_guest_boots_on_the_cached_tree_with_the_host_root_on_request(
         assert "recipe" in root.out  # rootfs.py's completion stamp: the cached tree
         assert "/usr/local/sbin/head" in root.out  # busybox applets first in the loop's PATH
         port = target.run("readlink /dev/virtio-ports/virtme.stdin", timeout=30)
-        assert port.out.strip().startswith("../vport")  # made by the udev stand-in
+        assert port.out.strip().startswith("../vport")  # made by harness-init
+        init = target.run("tr '\\0' ' ' </proc/1/cmdline; echo; cut -d' ' -f2,3 "
+                          "/proc/mounts", timeout=30)
+        assert init.out.startswith("/bin/sh /usr/local/sbin/harness-init ")  # ours, not vng's
+        for mount in ("/run tmpfs", "/tmp tmpfs", "/dev/pts devpts", "/dev/shm tmpfs",
+                      "/sys/fs/cgroup cgroup2", "/proc proc", "/sys sysfs"):
+            assert mount in init.out.splitlines(), mount
     with _target(x86_kernel, no_stray_guests, boot_timeout=90, root="host") as target:
-        host = target.run("grep ' / 9p ' /proc/mounts; ls /.harness-rootfs-ok; ls -d /work",
-                          timeout=30)
+        host = target.run("grep ' / 9p ' /proc/mounts; ls /.harness-rootfs-ok; ls -d /work; "
+                          "tr '\\0' ' ' </proc/1/cmdline", timeout=30)
         assert "cache=loose" not in host.out and "cache=0xf" not in host.out
         assert "/work" in host.out and "No such file" in host.err
+        assert "virtme-ng-init" in host.out  # the host's root: vng's own init
 
 def test_panic_at_boot_is_reported_as_panic(x86_kernel: Any, no_stray_guests: list) -> None:
     # vng's rootfstype=9p comes first; ours wins, the root mount fails, the kernel panics.

@@ -1,0 +1,72 @@
+"""The QEMU command the harness runs for a cached-tree guest, taken from the real vng.
+
+vng's --dry-run prints its QEMU command without booting, so these run in the fast tier;
+booting on it is what the guest tier's QEMU tests do.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.targets.errors import TargetSetupError
+from harness.targets.vng import BootSpec, _dry_run, own_init, qemu_command, vng_command
+
+pytestmark = pytest.mark.skipif(shutil.which("vng") is None, reason="vng not installed")
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> BootSpec:
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(b"not booted: vng only names it")
+    root = tmp_path / "root"
+    root.mkdir()
+    return BootSpec(arch="arm64", kernel=kernel, root=root, cache_root=True)
+
+
+def test_qemu_command_is_vngs_with_our_script_and_init(spec: BootSpec) -> None:
+    before = set(glob.glob("/tmp/virtme_ret*"))
+    script = "echo 'a script with `quotes`'; exit 3\n" * 5
+    argv = qemu_command(spec, script, "/sbin/our-init")
+    assert Path(argv[0]).name == "qemu-system-aarch64"
+    assert argv.count("-append") == 1
+    line = argv[argv.index("-append") + 1]
+    assert line.endswith(" init=/sbin/our-init") and line.count("init=") == 1
+    assert "virtme.exec=`" + base64.b64encode(script.encode()).decode() + "`" in line
+    assert "console=ttyAMA0" in line and "panic=-1" in line  # the rest is vng's
+    assert "file,id=ret,path=/dev/null" in argv
+    assert set(glob.glob("/tmp/virtme_ret*")) <= before  # vng's dry run leaves one behind
+    # one dry run per spec: the second boot's command costs no vng start-up
+    calls = _dry_run.cache_info().hits
+    again = qemu_command(spec, "true", "/sbin/our-init")
+    assert _dry_run.cache_info().hits == calls + 1
+    assert again[:argv.index("-append")] == argv[:argv.index("-append")]
+
+
+def test_only_a_plain_cached_tree_gets_our_init(spec: BootSpec) -> None:
+    assert own_init(spec)
+    assert not own_init(replace(spec, cache_root=False))  # the host's root: vng's init
+    assert not own_init(replace(spec, root=None))
+    assert not own_init(replace(spec, rwdirs=("/tmp/x=/y",)))  # vng mounts those
+    assert not own_init(replace(spec, extra_qemu_opts=("-netdev", "user,id=n0")))
+
+
+def test_a_script_too_long_for_the_kernel_command_line_is_refused(spec: BootSpec) -> None:
+    """The kernel would cut the line short and the guest run half a script."""
+    with pytest.raises(TargetSetupError, match="command line"):
+        qemu_command(spec, "x" * 4000, "/sbin/our-init")
+
+
+def test_a_vng_that_fails_is_a_setup_error(spec: BootSpec) -> None:
+    bad = replace(spec, root=spec.root / "missing")  # type: ignore[operator]
+    with pytest.raises(TargetSetupError, match="not a directory"):
+        vng_command(bad, "true")
+    with pytest.raises(TargetSetupError, match=r"vng --dry-run gave no QEMU command \(rc=1\)"):
+        qemu_command(spec, "true", "/sbin/our-init", vng="false")
+    with pytest.raises(TargetSetupError, match="vng --dry-run failed"):
+        qemu_command(spec, "true", "/sbin/our-init", vng="/nonexistent/vng")
