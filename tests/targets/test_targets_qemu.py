@@ -90,7 +90,8 @@ def test_x86_guest_boots_on_the_cached_tree_with_the_host_root_on_request(
                           "/proc/mounts", timeout=30)
         assert init.out.startswith("/bin/sh /usr/local/sbin/harness-init ")  # ours, not vng's
         for mount in ("/run tmpfs", "/tmp tmpfs", "/dev/pts devpts", "/dev/shm tmpfs",
-                      "/sys/fs/cgroup cgroup2", "/proc proc", "/sys sysfs"):
+                      "/sys/fs/cgroup cgroup2", "/proc proc", "/sys sysfs",
+                      "/sys/kernel/debug debugfs", "/sys/kernel/tracing tracefs"):
             assert mount in init.out.splitlines(), mount
     with _target(x86_kernel, no_stray_guests, boot_timeout=90, root="host") as target:
         host = target.run("grep ' / 9p ' /proc/mounts; ls /.harness-rootfs-ok; ls -d /work; "

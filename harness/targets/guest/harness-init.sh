@@ -6,7 +6,8 @@
 # 10-100 ms; vng's bash init (the one a foreign-arch guest gets) took 1.4-1.6 s from
 # init to script on arm64, this takes ~0.3 s. Installed into the tree by rootfs.py.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
+HOME=/root
+export PATH HOME
 mount -t proc -o nosuid,noexec,nodev proc /proc
 mount -t sysfs -o nosuid,noexec,nodev sys /sys
 mount -t tmpfs -o mode=0755 run /run
@@ -15,6 +16,9 @@ mkdir -p /dev/pts /dev/shm /dev/virtio-ports
 mount -t devpts -o gid=5,mode=620,noexec,nosuid devpts /dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# as both of vng's inits do: bpf_printk's trace_pipe, legacy kprobes, debugfs knobs
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 # udev's names for the ports (/dev/virtio-ports/NAME -> ../vportNpM)
 for port in /sys/class/virtio-ports/vport*; do
     read -r name <"$port/name" && ln -s "../${port##*/}" "/dev/virtio-ports/$name"
