@@ -33,9 +33,14 @@ def die_with_parent(argv: Sequence[str]) -> list[str]:
     return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
 
 
-def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen:
-    """subprocess.Popen in a new session and process group, dying with the harness."""
-    return subprocess.Popen(die_with_parent(argv), start_new_session=True, **popen)
+def spawn(argv: Sequence[str], *, with_harness: bool = True, **popen: Any) -> subprocess.Popen:
+    """subprocess.Popen in a new session and process group, dying with the harness.
+
+    `with_harness=False` for a child started from a thread that ends before the child
+    should: the kernel sends the death signal when the *thread* that forked it exits."""
+    if with_harness:
+        argv = die_with_parent(argv)
+    return subprocess.Popen(list(argv), start_new_session=True, **popen)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -176,8 +176,11 @@ class QemuTarget(Lifecycle):
         start = time.monotonic()
         self._started()
         try:
+            # Not tied to this thread's life (suite.py boots on a thread that ends once the
+            # guest is up): a harness killed outright ends the guest by EOF on its stdin.
             self._proc = spawn(
                 argv,
+                with_harness=False,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
