@@ -21,7 +21,6 @@ from harness.kbuild.build import Builder, BuildRequest, make_plan
 from harness.targets import procs
 from harness.targets.kvm import probe_kvm
 from harness.targets.qemu import QemuTarget
-from harness.targets.rootfs import ensure_rootfs
 from harness.targets.vng import clear_command_cache
 
 
@@ -32,13 +31,12 @@ def default_image(arch: str) -> Path:
 
 def boot_to_exit(image: Path, arch: str, kvm: bool, *,
                  vng_init: bool = True) -> tuple[float, float]:
-    """(boot-to-command-ready, boot-to-exit) seconds for one guest; `vng_init`: booted by
-    vng with its init (the tree given by path), else as the harness boots it (own init,
+    """(boot-to-command-ready, boot-to-exit) seconds for one guest on the cached tree;
+    `vng_init`: booted by vng with its init, else as the harness boots it (own init,
     vng's QEMU command cached in this process)."""
-    root = ensure_rootfs(arch) if vng_init else None
     start = time.monotonic()
-    target = QemuTarget(image, arch, root=root, kvm=None if kvm else False, cpus=1,
-                        boot_timeout=180)
+    target = QemuTarget(image, arch, kvm=None if kvm else False, cpus=1, boot_timeout=180,
+                        vng_init=vng_init)
     with target:
         ready = time.monotonic() - start
         target.run("true", timeout=60)

@@ -95,6 +95,8 @@ class QemuTarget(Lifecycle):
     root: guest root tree; None = the cached Debian tree for the arch (rootfs.py);
         HOST_ROOT = this host's own root, shared read-only (same arch only).
     kvm: None = use KVM only if the cached probe says it boots a kernel here; False = TCG.
+    vng_init: boot as `vng --exec` does, vng's start-up and init included, where the
+        harness would run QEMU on its own init (vng.boot_command): a yardstick.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class QemuTarget(Lifecycle):
         rwdirs: tuple[str, ...] | list[str] = (),
         vng: str = "vng",
         warm: str = "",
+        vng_init: bool = False,
     ) -> None:
         image, image_arch = _boot_image(kernel)
         if not image.is_file():
@@ -137,6 +140,7 @@ class QemuTarget(Lifecycle):
             kvm_cpu=kvm_cpu,
             append=tuple(append),
             rwdirs=tuple(rwdirs),
+            vng_init=vng_init,
         )
         self.boot_timeout = boot_timeout
         self._vng = vng

@@ -52,6 +52,7 @@ class BootSpec:
     append: tuple[str, ...] = ()
     rwdirs: tuple[str, ...] = ()  # vng --rwdir values (guestpath=hostpath)
     extra_qemu_opts: tuple[str, ...] = field(default_factory=tuple)
+    vng_init: bool = False  # vng boots it with its own init even where ours would do
 
 
 def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
@@ -110,7 +111,7 @@ def own_init(spec: BootSpec) -> bool:
     a cached tree (which holds it, see rootfs.install_init) and nothing that needs the rest of vng's
     init (--rwdir mounts, extra devices such as a loopback board's network)."""
     return spec.root is not None and spec.cache_root and not spec.rwdirs \
-        and not spec.extra_qemu_opts
+        and not spec.extra_qemu_opts and not spec.vng_init
 
 
 class CommandLineTooLong(TargetSetupError):

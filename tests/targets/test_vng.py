@@ -54,6 +54,7 @@ def test_only_a_plain_cached_tree_gets_our_init(spec: BootSpec) -> None:
     assert not own_init(replace(spec, root=None))
     assert not own_init(replace(spec, rwdirs=("/tmp/x=/y",)))  # vng mounts those
     assert not own_init(replace(spec, extra_qemu_opts=("-netdev", "user,id=n0")))
+    assert not own_init(replace(spec, vng_init=True))  # benchmarks' yardstick
 
 
 def test_a_script_too_long_for_the_kernel_command_line_is_refused(spec: BootSpec) -> None:
