@@ -61,14 +61,17 @@ def staging_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write via a temp file and rename: readers never see half a file."""
+def atomic_write(path: Path, data: bytes | str, *, chmod: int | None = None) -> None:
+    """Write via a temp file and rename: readers never see half a file (nor, with `chmod`,
+    one without its permissions)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
         with open(tmp, mode) as handle:
             handle.write(data)
+        if chmod is not None:
+            os.chmod(tmp, chmod)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

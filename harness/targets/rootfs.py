@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from harness.arch import lookup
-from harness.cache import cache_root, locked, staging_dir
+from harness.cache import atomic_write, cache_root, locked, staging_dir
 from harness.procs import spawn, stop
 from harness.targets.errors import RootfsBuildError, TargetSetupError
 from harness.targets.vng import HARNESS_INIT
@@ -120,11 +120,7 @@ def install_init(tree: Path) -> None:
     with contextlib.suppress(OSError):
         if dest.read_bytes() == text:
             return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-    tmp.write_bytes(text)
-    tmp.chmod(0o755)
-    tmp.replace(dest)
+    atomic_write(dest, text, chmod=0o755)
 
 
 def _prune_vng_scripts(tree: Path, max_age: float = 600.0) -> None:

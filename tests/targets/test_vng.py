@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +16,24 @@ from pathlib import Path
 import pytest
 
 from harness.targets.errors import TargetSetupError
-from harness.targets.vng import BootSpec, _dry_run, own_init, qemu_command, vng_command
+from harness.targets.vng import (
+    BootSpec,
+    _dry_run,
+    clear_command_cache,
+    own_init,
+    qemu_command,
+    vng_command,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("vng") is None, reason="vng not installed")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The commands these fake kernels get are kept in a cache dir of the test's own."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    clear_command_cache()
+    return tmp_path / "cache" / "vng-commands"
 
 
 @pytest.fixture
@@ -46,6 +62,28 @@ def test_qemu_command_is_vngs_with_our_script_and_init(spec: BootSpec) -> None:
     again = qemu_command(spec, "true", "/sbin/our-init")
     assert _dry_run.cache_info().hits == calls + 1
     assert again[:argv.index("-append")] == argv[:argv.index("-append")]
+
+
+def test_the_command_is_kept_for_the_next_process(spec: BootSpec, own_cache: Path) -> None:
+    """A one-shot run (a new process) reads vng's command from the cache dir instead of
+    starting vng; a rebuilt kernel file or an unreadable entry is asked about again."""
+    first = qemu_command(spec, "true", "/sbin/our-init")
+    [kept] = own_cache.glob("*.json")
+    argv = json.loads(kept.read_text())
+    assert argv[0] == first[0] and "-append" in argv
+    kept.write_text(json.dumps([*argv, "-name", "from-the-cache"]))
+    clear_command_cache()  # as a new process starts
+    assert qemu_command(spec, "true", "/sbin/our-init")[-2:] == ["-name", "from-the-cache"]
+
+    spec.kernel.write_bytes(b"a rebuilt kernel at the same path, another size")
+    clear_command_cache()
+    assert "from-the-cache" not in qemu_command(spec, "true", "/sbin/our-init")
+    for entry in own_cache.glob("*.json"):
+        entry.write_text('["half a command"')
+    clear_command_cache()
+    assert qemu_command(spec, "true", "/sbin/our-init") == first
+    rewritten = [e for e in own_cache.glob("*.json") if e.read_text() != '["half a command"']
+    assert len(rewritten) == 1 and json.loads(rewritten[0].read_text())[0] == first[0]
 
 
 def test_only_a_plain_cached_tree_gets_our_init(spec: BootSpec) -> None:
