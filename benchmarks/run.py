@@ -94,7 +94,7 @@ def measure(arch: str, runs: int) -> dict[str, float]:
         fresh, boots, bare = [], [], []
         for n in range(runs):
             edit(copy, n)
-            clear_command_cache()  # as a one-shot `harness run`: vng's dry run included
+            clear_command_cache()  # as a new `harness run` process: the command from disk
             started = time.monotonic()
             run = run_arch(artifacts, [copy], only=ONE_PROGRAM)
             fresh.append(time.monotonic() - started)
