@@ -51,6 +51,15 @@ Tried and dropped the same day: starting python3 before the bundle's put (it imp
 the agent's modules and waited for the bundle's full size): 0.92-0.98 s after the boot
 against 0.84-0.94 s without; `loglevel=5` or `quiet` on the guest's command line: no
 consistent change of the bare boot (2.16-2.24 s against 2.24 s x86_64, worse on arm64).
+
+2026-12-08, same host: the guest now boots the QEMU command vng would run, kept in the
+cache dir, on the harness's init (vng.boot_command, guest/harness-init.sh), and the
+yardstick stays vng's own boot (QemuTarget(vng_init=True)). Bare boots (boot.py, medians
+of 3): x86_64 2.12 s by vng, 1.79 s ours; arm64 2.40 s by vng (its bash init: 1.3-1.6 s
+from init to script), 1.29 s ours. Fresh 2.95 s x86_64 (boot 1.99, after it 0.96) /
+1.90 s arm64 (boot 1.09, after it 0.87); warm 0.20 / 0.22; suite 7.4 / 7.8 s. The x86_64
+fresh target stays out of reach here: its kernel alone runs ~1.2 s under TCG before init
+(acpi_init ~0.2 s of it, and 0.22 s between the root's pivot and freeing initmem).
 """
 
 from __future__ import annotations
