@@ -55,11 +55,11 @@ from harness.targets.errors import (
 from harness.targets.kvm import probe_kvm
 from harness.targets.vng import (
     GUEST_CPUS,
-    HARNESS_INIT,
     BootSpec,
     boot_command,
     ensure_udev,
     ensure_vng,
+    own_init,
 )
 
 HOST_ROOT = "host"  # root= value that boots on this host's own / (vng's default)
@@ -174,8 +174,13 @@ class QemuTarget(Lifecycle):
         self._eof = False
         self._checked = 0
         self._next_id = 1
-        argv = boot_command(self.spec, loop_script(nonce, guest_warmup(self._warm)),
-                            HARNESS_INIT, vng=vng)
+        init = None
+        if own_init(self.spec) and self.spec.root is not None:
+            from harness.targets.rootfs import install_init
+
+            init = install_init(self.spec.root)
+        argv = boot_command(self.spec, loop_script(nonce, guest_warmup(self._warm)), init,
+                            vng=vng)
         env = dict(os.environ, **{procs.MARKER_ENV: self._marker})
         start = time.monotonic()
         self._started()

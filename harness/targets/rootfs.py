@@ -18,8 +18,8 @@ and the tree has no systemd. A foreign-arch guest runs vng's bash init (its Rust
 ships for x86_64 only), ~100 execs: busybox-static's applets come first in PATH
 (/usr/local/sbin) for the commands it runs. The stdlib's .pyc files are written at
 build time, or the agent's Python compiles them every boot. The guests the harness boots
-on this tree skip vng's init altogether (guest/harness-init.sh, installed at every
-ensure_rootfs, see vng.qemu_command): the stand-in and the applets serve vng's init where
+on this tree skip vng's init altogether (guest/harness-init.sh, see install_init and
+vng.qemu_command): the stand-in and the applets serve vng's init where
 it still runs (a root given by path, --rwdir mounts, loopback boards).
 """
 
@@ -41,7 +41,6 @@ from harness.arch import lookup
 from harness.cache import atomic_write, cache_root, locked, staging_dir
 from harness.procs import spawn, stop
 from harness.targets.errors import RootfsBuildError, TargetSetupError
-from harness.targets.vng import HARNESS_INIT
 
 RECIPE = 3  # bump when the package list or the fix-ups change
 PACKAGES = (
@@ -97,7 +96,6 @@ def ensure_rootfs(arch: str) -> Path:
     final = rootfs_path(arch)
     if _complete(final):
         _prune_vng_scripts(final)
-        install_init(final)
         return final
     with locked(final):
         if _complete(final):  # another worker built it while we waited
@@ -108,19 +106,19 @@ def ensure_rootfs(arch: str) -> Path:
             _speed_up_init(arch, tmp)
             _check(tmp)
             (tmp / ".harness-rootfs-ok").write_text(f"recipe {RECIPE}\n")
-    install_init(final)
     return final
 
 
-def install_init(tree: Path) -> None:
-    """Put this checkout's guest init at HARNESS_INIT in `tree` unless it is there already
-    (a rename, so a guest booting meanwhile sees the old file or the new one whole)."""
+def install_init(tree: Path) -> str:
+    """This checkout's guest init (guest/harness-init.sh) in `tree`; its path in the guest.
+
+    Named by its content, so checkouts of different versions sharing the cache each boot
+    their own, and a guest never sees a half-written file (it is renamed into place)."""
     text = GUEST_INIT.read_bytes()
-    dest = tree / HARNESS_INIT.lstrip("/")
-    with contextlib.suppress(OSError):
-        if dest.read_bytes() == text:
-            return
-    atomic_write(dest, text, chmod=0o755)
+    name = f"usr/local/sbin/harness-init-{hashlib.sha256(text).hexdigest()[:12]}"
+    if not (tree / name).is_file():
+        atomic_write(tree / name, text, chmod=0o755)
+    return f"/{name}"
 
 
 def _prune_vng_scripts(tree: Path, max_age: float = 600.0) -> None:

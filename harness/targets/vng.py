@@ -100,8 +100,6 @@ def vng_command(spec: BootSpec, script: str, vng: str = "vng") -> list[str]:
     return argv
 
 
-# The guest init of a cached tree (guest/harness-init.sh, put there by rootfs.install_init)
-HARNESS_INIT = "/usr/local/sbin/harness-init"
 # COMMAND_LINE_SIZE on x86_64 and arm64: the kernel cuts a longer line short
 KERNEL_CMDLINE_MAX = 2048
 _EXEC_ARG = re.compile(r"virtme\.exec=`[^`]*`")
@@ -121,11 +119,11 @@ class CommandLineTooLong(TargetSetupError):
     """The script does not fit the kernel's command line next to vng's parameters."""
 
 
-def boot_command(spec: BootSpec, script: str, init: str, vng: str = "vng") -> list[str]:
-    """argv that boots `spec` and runs `script`: QEMU on `init` where own_init(spec) and
-    the script fits the kernel's command line, else vng (whose init takes a long script
-    from a file it writes into the root tree)."""
-    if own_init(spec):
+def boot_command(spec: BootSpec, script: str, init: str | None, vng: str = "vng") -> list[str]:
+    """argv that boots `spec` and runs `script`: QEMU on `init` (a path in the guest) where
+    one is given, own_init(spec) and the script fits the kernel's command line, else vng
+    (whose init takes a long script from a file it writes into the root tree)."""
+    if init and own_init(spec):
         with contextlib.suppress(CommandLineTooLong):
             return qemu_command(spec, script, init, vng)
     return vng_command(spec, script, vng)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.targets import rootfs
 from harness.targets.errors import TargetSetupError
 from harness.targets.vng import (
     BootSpec,
@@ -109,3 +110,20 @@ def test_a_vng_that_fails_is_a_setup_error(spec: BootSpec) -> None:
         qemu_command(spec, "true", "/sbin/our-init", vng="false")
     with pytest.raises(TargetSetupError, match="vng --dry-run failed"):
         qemu_command(spec, "true", "/sbin/our-init", vng="/nonexistent/vng")
+
+
+def test_each_version_of_the_guest_init_has_its_own_name(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkouts sharing a cache must not swap each other's init under a booting guest."""
+    tree = tmp_path / "tree"
+    mine = rootfs.install_init(tree)
+    assert mine == rootfs.install_init(tree)  # installed once
+    installed = tree / mine.lstrip("/")
+    assert installed.read_bytes() == rootfs.GUEST_INIT.read_bytes()
+    assert installed.stat().st_mode & 0o777 == 0o755
+    other = tmp_path / "other-init.sh"
+    other.write_text("#!/bin/sh\n# another checkout's init\n")
+    monkeypatch.setattr(rootfs, "GUEST_INIT", other)
+    theirs = rootfs.install_init(tree)
+    assert theirs != mine and installed.is_file()
+    assert (tree / theirs.lstrip("/")).read_text().endswith("another checkout's init\n")
