@@ -85,7 +85,8 @@ def test_x86_guest_boots_on_the_cached_tree_with_the_host_root_on_request(
         assert "cache=loose" in root.out or "cache=0xf" in root.out  # kernels print either
         assert "recipe" in root.out  # rootfs.py's completion stamp: the cached tree
         assert "/usr/local/sbin/head" in root.out  # busybox applets first in the loop's PATH
-        port = target.run("readlink /proc/$$/fd/0 /proc/$$/fd/1", timeout=30)  # the loop's
+        # the loop shell's own stdin and stdout ($$ is the loop in a subshell too)
+        port = target.run("readlink /proc/$$/fd/0; readlink /proc/$$/fd/1", timeout=30)
         assert re.fullmatch(r"/dev/vport\d+p\d+\n/dev/vport\d+p\d+\n", port.out), port.out
         init = target.run("tr '\\0' ' ' </proc/1/cmdline; echo; cut -d' ' -f2,3 "
                           "/proc/mounts; grep -ow 'debugfs\\|tracefs' /proc/filesystems",

@@ -39,6 +39,6 @@ for word in $cmdline; do
 done
 echo "<6>harness-init: starting script" >/dev/kmsg
 printf '%s' "$script" | base64 -d >/run/harness-script &&
-    busybox setsid sh /run/harness-script <"$stdin" >"$stdout" 2>"$stderr"
+    busybox setsid /bin/sh /run/harness-script <"$stdin" >"$stdout" 2>"$stderr"
 echo "<6>harness-init: script returned $?" >/dev/kmsg
 poweroff -f
