@@ -57,7 +57,10 @@ cache dir, on the harness's init (vng.boot_command, guest/harness-init.sh), and 
 yardstick stays vng's own boot (QemuTarget(vng_init=True)). Bare boots (boot.py, medians
 of 3): x86_64 2.12 s by vng, 1.79 s ours; arm64 2.40 s by vng (its bash init: 1.3-1.6 s
 from init to script), 1.29 s ours. Fresh 2.95 s x86_64 (boot 1.99, after it 0.96) /
-1.90 s arm64 (boot 1.09, after it 0.87); warm 0.20 / 0.22; suite 7.4 / 7.8 s. The x86_64
+1.90 s arm64 (boot 1.09, after it 0.87); warm 0.20 / 0.22; suite 7.4 / 7.8 s. Once the
+init made five execs instead of ~20, on a noisier spell (vng's bare boot 2.41 / 2.92 s):
+bare boots 1.79 / 1.16 s ours against 2.34 / 3.34 s by vng; fresh 3.27 s (boot 1.82) /
+2.10 s (boot 1.08); warm 0.22 / 0.24; suite 7.9 / 7.7 s. The x86_64
 fresh target stays out of reach here: its kernel alone runs ~1.2 s under TCG before init
 (acpi_init ~0.2 s of it, and 0.22 s between the root's pivot and freeing initmem).
 """
