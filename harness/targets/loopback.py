@@ -225,7 +225,8 @@ def inventory_text(board: LoopbackBoard) -> str:
         f"reboot = {json.dumps(board.power_command('cycle'))}",
         'deploy = "kexec"',
         f"kconfig = [{json.dumps(str(BOARD_FRAGMENT))}]",
-        "connect_timeout = 5",
+        # a TCG guest's sshd on a loaded 2-core host took over 5 s to send its banner
+        "connect_timeout = 15",
         f"boot_timeout = {board.boot_timeout:g}",
         'tags = ["loopback", "tcg"]',
         *([f'key_passphrase_env = "{board.key_passphrase_env}"']

@@ -325,11 +325,10 @@ class SshTarget(Lifecycle):
             self._client = self._connect()
         except BoardUnreachable as exc:
             # sshd dropped the connection during auth (paramiko: "No existing session"),
-            # as a loaded sshd does (MaxStartups): once more, after a moment
+            # as a loaded sshd does (MaxStartups): twice more, after a moment each
             if _DROPPED_IN_AUTH not in str(exc) or self._cancel.is_set():
                 raise
-            time.sleep(1.0)
-            self._client = self._connect()
+            self._client = self._connect_again_after_drop()
         try:
             self._make_workdir()
         except BaseException:
@@ -568,6 +567,19 @@ class SshTarget(Lifecycle):
             raise BoardUnreachable(f"the SSH connection to {self._who()} was lost "
                                    "(start() connects again)")
         return transport
+
+    def _connect_again_after_drop(self, attempts: int = 2) -> paramiko.SSHClient:
+        """_connect() after sshd dropped us during auth: up to `attempts` more tries,
+        1 s then 2 s apart; the last one's error is raised."""
+        for attempt in range(attempts - 1):
+            time.sleep(1.0 + attempt)
+            try:
+                return self._connect()
+            except BoardUnreachable as exc:
+                if _DROPPED_IN_AUTH not in str(exc) or self._cancel.is_set():
+                    raise
+        time.sleep(float(attempts))
+        return self._connect()
 
     def _connect(self) -> paramiko.SSHClient:
         board = self.board
