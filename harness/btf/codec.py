@@ -189,17 +189,13 @@ def encode_layout(layout: list[tuple[int, int, int]], endian: str) -> bytes:
     return b"".join(struct.pack(fmt, *entry) for entry in layout)
 
 
-def _words(raw: bytes | memoryview, endian: str) -> list[int]:
+def section_words(raw: bytes | memoryview, endian: str) -> list[int]:
+    """A type section's u32 words in host order."""
     w = array("I")
     w.frombytes(raw)
     if endian != _HOST:
         w.byteswap()
     return w.tolist()
-
-
-def section_words(raw: bytes | memoryview, endian: str) -> list[int]:
-    """A type section's u32 words in host order."""
-    return _words(raw, endian)
 
 
 def swap_words(raw: bytes, endian: str, to_endian: str) -> bytes:
@@ -239,7 +235,7 @@ def _columns(seg: list[int], width: int) -> Iterator[tuple[int, ...]]:
 def _decode_types(
     raw: bytes | memoryview, endian: str, start_id: int, file_off: int
 ) -> list[BtfType]:
-    w = _words(raw, endian)
+    w = section_words(raw, endian)
     n = len(w)
     out: list[BtfType] = []
     append = out.append

@@ -120,10 +120,10 @@ class CommandLineTooLong(TargetSetupError):
 
 
 def boot_command(spec: BootSpec, script: str, init: str | None, vng: str = "vng") -> list[str]:
-    """argv that boots `spec` and runs `script`: QEMU on `init` (a path in the guest) where
-    one is given, own_init(spec) and the script fits the kernel's command line, else vng
-    (whose init takes a long script from a file it writes into the root tree)."""
-    if init and own_init(spec):
+    """argv that boots `spec` and runs `script`: QEMU on `init` (a path in the guest, given
+    where own_init(spec)) when the script fits the kernel's command line, else vng (whose
+    init takes a long script from a file it writes into the root tree)."""
+    if init is not None:
         with contextlib.suppress(CommandLineTooLong):
             return qemu_command(spec, script, init, vng)
     return vng_command(spec, script, vng)
