@@ -129,18 +129,26 @@ class Btf:
     def from_bytes(
         cls, data: bytes | bytearray | memoryview, base: Btf | None = None, *,
         validate: bool = True, strict: Rules | None = None, how: str = LOAD,
+        checked: KernelView | None = None,
     ) -> Btf:
         """Parse raw BTF (either byte order); `base` for split BTF.
 
         Raises BTFError on anything malformed; with `validate`, also runs
         validate.check (dangling ids, string offsets, sizes). With `strict` (a kernel's
         rules), first the kernel's own checks (validate.check_kernel, `how` the kernel
-        gets it), which imply the lenient ones.
+        gets it), which imply the lenient ones. `checked`: the view an earlier strict
+        read of these same bytes (no base, same `strict` and `how`) got (view_store); the
+        kernel's checks are then not run again.
         """
         mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         view = None
         if strict is not None:
-            view = check_kernel(bytes(mv), base, rules=strict, how=how)
+            if checked is not None:
+                if base is not None:
+                    raise ValueError("checked= is a base BTF's view; this BTF has a base")
+                view = checked
+            else:
+                view = check_kernel(bytes(mv), base, rules=strict, how=how)
             validate = False
         hdr = codec.parse_header(mv)
         self = cls.__new__(cls)
@@ -186,8 +194,12 @@ class Btf:
         if validate:
             check(self)
         if view is not None and strict is not None:
-            self.kernel_views[(strict.name, how, len(self), self.strings.end_off)] = view
+            self.kernel_views[self.view_key(strict, how)] = view
         return self
+
+    def view_key(self, rules: Rules, how: str) -> tuple[str, str, int, int]:
+        """Where `kernel_views` keeps the kernel's view of this BTF (rules, how, size)."""
+        return (rules.name, how, len(self), self.strings.end_off)
 
     @property
     def types(self) -> list[BtfType]:

@@ -97,7 +97,7 @@ def check_kernel(data: bytes, base: Btf | None = None, *, rules: Rules = KERNEL_
     """
     base_view = None
     if base is not None:
-        key = (rules.name, how, len(base), base.strings.end_off)
+        key = base.view_key(rules, how)
         base_view = base.kernel_views.get(key)
         if base_view is None:
             base_view = check_kernel(base.to_bytes(), base.base, rules=rules, how=how)

@@ -86,6 +86,7 @@ def execute(args: argparse.Namespace) -> int:
     from harness.btf.codec import gc_paused
     from harness.btfids import resolve
     from harness.btfids.elf import patch_section
+    from harness.cache import cache_root
 
     objects = list(args.objects)
     if objects and objects[0] == "--":
@@ -101,6 +102,7 @@ def execute(args: argparse.Namespace) -> int:
         fatal_warnings=args.fatal_warnings, verbose=args.verbose, profile=args.profile,
         discover=args.discover, per_arg_tags=args.per_arg_tags or bool(args.arg_table),
         arg_table=args.arg_table, kernel_check=args.kernel_check,
+        view_store=str(cache_root() / "kernel-views"),
     )
     # One pause for the whole run instead of one per phase: at the end of each phase the
     # collector walked every type object still alive (~70 ms of a 0.7 s vmlinux run);

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from harness.btf import Btf, BTFError, Func, FuncProto, Struct, Typedef, Union, kfunc_args
 from harness.btf.kernel_rules import BOOT, RULES, Rules
 from harness.btf.validate import check_kernel
+from harness.btf.view_store import ViewStore
 from harness.btfids import ids as btfids
 from harness.btfids import kfuncs as kf
 from harness.btfids import profiles, transform
@@ -67,6 +68,7 @@ class Options:
     per_arg_tags: bool = False  # emit bpf_kfunc_arg:/ret: decl tags (not upstream's; opt-in)
     arg_table: str | None = None  # kfunc-args.toml: per-argument flags neither source says
     kernel_check: bool = True  # refuse output BTF the tree's kernel would refuse at boot
+    view_store: str | None = None  # where the kernel's view of --btf_base is kept (view_store)
 
 
 @dataclass
@@ -119,15 +121,18 @@ def _strerror(code: int) -> str:
 
 
 def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = True,
-             elf: ElfFile | None = None, boot_rules: Rules | None = None) -> Btf:
+             elf: ElfFile | None = None, boot_rules: Rules | None = None,
+             views: ViewStore | None = None) -> Btf:
     """btf__parse_split(): raw BTF or an ELF's `.BTF`, with libbpf's errno wording on failure.
     `boot_rules`: read it under the kernel's boot-time rules when it passes them (the
-    Btf keeps the kernel's view for check_kernel), as before when it does not."""
+    Btf keeps the kernel's view for check_kernel), as before when it does not; `views`
+    (a base only) keeps that view between runs, so the next run skips the check."""
     label = f"FAILED: load {what}BTF from {path}"
     data = btf_data(path, label, elf)
     if boot_rules is not None:
-        with contextlib.suppress(BTFError):
-            return Btf.from_bytes(data, base, strict=boot_rules, how=BOOT)
+        btf = _strict_read(data, base, boot_rules, views)
+        if btf is not None:
+            return btf
     try:
         btf = Btf.from_bytes(data, base, validate=validate)
         if not validate:
@@ -135,6 +140,25 @@ def load_btf(path: str, base: Btf | None, *, what: str = "", validate: bool = Tr
         return btf
     except BTFError as exc:
         raise BtfidsError(f"{label}: {_strerror(errno.EINVAL)} ({exc})") from None
+
+
+def _strict_read(data: bytes, base: Btf | None, rules: Rules,
+                 views: ViewStore | None) -> Btf | None:
+    """`data` read under `rules` as the kernel gets it at boot, None if they refuse it;
+    a base's view comes from `views` when an earlier run kept it, and is kept otherwise."""
+    if views is None or base is not None:
+        with contextlib.suppress(BTFError):
+            return Btf.from_bytes(data, base, strict=rules, how=BOOT)
+        return None
+    key = views.key(data, rules, BOOT)
+    known = views.load(key)
+    try:
+        btf = Btf.from_bytes(data, None, strict=rules, how=BOOT, checked=known)
+    except BTFError:
+        return None
+    if known is None:
+        views.save(key, btf.kernel_views[btf.view_key(rules, BOOT)])
+    return btf
 
 
 def _load_base(opts: Options, profile: profiles.Profile) -> Btf:
@@ -146,8 +170,10 @@ def _load_base(opts: Options, profile: profiles.Profile) -> Btf:
     distilled base, and the strict read would cost more than it saves. A base the rules
     refuse is read as before, so the output's check reports it as it did."""
     strict = opts.kernel_check and profile.checker is not None and not opts.distill_base
+    views = ViewStore(opts.view_store) if strict and opts.view_store else None
     return load_btf(opts.base, None, what="base ", validate=opts.validate,
-                    boot_rules=RULES[profile.checker] if strict else None)  # type: ignore[index]
+                    boot_rules=RULES[profile.checker] if strict else None,  # type: ignore[index]
+                    views=views)
 
 
 def btf_data(path: str, label: str, elf: ElfFile | None = None) -> bytes:

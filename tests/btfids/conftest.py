@@ -52,8 +52,9 @@ class Run:
 
 
 def run_tool(cmd: list[str] | Path, elf: Path, workdir: Path, args: list[str],
-             *, link: bool = False) -> Run:
-    """Run a resolve_btfids (C or Python) on a copy (or link) of `elf` in `workdir`."""
+             *, link: bool = False, env: dict[str, str] | None = None) -> Run:
+    """Run a resolve_btfids (C or Python) on a copy (or link) of `elf` in `workdir`
+    (`env`: variables to set for it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     dest = workdir / elf.name
     if link:
@@ -61,7 +62,8 @@ def run_tool(cmd: list[str] | Path, elf: Path, workdir: Path, args: list[str],
     else:
         shutil.copyfile(elf, dest)
     argv = [str(cmd)] if isinstance(cmd, Path) else list(cmd)
-    proc = subprocess.run([*argv, *args, str(dest)], capture_output=True, text=True)
+    proc = subprocess.run([*argv, *args, str(dest)], capture_output=True, text=True,
+                          env={**os.environ, **env} if env else None)
     return Run(proc.returncode, proc.stderr, dest)
 
 

@@ -7,6 +7,7 @@ leave nothing next to the ELF (no half-written or temporary files).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -219,15 +220,32 @@ def test_split_btf_on_a_base_the_kernel_checks(tmp_path: Path, good, bad_base: b
     split_raw = tmp_path / "mod.BTF"
     split_raw.write_bytes(split.to_bytes())
     args = ["--profile", "7.3", "-b", str(base_raw), "--btf", str(split_raw)]
-    py = run_tool(PY_TOOL, obj, tmp_path / "py", args)
+    cache = {"HARNESS_CACHE": str(tmp_path / "cache")}
+    views = tmp_path / "cache" / "kernel-views"
+    py = run_tool(PY_TOOL, obj, tmp_path / "py", args, env=cache)
     if bad_base:
         assert py.returncode == 255 and "Traceback" not in py.stderr, py.stderr
         assert "kernel 7.3 would refuse the output BTF at boot" in py.stderr
         assert "STRUCT: Invalid name" in py.stderr
         assert py.leftovers() == []
+        assert not views.exists() or not any(views.iterdir())  # no view of a refused base
         return
     assert py.returncode == 0, py.stderr
     lenient = run_tool(PY_TOOL, obj, tmp_path / "lenient", ["--no-kernel-check", *args])
     assert lenient.returncode == 0, lenient.stderr
     assert py.output(".BTF") == lenient.output(".BTF") is not None
     assert py.output(".BTF_ids") == lenient.output(".BTF_ids")
+    # the next module's run reads the base's view the first one kept; a damaged entry
+    # is checked again and written over
+    (entry,) = views.iterdir()
+    kept = entry.read_bytes()
+    os.utime(entry, (0, entry.stat().st_mtime))
+    again = run_tool(PY_TOOL, obj, tmp_path / "again", args, env=cache)
+    assert again.returncode == 0, again.stderr
+    assert again.outputs() == py.outputs()
+    assert entry.stat().st_atime > 0  # read (a use is recorded), not written again
+    entry.write_bytes(kept[:100])
+    damaged = run_tool(PY_TOOL, obj, tmp_path / "damaged", args, env=cache)
+    assert damaged.returncode == 0 and "Traceback" not in damaged.stderr, damaged.stderr
+    assert damaged.outputs() == py.outputs()
+    assert [p.name for p in views.iterdir()] == [entry.name] and entry.read_bytes() == kept
