@@ -51,7 +51,7 @@ def test_arm64_default_root_boots_on_harness_init(arm64_kernel: Any,
                          "readlink /proc/$$/fd/1; touch /tmp/w && echo w; "
                          "python3 -c 'import ctypes; print(1)'", timeout=60)
         init, port, tmp, py = got.out.splitlines()
-        assert re.match(r"/bin/sh /usr/local/sbin/harness-init-[0-9a-f]{12}", init)
+        assert re.match(r"/bin/busybox sh /usr/local/sbin/harness-init-[0-9a-f]{12}", init)
         assert re.fullmatch(r"/dev/vport\d+p\d+", port) and (tmp, py) == ("w", "1")
         assert "harness-init: starting script" in target.console()
     assert target.processes() == []

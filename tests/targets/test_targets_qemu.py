@@ -91,7 +91,7 @@ def test_x86_guest_boots_on_the_cached_tree_with_the_host_root_on_request(
         init = target.run("tr '\\0' ' ' </proc/1/cmdline; echo; cut -d' ' -f2,3 "
                           "/proc/mounts; grep -ow 'debugfs\\|tracefs' /proc/filesystems",
                           timeout=30)
-        assert re.match(r"/bin/sh /usr/local/sbin/harness-init-[0-9a-f]{12} ", init.out)
+        assert re.match(r"/bin/busybox sh /usr/local/sbin/harness-init-[0-9a-f]{12} ", init.out)
         lines = init.out.splitlines()
         where = {"debugfs": "/sys/kernel/debug", "tracefs": "/sys/kernel/tracing"}
         kernel_has = {fs for fs in where if fs in lines}

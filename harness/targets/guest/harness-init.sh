@@ -1,11 +1,15 @@
-#!/bin/sh
+#!/bin/busybox sh
 # The guest's init on a cached root tree: runs vng's --exec script (virtme.exec=`base64`
 # on the kernel command line) with its stdin/stdout/stderr on vng's virtio-serial ports,
 # then powers off. It does what the harness's loop needs of virtme-ng's init and nothing
 # else: no udev (the ports are found by name in sysfs; no /dev/virtio-ports links), no
 # overlays, hostname, users or network. Under TCG every exec costs 10-100 ms, so this
 # makes five: vng's bash init (the one a foreign-arch guest gets) took 1.3-1.6 s from
-# init to script on arm64. Installed into the tree by rootfs.py.
+# init to script on arm64. It runs in busybox's sh, which runs mount, mkdir, base64 and
+# setsid as its own applets (the tree's busybox is static): init to script 0.20 s on
+# arm64 and 0.18 s on x86_64 under TCG, against 0.28 and 0.24 s in dash with the tree's
+# dynamically linked tools. The loop itself runs in /bin/sh (dash), the shell the
+# harness's commands are written for. Installed into the tree by rootfs.py.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 HOME=/root
 export PATH HOME
