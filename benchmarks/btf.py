@@ -12,6 +12,16 @@ machine moves both sides of a ratio together.
 
 To add a row (dedup, sort, ...): write `def row_x(data, base) -> None` doing
 the job once and register it in ROWS. `data` and `base` are raw BTF bytes.
+
+Why issue 29's 2x of libbpf stays out of reach in pure Python (host vmlinux, 130k types,
+2026-12-08): libbpf's whole parse, sanity check and write takes 0.041 s; the least a
+Python reader can do, one loop step per record that only finds where the next record
+starts (`i += 3 + fixed[kind] + per_member[kind] * vlen` over a memoryview of u32s),
+takes 0.027 s on its own, two thirds of libbpf's job, before it has checked or kept
+anything. Decoding the records into objects is 0.2 s (`parse (no validation)`), and a
+strict read that keeps them as read still runs the kernel's checks over every record
+(`kernel rules alone`, 0.27 s). Medians of 3 rounds that day: parse+write 0.316 s,
+strict parse+write 0.298 s, libbpf 0.041 s: 7.8x.
 """
 
 from __future__ import annotations
