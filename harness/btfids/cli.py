@@ -81,12 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("objects", nargs=argparse.REMAINDER, metavar="ELF")
 
 
+def _view_store() -> str | None:
+    """Where a --btf_base's kernel view is kept between runs: the harness cache's
+    kernel-views/, or nowhere when there is no cache to find (no HOME, as kbuild's
+    environment could have); the tool then checks the base every run, as before."""
+    from harness.cache import cache_root
+
+    try:
+        return str(cache_root() / "kernel-views")
+    except (RuntimeError, KeyError):
+        return None
+
+
 def execute(args: argparse.Namespace) -> int:
     """Run what the parsed command line asks for; BtfidsError on failure."""
     from harness.btf.codec import gc_paused
     from harness.btfids import resolve
     from harness.btfids.elf import patch_section
-    from harness.cache import cache_root
 
     objects = list(args.objects)
     if objects and objects[0] == "--":
@@ -102,7 +113,7 @@ def execute(args: argparse.Namespace) -> int:
         fatal_warnings=args.fatal_warnings, verbose=args.verbose, profile=args.profile,
         discover=args.discover, per_arg_tags=args.per_arg_tags or bool(args.arg_table),
         arg_table=args.arg_table, kernel_check=args.kernel_check,
-        view_store=str(cache_root() / "kernel-views"),
+        view_store=_view_store(),
     )
     # One pause for the whole run instead of one per phase: at the end of each phase the
     # collector walked every type object still alive (~70 ms of a 0.7 s vmlinux run);

@@ -249,3 +249,18 @@ def test_split_btf_on_a_base_the_kernel_checks(tmp_path: Path, good, bad_base: b
     assert damaged.returncode == 0 and "Traceback" not in damaged.stderr, damaged.stderr
     assert damaged.outputs() == py.outputs()
     assert [p.name for p in views.iterdir()] == [entry.name] and entry.read_bytes() == kept
+
+
+def test_the_tool_keeps_views_in_the_harness_cache_or_nowhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import cache
+    from harness.btfids import cli
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    assert cli._view_store() == str(tmp_path / "kernel-views")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(cache, "cache_root", no_home)
+    assert cli._view_store() is None
