@@ -19,7 +19,6 @@ vlen) and that today's verifier ignores.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +196,8 @@ def tagged(btf: Btf, func_id: int, tags: Iterable[DeclTag]) -> list[ArgFlag]:
 
 def load_table(path: str | Path) -> dict[str, dict[str, list[str]]]:
     """kfunc-args.toml: `[kfunc]` tables of `param-name|index|"return" = [flags]`."""
+    import tomllib  # noqa: PLC0415 - only --arg-table reads TOML; every btfids run imports this
+
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError) as exc:
