@@ -183,10 +183,12 @@ class Btf:
             # The kernel's checks passed, so the records decode: leave that to the first
             # use of .types, and a copy that never looks at them writes them back as read.
             first = max(view.start_id, 1)
-            word_base = len(view.words) - len(section) // 4
+            word_base = len(view.words) - len(section) // 4  # the base's words, if split
+            starts = view.pos[first:]
+            if word_base:
+                starts = [p - word_base for p in starts]
             self._raw = RawTypes(bytes(section), hdr.endian, view.nr_types - first, body,
-                                  [p - word_base for p in view.pos[first:]], view.kind[first:],
-                                  view.info[first:])
+                                 starts, view.kind[first:], view.info[first:])
         else:
             self.types = codec.decode_types(section, hdr.endian, self.start_id, body)
         if self.type_count > LIBBPF_MAX_NR_TYPES:
